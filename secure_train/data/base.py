@@ -1,0 +1,217 @@
+"""Shared machinery of the text DataModules: reading, splitting, transforms, tokenizing, loaders."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import PreTrainedTokenizerBase
+
+from secure_train.data.records import TextRecord, read_records
+from secure_train.data.tokenizer import load_tokenizer, train_tokenizer
+from secure_train.errors import ConfigError, DataError
+
+__all__ = ["RecordDataset", "RecordTransform", "TextDataModule"]
+
+RecordTransform = Callable[[list[TextRecord]], list[TextRecord]]
+"""A function (or callable object) from training records to training records: poisoning,
+filtering, sanitizing, augmentation. Applied once, in order, at ``setup``."""
+
+_SPLITS = ("train", "val", "test")
+
+
+class RecordDataset(Dataset[dict[str, Any]]):
+    """Records tokenized once, up front; items are plain dicts the collate function batches."""
+
+    def __init__(self, records: Sequence[TextRecord], encode: Callable[[TextRecord], dict[str, Any]]) -> None:
+        self.records = list(records)
+        self.items = [encode(r) for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+class TextDataModule(pl.LightningDataModule):
+    """Base of :class:`TextClassificationDataModule` and :class:`CausalLMDataModule`.
+
+    Subclasses provide ``_read(path, id_offset)``, ``_synthetic(n, seed)``, ``_encode`` and
+    ``_collate``; everything else (split, transforms, tokenizer, loaders) lives here.
+    """
+
+    tokenizer_kind = "wordpiece"
+
+    def __init__(
+        self,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        test_path: str | None = None,
+        *,
+        tokenizer: str | None = None,
+        vocab_size: int = 8192,
+        max_length: int = 64,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        val_fraction: float = 0.1,
+        train_limit: int | None = None,
+        synthetic_size: int = 4000,
+        transforms: Sequence[RecordTransform] = (),
+        seed: int = 0,
+        num_workers: int = 0,
+        cache_dir: str | None = "default",
+    ) -> None:
+        super().__init__()
+        for name, value in (("max_length", max_length), ("batch_size", batch_size),
+                            ("synthetic_size", synthetic_size)):
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if train_path is None and (val_path is not None or test_path is not None):
+            raise ConfigError("val_path / test_path given without train_path")
+        self.train_path, self.val_path, self.test_path = train_path, val_path, test_path
+        self.tokenizer_path = tokenizer
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_fraction = val_fraction
+        self.train_limit = train_limit
+        self.synthetic_size = synthetic_size
+        self.transforms = list(transforms)
+        self.seed = seed
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.records: dict[str, list[TextRecord]] = {}
+        self.datasets: dict[str, RecordDataset] = {}
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+
+    # -- hooks for subclasses -------------------------------------------------------------
+    def _read(self, path: str, id_offset: int) -> list[TextRecord]:
+        raise NotImplementedError
+
+    def _synthetic(self, n: int, seed: int) -> list[TextRecord]:
+        raise NotImplementedError
+
+    def _encode(self, record: TextRecord) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _collate(self, items: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # -- loading --------------------------------------------------------------------------
+    def load_records(self) -> dict[str, list[TextRecord]]:
+        """Read (or generate) and split the records, then apply ``transforms`` to train. Idempotent.
+
+        Sample ids: train rows ``0..``, validation rows from ``10**9``, test rows from ``2*10**9``
+        when read from their own files; split-off validation rows keep their train-file ids.
+        """
+        if self.records:
+            return self.records
+        if self.train_path is None:
+            pool = self._synthetic(self.synthetic_size, self.seed)
+        else:
+            pool = self._read(self.train_path, 0)
+        if self.train_limit is not None:
+            rng = random.Random(self.seed)
+            pool = sorted(rng.sample(pool, min(self.train_limit, len(pool))), key=lambda r: r.sample_id)
+        if self.val_path is not None:
+            train, val = pool, self._read(self.val_path, 10**9)
+        else:
+            order = list(range(len(pool)))
+            random.Random(self.seed + 1).shuffle(order)
+            n_val = int(round(len(pool) * self.val_fraction))
+            held = set(order[:n_val])
+            train = [r for i, r in enumerate(pool) if i not in held]
+            val = [r for i, r in enumerate(pool) if i in held]
+        test = self._read(self.test_path, 2 * 10**9) if self.test_path is not None else val
+        for transform in self.transforms:
+            train = transform(train)
+        if not train:
+            raise DataError("no training records left after the transforms")
+        self.records = {"train": train, "val": val, "test": test}
+        return self.records
+
+    def get_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The pretrained tokenizer at ``tokenizer``, or one trained on the training texts (cached)."""
+        if self.tokenizer is None:
+            if self.tokenizer_path is not None:
+                self.tokenizer = load_tokenizer(self.tokenizer_path)
+            else:
+                texts = [self._full_text(r) for r in self.load_records()["train"]]
+                self.tokenizer = train_tokenizer(
+                    texts, kind=self.tokenizer_kind, vocab_size=self.vocab_size, cache_dir=self.cache_dir
+                )
+        return self.tokenizer
+
+    @staticmethod
+    def _full_text(record: TextRecord) -> str:
+        return record.text + (record.completion or "")
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: trains and caches the tokenizer before ranks need it.
+        self.get_tokenizer()
+
+    def setup(self, stage: str | None = None) -> None:
+        records = self.load_records()
+        self.get_tokenizer()
+        for split in _SPLITS:
+            if split not in self.datasets:
+                self.datasets[split] = RecordDataset(records[split], self._encode)
+
+    def record_index(self) -> dict[int, TextRecord]:
+        """``sample_id -> record`` over every split, for reports that name samples."""
+        return {r.sample_id: r for split in self.load_records().values() for r in split}
+
+    # -- loaders --------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool) -> DataLoader[dict[str, Any]]:
+        if split not in self.datasets:
+            self.setup(split)
+        tok = self.get_tokenizer()
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            collate_fn=partial(self._collate, pad_id=int(tok.pad_token_id or 0)),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("test", shuffle=False)
+
+    def loader_for(self, records: Sequence[TextRecord], batch_size: int | None = None) -> DataLoader[Any]:
+        """An evaluation loader over arbitrary records (e.g. triggered dev examples)."""
+        tok = self.get_tokenizer()
+        return DataLoader(
+            RecordDataset(records, self._encode),
+            batch_size=batch_size or self.eval_batch_size,
+            collate_fn=partial(self._collate, pad_id=int(tok.pad_token_id or 0)),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and sources, for logs and the audit trail."""
+        recs = self.load_records()
+        return {
+            "train_path": os.fspath(self.train_path) if self.train_path else "synthetic",
+            **{f"n_{k}": len(v) for k, v in recs.items()},
+        }
