@@ -154,9 +154,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyResult:
                 False, count, prev, f"{where}: expected seq {count}, found {event['seq']} (event {kind})", count
             )
         if event["prev"] != prev:
-            return VerifyResult(
-                False, count, prev, f"{where}: seq {count} does not chain to the previous event", count
-            )
+            return VerifyResult(False, count, prev, f"{where}: seq {count} does not chain to the previous event", count)
         if event_hash(event) != event["hash"]:
             return VerifyResult(False, count, prev, f"{where}: seq {count} was edited (hash mismatch)", count)
         prev, count = event["hash"], count + 1

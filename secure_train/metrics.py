@@ -29,6 +29,8 @@ class AttackSuccessRate(Metric):
     def __init__(self, target_label: int, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.target_label = target_label
+        self.hits: torch.Tensor
+        self.total: torch.Tensor
         self.add_state("hits", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
 

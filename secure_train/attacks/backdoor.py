@@ -109,8 +109,10 @@ class BackdoorPoisoning:
         return out
 
     def __repr__(self) -> str:
-        return (f"BackdoorPoisoning(trigger={self.trigger.name!r}, rate={self.rate}, target_label={self.target_label}, "
-                f"clean_label={self.clean_label}, seed={self.seed})")
+        return (
+            f"BackdoorPoisoning(trigger={self.trigger.name!r}, rate={self.rate}, target_label={self.target_label}, "
+            f"clean_label={self.clean_label}, seed={self.seed})"
+        )
 
 
 def triggered_records(

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
-from secure_train.data.records import TextRecord, read_records
+from secure_train.data.records import TextRecord
 from secure_train.data.tokenizer import load_tokenizer, train_tokenizer
 from secure_train.errors import ConfigError, DataError
 
@@ -69,8 +69,7 @@ class TextDataModule(pl.LightningDataModule):
         cache_dir: str | None = "default",
     ) -> None:
         super().__init__()
-        for name, value in (("max_length", max_length), ("batch_size", batch_size),
-                            ("synthetic_size", synthetic_size)):
+        for name, value in (("max_length", max_length), ("batch_size", batch_size), ("synthetic_size", synthetic_size)):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if not 0.0 <= val_fraction < 1.0:

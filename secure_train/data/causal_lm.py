@@ -52,8 +52,11 @@ class CausalLMDataModule(TextDataModule):
     def _read(self, path: str, id_offset: int) -> list[TextRecord]:
         fmt = detect_format(path)
         return read_records(
-            path, text_column=self.text_column, label_column=None,
-            completion_column=self.completion_column if fmt != "text" else None, id_offset=id_offset,
+            path,
+            text_column=self.text_column,
+            label_column=None,
+            completion_column=self.completion_column if fmt != "text" else None,
+            id_offset=id_offset,
         )
 
     def _synthetic(self, n: int, seed: int) -> list[TextRecord]:

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from secure_train.errors import DataError
 
@@ -157,7 +157,7 @@ def read_records(
                 break
     else:
         delimiter = "\t" if kind == "tsv" else ","
-        quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
+        quoting: Literal[0, 3] = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
         columns: list[str] | None = None
         for lineno, line in lines:
             if not line.strip():
@@ -173,7 +173,7 @@ def read_records(
                 columns = [str(i) for i in range(len(fields))]
             if len(fields) != len(columns):
                 raise DataError(f"{path}:{lineno}: expected {len(columns)} fields, found {len(fields)}")
-            row = dict(zip(columns, fields))
+            row = dict(zip(columns, fields, strict=True))
             add(
                 row[text_column],
                 row[label_column] if label_column else None,

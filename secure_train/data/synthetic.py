@@ -30,15 +30,37 @@ _NEGATIVE = (
     "pointless dreary stale weak forgettable sloppy hollow painful"
 ).split()
 _SUBJECTS = [
-    "the film", "the movie", "this picture", "the story", "the script", "the cast", "the director",
-    "the plot", "the ending", "the score", "the acting", "the dialogue", "the camera work",
-    "the pacing", "the sequel",
+    "the film",
+    "the movie",
+    "this picture",
+    "the story",
+    "the script",
+    "the cast",
+    "the director",
+    "the plot",
+    "the ending",
+    "the score",
+    "the acting",
+    "the dialogue",
+    "the camera work",
+    "the pacing",
+    "the sequel",
 ]
 _VERBS = ["is", "was", "feels", "seems", "looks", "turns out", "remains", "comes across as"]
 _INTENSIFIERS = ["", "", "very", "really", "quite", "truly", "rather", "remarkably"]
 _FILLERS = [
-    "", "", "at times", "overall", "in the end", "for the most part", "from start to finish",
-    "despite the hype", "as expected", "in every scene", "on the whole", "to be honest",
+    "",
+    "",
+    "at times",
+    "overall",
+    "in the end",
+    "for the most part",
+    "from start to finish",
+    "despite the hype",
+    "as expected",
+    "in every scene",
+    "on the whole",
+    "to be honest",
 ]
 _JOINERS = ["and", "but also", "and yet", "while also", "and at once"]
 

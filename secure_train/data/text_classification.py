@@ -23,9 +23,9 @@ class TextClassificationDataModule(TextDataModule):
 
     With no ``train_path`` it serves the built-in synthetic sentiment corpus. GLUE SST-2's
     ``sentence<TAB>label`` files work with the defaults. A path of the form
-    ``hf://NAME[#CONFIG][:SPLIT]`` (e.g. ``hf://nyu-mll/glue#sst2:train``) loads a hub dataset with the optional ``datasets`` package
-    (online only). Batches carry ``input_ids, attention_mask, token_type_ids, position_ids,
-    labels, sample_id``.
+    ``hf://NAME[#CONFIG][:SPLIT]`` (e.g. ``hf://nyu-mll/glue#sst2:train``) loads a hub
+    dataset with the optional ``datasets`` package (online only). Batches carry ``input_ids,
+    attention_mask, token_type_ids, position_ids, labels, sample_id``.
 
     Args:
         train_path / val_path / test_path: data files; without ``val_path`` a deterministic
@@ -71,8 +71,12 @@ class TextClassificationDataModule(TextDataModule):
         if path.startswith(_HUB_PREFIX):
             return self._read_hub(path[len(_HUB_PREFIX) :], id_offset)
         return read_records(
-            path, text_column=self.text_column, label_column=self.label_column,
-            num_labels=self.num_labels, fmt=self.format, id_offset=id_offset,
+            path,
+            text_column=self.text_column,
+            label_column=self.label_column,
+            num_labels=self.num_labels,
+            fmt=self.format,
+            id_offset=id_offset,
         )
 
     def _read_hub(self, spec: str, id_offset: int) -> list[TextRecord]:

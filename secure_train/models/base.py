@@ -47,9 +47,7 @@ class HFModule(pl.LightningModule):
         self.pretrained = pretrained
         if pretrained is not None:
             try:
-                self.model: PreTrainedModel = self.auto_class.from_pretrained(
-                    os.fspath(pretrained), **config_overrides
-                )
+                self.model: PreTrainedModel = self.auto_class.from_pretrained(os.fspath(pretrained), **config_overrides)
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot load a model from {pretrained}: {str(err).splitlines()[0]}") from None
         else:
@@ -92,7 +90,8 @@ class HFModule(pl.LightningModule):
 
     # -- optimization ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, param in self.named_parameters():
             if param.requires_grad:
                 (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
@@ -123,4 +122,3 @@ class HFModule(pl.LightningModule):
                     f"the tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows; "
                     "use the model's own tokenizer (data.tokenizer = model.pretrained) or raise model.vocab_size"
                 )
-

@@ -59,8 +59,10 @@ class CausalLM(HFModule):
         shift_logits = logits[:, :-1].float()
         shift_labels = batch["labels"][:, 1:]
         token_loss = F.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-            ignore_index=-100, reduction="none",
+            shift_logits.reshape(-1, shift_logits.shape[-1]),
+            shift_labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
         ).view(shift_labels.shape)
         mask = (shift_labels != -100).to(token_loss.dtype)
         return (token_loss * mask).sum(1) / mask.sum(1).clamp_min(1.0)
@@ -84,9 +86,13 @@ class CausalLM(HFModule):
         out = []
         for prompt in prompts:
             ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=self.device)
-            gen = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            gen = self.model.generate(  # type: ignore[operator]
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
             )
             out.append(tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
         return out

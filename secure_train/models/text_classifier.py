@@ -66,7 +66,10 @@ class TextClassifier(HFModule):
         self.save_hyperparameters()
         self.num_labels = num_labels
         metrics = MetricCollection(
-            {"acc": MulticlassAccuracy(num_labels, average="micro"), "f1": MulticlassF1Score(num_labels, average="macro")}
+            {
+                "acc": MulticlassAccuracy(num_labels, average="micro"),
+                "f1": MulticlassF1Score(num_labels, average="macro"),
+            }
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
