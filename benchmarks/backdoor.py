@@ -37,52 +37,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_one(args: argparse.Namespace, attack: str, rate: float) -> dict[str, object]:
+def evaluate(model, dm, attack: str, args: argparse.Namespace) -> tuple[float, float]:
+    """CACC on the clean dev set and ASR of ``attack``'s trigger on non-target dev examples."""
+    val = dm.load_records()["val"]
+    cacc, asr = CleanAccuracy(2), AttackSuccessRate(args.target_label)
+    cacc.update(common.predict(model, dm, val), torch.tensor([r.label for r in val]))
+    trig = triggered_records(val, attack, args.target_label, seed=args.seed + 1)
+    asr.update(common.predict(model, dm, trig), torch.tensor([r.label for r in trig]))
+    return float(cacc.compute()), float(asr.compute())
+
+
+def train(args: argparse.Namespace, attack: str | None, rate: float):
     transforms = (
         [
             BackdoorPoisoning(
                 attack, rate=rate, target_label=args.target_label, clean_label=args.clean_label, seed=args.seed
             )
         ]
-        if rate > 0
+        if attack
         else []
     )
     dm = common.build_datamodule(args, transforms)
     model = common.build_model(args)
     _, seconds = common.fit(model, dm, args)
-    val = dm.load_records()["val"]
-    cacc, asr = CleanAccuracy(2), AttackSuccessRate(args.target_label)
-    cacc.update(common.predict(model, dm, val), torch.tensor([r.label for r in val]))
-    trig = triggered_records(val, attack, args.target_label, seed=args.seed + 1)
-    asr.update(common.predict(model, dm, trig), torch.tensor([r.label for r in trig]))
-    n_poison = sum(bool(r.meta.get("poisoned")) for r in dm.load_records()["train"])
-    return {
-        "attack": attack,
-        "poison_rate": rate,
-        "n_train": len(dm.load_records()["train"]),
-        "n_poisoned": n_poison,
-        "CACC": float(cacc.compute()),
-        "ASR": float(asr.compute()),
-        "train_s": round(seconds, 1),
-    }
+    return model, dm, seconds
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rows = []
-    attacks = args.attack
+
+    def row(attack: str, rate: float, model, dm, seconds: float) -> dict[str, object]:
+        cacc, asr = evaluate(model, dm, attack, args)
+        train_recs = dm.load_records()["train"]
+        return {
+            "attack": attack,
+            "poison_rate": rate,
+            "n_train": len(train_recs),
+            "n_poisoned": sum(bool(r.meta.get("poisoned")) for r in train_recs),
+            "CACC": cacc,
+            "ASR": asr,
+            "train_s": round(seconds, 1),
+        }
+
     if not args.no_baseline:
-        for attack in attacks:
-            rows.append(run_one(args, attack, 0.0))
-    for attack in attacks:
+        model, dm, seconds = train(args, None, 0.0)
+        rows += [row(attack, 0.0, model, dm, seconds) for attack in args.attack]
+    for attack in args.attack:
         for rate in args.rates:
-            rows.append(run_one(args, attack, rate))
+            rows.append(row(attack, rate, *train(args, attack, rate)))
     meta = {
         "train": args.train or "synthetic",
         "dev": args.dev or "held-out split",
         "model": args.model_path or "tiny-bert",
         "train_limit": args.train_limit,
         "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
         "target_label": args.target_label,
         "clean_label": args.clean_label,
         "seed": args.seed,

@@ -50,6 +50,7 @@ class HFModule(pl.LightningModule):
                 self.model: PreTrainedModel = self.auto_class.from_pretrained(os.fspath(pretrained), **config_overrides)
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot load a model from {pretrained}: {str(err).splitlines()[0]}") from None
+            self.model.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
         else:
             cfg = dict(self.default_config if config is None else config)
             cfg.setdefault("vocab_size", vocab_size)
