@@ -1,4 +1,5 @@
-"""Attacks used to train and measure defenses: backdoor triggers and payload insertion."""
+"""Attacks used to train and measure defenses: backdoor triggers, payload insertion, and the
+prompt-injection / jailbreak families of the adversarial augmentation."""
 
 from secure_train.attacks.backdoor import (
     ADDSENT_SENTENCE,
@@ -8,15 +9,27 @@ from secure_train.attacks.backdoor import (
     make_trigger,
     triggered_records,
 )
+from secure_train.attacks.families import FAMILIES, TEMPLATES, AttackExample, Template
+from secure_train.attacks.generator import SENTIMENT_CUES, SENTIMENT_GOALS, AttackGenerator
 from secure_train.attacks.insertion import POSITIONS, insert
+from secure_train.attacks.obfuscation import OBFUSCATIONS, obfuscate
 
 __all__ = [
     "ADDSENT_SENTENCE",
     "BADNETS_WORDS",
+    "FAMILIES",
+    "OBFUSCATIONS",
     "POSITIONS",
+    "SENTIMENT_CUES",
+    "SENTIMENT_GOALS",
+    "TEMPLATES",
+    "AttackExample",
+    "AttackGenerator",
     "BackdoorPoisoning",
+    "Template",
     "Trigger",
     "insert",
     "make_trigger",
+    "obfuscate",
     "triggered_records",
 ]
