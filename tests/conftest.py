@@ -76,10 +76,10 @@ def quiet_trainer(root: Path, **kwargs: Any) -> pl.Trainer:
     kwargs.setdefault("max_epochs", 1)
     kwargs.setdefault("logger", False)
     kwargs.setdefault("enable_checkpointing", False)
+    kwargs.setdefault("devices", 1)
     return pl.Trainer(
         default_root_dir=root,
         accelerator="cpu",
-        devices=1,
         enable_progress_bar=False,
         enable_model_summary=False,
         **kwargs,

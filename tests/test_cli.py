@@ -40,6 +40,31 @@ def test_quickstart_recipe_end_to_end(tmp_path):
     assert verify(run_dir / "audit.jsonl").ok
     assert [e["type"] for e in read_events(run_dir / "audit.jsonl")] == ["run.start", "run.end"]
 
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secure_train",
+            "validate",
+            "--config",
+            str(ROOT / "recipes/quickstart.yaml"),
+            "--ckpt_path",
+            str(run_dir / "checkpoints" / "last.ckpt"),
+            "--trainer.limit_val_batches=2",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--data.init_args.synthetic_size=300",
+            "--trainer.enable_progress_bar=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "val/acc" in proc.stdout
+    audit = tmp_path / "quickstart" / "version_1" / "audit.jsonl"
+    assert [e["payload"]["stage"] for e in read_events(audit)] == ["validate", "validate"]
+
 
 def test_bad_data_path_is_one_line(tmp_path, capsys):
     code = main(
