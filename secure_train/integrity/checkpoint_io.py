@@ -1,0 +1,279 @@
+"""``SignedCheckpointIO``: every checkpoint Lightning writes is signed; every load is verified.
+
+The cut: signing lives in a :class:`~lightning.pytorch.plugins.io.CheckpointIO` plugin, not
+in ``ModelCheckpoint``, because every checkpoint file goes through the strategy's
+``CheckpointIO`` (top-k, ``last.ckpt``, ``Trainer.save_checkpoint``, ``OnExceptionCheckpoint``,
+rotation through ``remove_checkpoint``) and every resume (``Trainer.fit(ckpt_path=...)``)
+goes through its ``load_checkpoint``. Wrapping one ``ModelCheckpoint`` would miss the
+others. The :class:`~secure_train.integrity.CheckpointSigning` callback installs this plugin
+and gives it the Trainer, which the provenance record and the audit log need.
+
+Not covered: ``ModelCheckpoint(save_last="link")`` makes ``last.ckpt`` a symlink or copy
+outside ``CheckpointIO``; it has no sidecar of its own and is refused on load (use the
+default ``save_last=True``). Sharded (FSDP / DeepSpeed) checkpoints are directories written
+by the strategy itself and are not signed.
+
+Example:
+    >>> import tempfile, os, torch
+    >>> from cryptography.hazmat.primitives.asymmetric import ec
+    >>> key = ec.generate_private_key(ec.SECP256R1())
+    >>> io_plugin = SignedCheckpointIO(private_key=key)
+    >>> path = os.path.join(tempfile.mkdtemp(), "step=1.ckpt")
+    >>> io_plugin.save_checkpoint({"global_step": 1, "state_dict": {"w": torch.zeros(1)}}, path)
+    >>> os.path.exists(path + ".sig")
+    True
+    >>> io_plugin.load_checkpoint(path)["global_step"]
+    1
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from typing_extensions import override
+
+from secure_train.audit import AuditLog, get_audit_log
+from secure_train.integrity.audit_head import sign_audit_head
+from secure_train.integrity.encryption import encrypt, encryption_info, load_encryption_key
+from secure_train.integrity.keys import (
+    DEFAULT_KEY_ENV,
+    DEFAULT_PASSPHRASE_ENV,
+    PrivateKey,
+    PublicKey,
+    key_fingerprint,
+    load_private_key,
+    load_public_key,
+)
+from secure_train.integrity.loading import load_verified_bytes
+from secure_train.integrity.provenance import code_version, collect_provenance
+from secure_train.integrity.signed_file import DEFAULT_SHARD_SIZE, remove_signed, write_signed
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+__all__ = ["SignedCheckpointIO"]
+
+
+class SignedCheckpointIO(TorchCheckpointIO):
+    """Save checkpoints with a ``model_signing``-compatible signature sidecar; verify on load.
+
+    Args:
+        private_key: signing key: an EC key object, a path, or ``None`` to read
+            ``$SECURE_TRAIN_SIGNING_KEY`` (path or PEM) when the first checkpoint is saved.
+        public_key: verification key (object, path or PEM); default: the private key's.
+        require_signature: refuse to load unsigned checkpoints (default). Tampered or
+            foreign signatures are refused regardless.
+        encryption_key: AES-256 key (32 bytes), a key file path, or ``"env"`` for
+            ``$SECURE_TRAIN_ENCRYPTION_KEY``: checkpoints are encrypted at rest
+            (AES-256-GCM) and the signature covers the ciphertext. ``None``: plaintext.
+        shard_size: bytes per independently hashed shard (parallel verification).
+        fsync: flush files and directory to disk before the pair becomes visible.
+        async_save: serialize on the training thread, then write, hash, sign and rename on
+            a background thread; at most one save in flight (the next save, a removal, a
+            load or teardown waits for it). The pair still only appears once valid.
+        sign_audit_head: sign the audit log's head after each checkpoint.
+        key_env: environment variable read when ``private_key`` is None.
+        passphrase_env: environment variable holding the private key's passphrase.
+
+    Audit events: ``checkpoint.signed`` (path, sha256, size, global_step, key fingerprint),
+    ``checkpoint.removed``, ``checkpoint.verified``, ``checkpoint.refused`` (path, reason).
+    """
+
+    def __init__(
+        self,
+        private_key: PrivateKey | str | os.PathLike[str] | None = None,
+        public_key: PublicKey | str | os.PathLike[str] | None = None,
+        *,
+        require_signature: bool = True,
+        encryption_key: bytes | str | os.PathLike[str] | None = None,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        fsync: bool = True,
+        async_save: bool = False,
+        sign_audit_head: bool = True,
+        key_env: str = DEFAULT_KEY_ENV,
+        passphrase_env: str | None = DEFAULT_PASSPHRASE_ENV,
+    ) -> None:
+        super().__init__()
+        if shard_size <= 0:
+            raise ValueError(f"shard_size must be positive, got {shard_size}")
+        self._private_key_source = private_key
+        self._private_key: PrivateKey | None = private_key if isinstance(private_key, PrivateKey) else None
+        self._public_key_source = public_key
+        self.require_signature = require_signature
+        if isinstance(encryption_key, bytes):
+            self.encryption_key: bytes | None = encryption_key
+        elif encryption_key == "env":
+            self.encryption_key = load_encryption_key()
+        elif encryption_key is not None:
+            self.encryption_key = load_encryption_key(encryption_key)
+        else:
+            self.encryption_key = None
+        if encryption_key is not None and self.encryption_key is None:
+            raise ValueError("encryption_key='env' but $SECURE_TRAIN_ENCRYPTION_KEY is not set")
+        self.shard_size = shard_size
+        self.fsync = fsync
+        self.async_save = async_save
+        self.sign_audit_head = sign_audit_head
+        self.key_env = key_env
+        self.passphrase_env = passphrase_env
+        self.trainer: pl.Trainer | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._lock = threading.Lock()
+        self._before_signature: Callable[[], None] | None = None  # test hook: crash injection
+
+    # -- keys -------------------------------------------------------------------------
+    @property
+    def private_key(self) -> PrivateKey:
+        """The signing key, loaded on first use (path, ``$key_env``)."""
+        if self._private_key is None:
+            source = self._private_key_source
+            path = None if source is None else os.fspath(source)  # type: ignore[arg-type]
+            self._private_key = load_private_key(path, env=self.key_env, passphrase_env=self.passphrase_env)
+        return self._private_key
+
+    @property
+    def public_key(self) -> PublicKey | None:
+        """The verification key: the one given, else the signing key's public half (if any)."""
+        if self._public_key_source is not None:
+            return load_public_key(self._public_key_source)
+        if self._private_key is not None or self._private_key_source is not None or os.environ.get(self.key_env):
+            return self.private_key.public_key()
+        return None
+
+    def bind(self, trainer: pl.Trainer) -> None:
+        """Give the plugin the Trainer (provenance record, audit log). Done by ``CheckpointSigning``."""
+        self.trainer = trainer
+
+    def _audit_log(self) -> AuditLog | None:
+        return get_audit_log(self.trainer) if self.trainer is not None else None
+
+    # -- save -------------------------------------------------------------------------
+    def _provenance(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        if self.trainer is not None:
+            record = collect_provenance(self.trainer)
+        else:
+            record = {"code_version": code_version()}
+        for key in ("global_step", "epoch"):
+            if key in checkpoint:
+                record[key] = int(checkpoint[key])
+        log = self._audit_log()
+        if log is not None and log.enabled:
+            events, head = log.head
+            record["audit_head"] = {"events": events, "head": head}
+        return record
+
+    def _write(self, data: bytes | memoryview, path: Path, provenance: dict[str, Any]) -> None:
+        encryption = None
+        if self.encryption_key is not None:
+            data = encrypt(data, self.encryption_key)
+            encryption = encryption_info(self.encryption_key)
+        signed = write_signed(
+            data,
+            path,
+            self.private_key,
+            provenance=provenance,
+            encryption=encryption,
+            shard_size=self.shard_size,
+            fsync=self.fsync,
+            _before_signature=self._before_signature,
+        )
+        log = self._audit_log()
+        if log is not None:
+            log.record(
+                "checkpoint.signed",
+                source=type(self).__name__,
+                path=str(path),
+                sha256=signed.sha256,
+                size=signed.size,
+                global_step=provenance.get("global_step"),
+                encrypted=encryption is not None,
+                key_fingerprint=signed.key_fingerprint,
+            )
+            if self.sign_audit_head and log.enabled:
+                sign_audit_head(log.path, self.private_key, reason=f"checkpoint {path.name}")
+
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        target = Path(path)
+        _ = self.private_key  # fail on a missing or unsafe key before spending time serializing
+        provenance = self._provenance(checkpoint)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)  # on the training thread: a consistent snapshot
+        data = buffer.getbuffer()  # no copy; the buffer lives as long as this view
+        if not self.async_save:
+            self._write(data, target, provenance)
+            return
+        self.wait()
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="secure-train-ckpt")
+            self._pending = self._executor.submit(self._write, data, target, provenance)
+
+    def wait(self) -> None:
+        """Block until the background save in flight (if any) is on disk; re-raise its error."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    # -- remove / load ------------------------------------------------------------------
+    @override
+    def remove_checkpoint(self, path: Any) -> None:
+        self.wait()
+        existed = Path(path).exists()
+        remove_signed(path)
+        log = self._audit_log()
+        if existed and log is not None:
+            log.record("checkpoint.removed", source=type(self).__name__, path=str(path))
+
+    @override
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = lambda storage, loc: storage, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Verify ``path`` (signature, size, every shard) and only then ``torch.load(weights_only=True)``.
+
+        ``weights_only=False`` is refused: a signature proves who wrote the file, not that
+        unpickling it is safe.
+        """
+        self.wait()
+        if weights_only is False:
+            raise ValueError(f"{type(self).__name__} loads with weights_only=True only; got weights_only=False")
+        data, _ = load_verified_bytes(
+            path,
+            self.public_key,
+            require_signature=self.require_signature,
+            encryption_key=self.encryption_key,
+            audit_log=self._audit_log(),
+            source=type(self).__name__,
+        )
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+
+    @override
+    def teardown(self) -> None:
+        self.wait()
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret settings for logs and the audit trail (never key material)."""
+        public = self.public_key
+        return {
+            "key_fingerprint": key_fingerprint(public) if public is not None else None,
+            "require_signature": self.require_signature,
+            "encrypted": self.encryption_key is not None,
+            "async_save": self.async_save,
+            "shard_size": self.shard_size,
+        }

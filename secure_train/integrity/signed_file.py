@@ -1,0 +1,445 @@
+"""Signed files: write bytes and their signature sidecar atomically, verify before use.
+
+A file ``F`` is signed by a sidecar ``F.sig``: a Sigstore bundle (DSSE envelope, in-toto
+statement, ECDSA over the DSSE PAE) in exactly the format OpenSSF ``model_signing`` writes
+for ``model_signing sign key F``, so the standard tool verifies it::
+
+    model_signing verify key F --signature F.sig --public_key pub.pem
+
+The statement's predicate holds, besides ``model_signing``'s whole-file SHA-256 resource,
+a ``secure_train`` extension (ignored by ``model_signing``, covered by the signature):
+the file size, SHA-256 digests of fixed-size shards (verified in parallel, so checking
+scales with cores), the provenance record, and the encryption scheme when the bytes are
+encrypted at rest. The subject name binds the file name: a renamed file is refused.
+
+Writing (:func:`write_signed`) never leaves a verifiable mismatch: the bytes go to a
+temporary file while being hashed (in parallel threads), the signature to a second
+temporary file, both are flushed to disk, then the old sidecar is removed, the data file
+is renamed into place and, last, the new sidecar. A crash at any point leaves either the
+old pair, a file with no sidecar (refused as unsigned), or the new pair.
+
+Example:
+    >>> import os, tempfile
+    >>> from cryptography.hazmat.primitives.asymmetric import ec
+    >>> key = ec.generate_private_key(ec.SECP256R1())
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.bin")
+    >>> signed = write_signed(b"x" * 1000, path, key, provenance={"global_step": 3})
+    >>> verify_file(path, key.public_key()).provenance
+    {'global_step': 3}
+    >>> with open(path, "r+b") as fh:
+    ...     _ = fh.write(b"y")
+    >>> verify_file(path, key.public_key())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    secure_train.integrity.errors.IntegrityError: ...weights.bin: content does not match its signature: bytes 0...
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import mmap
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from secure_train.integrity.errors import IntegrityError
+from secure_train.integrity.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
+from secure_train.integrity.signing import ec_hash_for
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "SIGNATURE_SUFFIX",
+    "SignedFile",
+    "read_verified",
+    "remove_signed",
+    "signature_path",
+    "verify_buffer",
+    "verify_file",
+    "write_signed",
+]
+
+SIGNATURE_SUFFIX = ".sig"
+DEFAULT_SHARD_SIZE = 32 << 20
+"""Bytes per independently hashed shard (32 MiB)."""
+
+_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+_EXTENSION = "secure_train"
+_EXTENSION_VERSION = 1
+_IGNORE_PATHS = [".git", ".gitattributes", ".github", ".gitignore"]
+_WRITE_CHUNK = 16 << 20
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="secure-train-hash")
+        return _POOL
+
+
+def signature_path(path: str | os.PathLike[str]) -> Path:
+    """The sidecar of ``path``: ``<path>.sig``."""
+    return Path(os.fspath(path) + SIGNATURE_SUFFIX)
+
+
+@dataclass(frozen=True)
+class SignedFile:
+    """What a verified signature commits to.
+
+    Attributes:
+        name: the file name the signature was made for.
+        size: bytes on disk.
+        sha256: SHA-256 of the whole file (``model_signing``'s resource digest).
+        shard_size: bytes per shard; ``shards`` are their SHA-256 digests, in order.
+        provenance: the signed provenance record.
+        encryption: the at-rest encryption scheme (``None``: plaintext).
+        key_fingerprint: SHA-256 of the signer's public key PEM.
+    """
+
+    name: str
+    size: int
+    sha256: str
+    shard_size: int
+    shards: tuple[str, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    encryption: dict[str, Any] | None = None
+    key_fingerprint: str = ""
+
+
+def _sha256(view: memoryview) -> str:
+    return hashlib.sha256(view).hexdigest()
+
+
+def _shard_bounds(size: int, shard_size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + shard_size, size)) for start in range(0, size, shard_size)] or [(0, 0)]
+
+
+def _pae(payload: bytes) -> bytes:
+    return f"DSSEv1 {len(_PAYLOAD_TYPE)} {_PAYLOAD_TYPE} {len(payload)} ".encode() + payload
+
+
+def _statement(signed: SignedFile) -> dict[str, Any]:
+    return {
+        "_type": _STATEMENT_TYPE,
+        "subject": [
+            {"name": signed.name, "digest": {"sha256": hashlib.sha256(bytes.fromhex(signed.sha256)).hexdigest()}}
+        ],
+        "predicateType": _PREDICATE_TYPE,
+        "predicate": {
+            "serialization": {
+                "method": "files",
+                "hash_type": "sha256",
+                "allow_symlinks": False,
+                "ignore_paths": _IGNORE_PATHS,
+            },
+            "resources": [{"name": ".", "algorithm": "sha256", "digest": signed.sha256}],
+            _EXTENSION: {
+                "version": _EXTENSION_VERSION,
+                "size": signed.size,
+                "shard_size": signed.shard_size,
+                "shards": list(signed.shards),
+                "provenance": signed.provenance,
+                "encryption": signed.encryption,
+            },
+        },
+    }
+
+
+def make_bundle(signed: SignedFile, private_key: PrivateKey) -> bytes:
+    """The sidecar bytes (Sigstore bundle JSON) signing ``signed`` with ``private_key``."""
+    payload = json.dumps(_statement(signed), sort_keys=True, separators=(",", ":"), default=str).encode()
+    sig = private_key.sign(_pae(payload), ec.ECDSA(ec_hash_for(private_key.curve)))
+    bundle = {
+        "mediaType": _BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": key_fingerprint(private_key.public_key())}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode(),
+            "payloadType": _PAYLOAD_TYPE,
+            "signatures": [{"sig": base64.b64encode(sig).decode(), "keyid": ""}],
+        },
+    }
+    return json.dumps(bundle, indent=1).encode()
+
+
+def open_bundle(sidecar: bytes, public_key: PublicKeyLike, path: str | os.PathLike[str]) -> SignedFile:
+    """Check the sidecar's signature and structure; return what it commits to.
+
+    Raises:
+        IntegrityError: malformed sidecar, another key, bad signature, or a statement made
+            for another file name.
+    """
+    key = load_public_key(public_key)
+    sig_name = signature_path(path).name
+    try:
+        bundle = json.loads(sidecar)
+        envelope = bundle["dsseEnvelope"]
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        signatures = envelope["signatures"]
+        hint = (bundle.get("verificationMaterial") or {}).get("publicKey", {}).get("hint")
+        media_type, payload_type = bundle["mediaType"], envelope["payloadType"]
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise IntegrityError(path, f"signature file {sig_name} is malformed ({type(err).__name__})") from None
+    if media_type != _BUNDLE_MEDIA_TYPE or payload_type != _PAYLOAD_TYPE:
+        raise IntegrityError(path, f"signature file {sig_name} is not a model_signing bundle ({media_type})")
+    if not isinstance(signatures, list) or len(signatures) != 1:
+        raise IntegrityError(path, f"signature file {sig_name} must hold exactly one signature")
+    fingerprint = key_fingerprint(key)
+    if hint and hint != fingerprint:
+        raise IntegrityError(
+            path,
+            f"signed by another key (fingerprint {hint[:16]}...), not the given public key ({fingerprint[:16]}...)",
+        )
+    try:
+        raw_sig = base64.b64decode(signatures[0]["sig"], validate=True)
+        key.verify(raw_sig, _pae(payload), ec.ECDSA(ec_hash_for(key.curve)))
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        raise IntegrityError(path, f"signature in {sig_name} is not valid for the given public key") from None
+    # The payload is authentic from here on; check that it describes this file.
+    try:
+        statement = json.loads(payload)
+        subject = statement["subject"]
+        predicate = statement["predicate"]
+        resources = predicate["resources"]
+        ok_shape = (
+            statement["_type"] == _STATEMENT_TYPE
+            and statement["predicateType"] == _PREDICATE_TYPE
+            and len(subject) == 1
+            and len(resources) == 1
+            and resources[0]["name"] == "."
+            and resources[0]["algorithm"] == "sha256"
+            and predicate["serialization"]["method"] == "files"
+        )
+        name, whole = subject[0]["name"], resources[0]["digest"]
+        root = hashlib.sha256(bytes.fromhex(whole)).hexdigest()
+        ok_shape = ok_shape and subject[0]["digest"]["sha256"] == root
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise IntegrityError(path, "signed statement is not a single-file model_signing statement") from None
+    if not ok_shape:
+        raise IntegrityError(path, "signed statement is not a single-file model_signing statement")
+    actual_name = Path(path).name
+    if name != actual_name:
+        raise IntegrityError(path, f"signature was made for a file named {name!r}, not {actual_name!r} (renamed)")
+    ext = predicate.get(_EXTENSION)
+    if not isinstance(ext, dict):  # signed by plain model_signing: whole-file hash only
+        return SignedFile(name, -1, whole, 0, (), {}, None, fingerprint)
+    try:
+        return SignedFile(
+            name=name,
+            size=int(ext["size"]),
+            sha256=whole,
+            shard_size=int(ext["shard_size"]),
+            shards=tuple(str(s) for s in ext["shards"]),
+            provenance=dict(ext.get("provenance") or {}),
+            encryption=ext.get("encryption"),
+            key_fingerprint=fingerprint,
+        )
+    except (ValueError, KeyError, TypeError):
+        raise IntegrityError(path, f"the {_EXTENSION} part of the signed statement is malformed") from None
+
+
+def verify_buffer(data: bytes | bytearray | memoryview | mmap.mmap, signed: SignedFile, path: object) -> None:
+    """Check ``data`` against ``signed`` (shards in parallel threads); raise naming what differs.
+
+    Raises:
+        IntegrityError: size or content mismatch.
+    """
+    view = memoryview(data)  # type: ignore[arg-type]
+    slices: list[memoryview] = []
+    futures: list[Future[str]] = []
+    try:
+        size = view.nbytes
+        if signed.size < 0:  # no shard list: whole-file digest
+            if _sha256(view) != signed.sha256:
+                raise IntegrityError(path, "content does not match its signature (SHA-256 differs)")
+            return
+        if size != signed.size:
+            how = "truncated" if size < signed.size else "bytes appended"
+            raise IntegrityError(path, f"size is {size} bytes but {signed.size} were signed ({how})")
+        bounds = _shard_bounds(size, signed.shard_size)
+        if len(bounds) != len(signed.shards):
+            raise IntegrityError(path, f"signed shard list has {len(signed.shards)} entries, expected {len(bounds)}")
+        slices = [view[a:b] for a, b in bounds]
+        futures = [_pool().submit(_sha256, s) for s in slices]
+        for i, ((a, b), fut, want) in enumerate(zip(bounds, futures, signed.shards, strict=True)):
+            if fut.result() != want:
+                raise IntegrityError(
+                    path,
+                    f"content does not match its signature: bytes {a}..{b} differ (shard {i + 1} of {len(bounds)})",
+                )
+    finally:  # release every view of ``data`` so a memory map can be closed
+        for fut in futures:
+            fut.cancel()
+        for fut in futures:
+            if not fut.cancelled():
+                fut.exception()
+        for s in slices:
+            s.release()
+        view.release()
+
+
+def _read_sidecar(path: Path) -> bytes:
+    sig = signature_path(path)
+    if not sig.is_file():
+        raise IntegrityError(path, f"unsigned: no signature file {sig.name} next to it")
+    return sig.read_bytes()
+
+
+def verify_file(path: str | os.PathLike[str], public_key: PublicKeyLike) -> SignedFile:
+    """Verify ``path`` against ``path.sig`` without loading it (memory-mapped, parallel hashing).
+
+    Raises:
+        IntegrityError: missing file or sidecar, or any mismatch (the message says which).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise IntegrityError(p, "no such file")
+    signed = open_bundle(_read_sidecar(p), public_key, p)
+    with p.open("rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            verify_buffer(b"", signed, p)
+            return signed
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            verify_buffer(mm, signed, p)
+    return signed
+
+
+def read_verified(path: str | os.PathLike[str], public_key: PublicKeyLike) -> tuple[bytes, SignedFile]:
+    """Read ``path`` once into memory and verify those very bytes; return them and the signed record.
+
+    The caller then parses the returned bytes, never the file again, so the file cannot
+    be swapped between the check and the use.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise IntegrityError(p, "no such file")
+    signed = open_bundle(_read_sidecar(p), public_key, p)
+    data = p.read_bytes()
+    verify_buffer(data, signed, p)
+    return data, signed
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    for start in range(0, view.nbytes, _WRITE_CHUNK):
+        chunk = view[start : start + _WRITE_CHUNK]
+        while chunk.nbytes:
+            written = os.write(fd, chunk)
+            chunk = chunk[written:]
+
+
+def _write_temp(path: Path, view: memoryview, fsync: bool) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, view)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_signed(
+    data: bytes | bytearray | memoryview,
+    path: str | os.PathLike[str],
+    private_key: PrivateKey,
+    *,
+    provenance: dict[str, Any] | None = None,
+    encryption: dict[str, Any] | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    fsync: bool = True,
+    _before_signature: Callable[[], None] | None = None,
+) -> SignedFile:
+    """Write ``data`` to ``path`` and its signature to ``path.sig``, atomically as a pair.
+
+    Args:
+        data: the exact bytes to store (already serialized, and encrypted if wanted).
+        path: destination; its directory is created.
+        private_key: EC signing key.
+        provenance: JSON-serializable record the signature covers.
+        encryption: description of the at-rest encryption of ``data`` (recorded, signed).
+        shard_size: bytes per independently hashed shard.
+        fsync: flush both files and the directory to disk before and after renaming
+            (durability across power loss; renames alone are atomic across crashes).
+
+    Returns:
+        The signed record.
+    """
+    if shard_size <= 0:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    view = memoryview(data).cast("B")
+    bounds = _shard_bounds(view.nbytes, shard_size)
+    pool = _pool()
+    whole: Future[str] = pool.submit(_sha256, view)
+    slices = [view[a:b] for a, b in bounds]
+    shards = [pool.submit(_sha256, s) for s in slices]
+    tmp_data = tmp_sig = None
+    try:
+        tmp_data = _write_temp(p, view, fsync)  # hashing runs in the pool meanwhile
+        signed = SignedFile(
+            name=p.name,
+            size=view.nbytes,
+            sha256=whole.result(),
+            shard_size=shard_size,
+            shards=tuple(f.result() for f in shards),
+            provenance=json.loads(json.dumps(provenance or {}, sort_keys=True, default=str)),
+            encryption=encryption,
+            key_fingerprint=key_fingerprint(private_key.public_key()),
+        )
+        if _before_signature is not None:
+            _before_signature()
+        tmp_sig = _write_temp(signature_path(p), memoryview(make_bundle(signed, private_key)), fsync)
+        sig = signature_path(p)
+        sig.unlink(missing_ok=True)  # never a new file next to the old signature, nor the reverse
+        os.replace(tmp_data, p)
+        tmp_data = None
+        os.replace(tmp_sig, sig)
+        tmp_sig = None
+        if fsync:
+            _fsync_dir(p.parent)
+        return signed
+    finally:
+        for tmp in (tmp_data, tmp_sig):
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        for fut in (whole, *shards):  # wait for the hashing threads before releasing the views they read
+            if not fut.cancel():
+                fut.exception()
+        for s in slices:
+            s.release()
+        view.release()
+
+
+def remove_signed(path: str | os.PathLike[str]) -> None:
+    """Remove a signed file and its sidecar (sidecar first, so no half of a pair looks valid)."""
+    signature_path(path).unlink(missing_ok=True)
+    Path(path).unlink(missing_ok=True)
