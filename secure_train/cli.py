@@ -26,6 +26,9 @@ __all__ = ["COMMANDS", "SecureTrainCLI", "main"]
 
 COMMANDS: dict[str, str] = {
     "audit": "secure_train.commands.audit",
+    "keygen": "secure_train.commands.keygen",
+    "verify": "secure_train.commands.verify",
+    "export": "secure_train.commands.export",
 }
 """Command name -> module with ``main(argv: list[str]) -> int``."""
 

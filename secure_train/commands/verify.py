@@ -1,0 +1,44 @@
+"""``secure-train verify FILE --public-key PUB``: check a signed checkpoint or export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from secure_train.integrity.errors import IntegrityError
+from secure_train.integrity.signed_file import verify_file
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secure-train verify",
+        description="Verify files against their .sig sidecars (signature, size, every shard); exit 1 on a mismatch.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="FILE", help="signed checkpoint(s) or export(s)")
+    parser.add_argument("--public-key", required=True, help="signer's public key (PEM)")
+    parser.add_argument("--json", action="store_true", help="print the signed record(s) as JSON")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    failed = 0
+    for path in args.paths:
+        try:
+            signed = verify_file(path, args.public_key)
+        except IntegrityError as err:
+            print(f"FAILED: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps({"path": path, **signed.__dict__}, default=list))
+        else:
+            step = signed.provenance.get("global_step")
+            print(
+                f"OK: {path}: {signed.size} bytes, sha256 {signed.sha256}, "
+                f"key {signed.key_fingerprint[:16]}..., global_step {step}"
+            )
+    return 1 if failed else 0
