@@ -1,0 +1,626 @@
+"""DP-SGD for an unmodified LightningModule: Opacus per-sample gradients, clipping, noise,
+Poisson sampling, an accountant that resumes, and a budget that stops training in time.
+
+Why a callback (and not a strategy): DP-SGD needs four things from the run, and Lightning
+offers each through a public API: the training loader (the datamodule's / module's
+``train_dataloader`` hook, replaced by a Poisson-sampled copy at ``setup``), the per-sample
+gradient hooks (installed on the user's modules in place, so checkpoint keys are unchanged:
+no ``_module.`` prefix), the optimizer (``trainer.optimizers`` is a public setter: the user's
+optimizer is wrapped in an Opacus ``DPOptimizer`` at ``on_fit_start``; LR schedulers keep
+working because the wrapper shares its ``param_groups``) and the backward pass (the
+``on_before_backward`` / ``on_before_optimizer_step`` hooks). A strategy would have to
+subclass each of Lightning's strategies (single device, DDP) to do the same, and would not
+compose with the user's strategy choice. Nothing here reads a private Trainer attribute.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from opacus.accountants import create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+from opacus.grad_sample import GradSampleModule
+from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
+from opacus.optimizers import (
+    DistributedDPOptimizer,
+    DPOptimizer,
+    DPOptimizerFastGradientClipping,
+)
+from opacus.validators import ModuleValidator
+from torch.utils.data import DataLoader
+from typing_extensions import override
+
+from secure_train.audit import get_audit_log
+from secure_train.errors import ConfigError
+from secure_train.privacy.poisson import PoissonBatchSampler
+
+__all__ = ["DifferentialPrivacy"]
+
+_MODES = ("hooks", "ghost")
+_ACCOUNTANTS = ("prv", "rdp")
+_PRECISIONS = ("32-true", "32", "bf16-mixed")
+
+
+class DifferentialPrivacy(Callback):
+    """Train any LightningModule with DP-SGD (Opacus): clip each example's gradient, add noise.
+
+    The training data is Poisson-sampled (each example joins a batch with probability
+    ``q = batch_size * devices * accumulate_grad_batches / N``), an epoch is ``round(1/q)``
+    steps, and the accountant (``prv`` or ``rdp``) composes one subsampled Gaussian per
+    optimizer step. ε is logged as ``dp/epsilon`` at each epoch end, written to the audit log
+    (``privacy.epsilon``), and available any time from :meth:`epsilon`. When the next step
+    would take ε past the budget (``max_epsilon``, else ``target_epsilon``), training stops
+    after the last step that fits, with a ``privacy.budget_exhausted`` audit event.
+
+    Args:
+        target_epsilon: ε to reach at the end of the planned steps; the noise multiplier is
+            derived (give this or ``noise_multiplier``).
+        noise_multiplier: σ, the noise std in units of ``max_grad_norm``.
+        delta: δ; default ``1 / N**1.1`` (below ``1/N``, as DP requires).
+        max_grad_norm: per-example L2 clipping bound C.
+        accountant: ``"prv"`` (tight) or ``"rdp"``.
+        grad_sample_mode: ``"hooks"`` (per-sample gradients materialized; any supported
+            layer, DDP, gradient accumulation) or ``"ghost"`` (ghost clipping: per-sample
+            norms only, two backward passes; single process, no accumulation, no tied
+            weights). ``"ew"`` (expanded weights) is refused: it needs the module's
+            ``forward`` to be called through Opacus's wrapper with positional tensors, which a
+            LightningModule's ``training_step`` calling a Hugging Face model with keywords
+            never does.
+        steps: optimizer steps the budget is planned for; default from ``max_steps`` /
+            ``max_epochs`` of the Trainer.
+        max_epsilon: hard budget when ``noise_multiplier`` is given (default: no stop).
+        untie_embeddings: under ghost clipping, give a tied output layer its own copy of the
+            input embedding (ghost norms are per layer; a weight shared by two layers has a
+            per-sample norm they cannot compute). Otherwise tied weights are refused.
+        freeze_embeddings: freeze the model's input embeddings (fewer noisy parameters).
+        seed: Poisson sampling seed (noise uses the default torch generator, or a secure
+            one with ``secure_mode``).
+        secure_mode: Opacus's floating-point-attack-resistant noise (needs ``torchcsprng``).
+
+    Raises:
+        ConfigError: for settings it cannot make private: no budget or noise, both, ``ew``,
+            unsupported strategy / precision, gradient clipping by the Trainer, several
+            optimizers, tied weights under ghost, ghost with DDP or accumulation, a loss that
+            is not a mean of per-example losses (ghost), a training loader it cannot replace.
+
+    Example:
+        >>> dp = DifferentialPrivacy(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
+        >>> dp.epsilon()  # nothing trained yet
+        0.0
+    """
+
+    def __init__(
+        self,
+        *,
+        target_epsilon: float | None = None,
+        noise_multiplier: float | None = None,
+        delta: float | None = None,
+        max_grad_norm: float = 1.0,
+        accountant: str = "prv",
+        grad_sample_mode: str = "hooks",
+        steps: int | None = None,
+        max_epsilon: float | None = None,
+        untie_embeddings: bool = False,
+        freeze_embeddings: bool = False,
+        seed: int = 0,
+        secure_mode: bool = False,
+    ) -> None:
+        if (target_epsilon is None) == (noise_multiplier is None):
+            raise ConfigError(
+                f"give exactly one of target_epsilon and noise_multiplier, got "
+                f"target_epsilon={target_epsilon}, noise_multiplier={noise_multiplier}"
+            )
+        if target_epsilon is not None and not target_epsilon > 0:
+            raise ConfigError(f"target_epsilon must be > 0, got {target_epsilon}")
+        if noise_multiplier is not None and not noise_multiplier >= 0:
+            raise ConfigError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
+        if delta is not None and not 0 < delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), got {delta}")
+        if not max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        if accountant not in _ACCOUNTANTS:
+            raise ConfigError(f"accountant must be one of {_ACCOUNTANTS}, got {accountant!r}")
+        if grad_sample_mode == "ew":
+            raise ConfigError(
+                "grad_sample_mode='ew' (expanded weights) is not supported: it computes per-sample gradients "
+                "only when the model's forward is called through Opacus's wrapper with positional tensors, "
+                "and a LightningModule calling a Hugging Face model with keyword inputs never does; "
+                "use 'hooks' or 'ghost'"
+            )
+        if grad_sample_mode not in _MODES:
+            raise ConfigError(f"grad_sample_mode must be one of {_MODES}, got {grad_sample_mode!r}")
+        if steps is not None and steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {steps}")
+        if max_epsilon is not None and not max_epsilon > 0:
+            raise ConfigError(f"max_epsilon must be > 0, got {max_epsilon}")
+        self.target_epsilon = target_epsilon
+        self.noise_multiplier = noise_multiplier
+        self.delta = delta
+        self.max_grad_norm = float(max_grad_norm)
+        self.accountant_name = accountant
+        self.grad_sample_mode = grad_sample_mode
+        self.steps = steps
+        self.max_epsilon = max_epsilon
+        self.untie_embeddings = untie_embeddings
+        self.freeze_embeddings = freeze_embeddings
+        self.seed = seed
+        self.secure_mode = secure_mode
+
+        self.accountant = create_accountant(accountant)
+        self.sample_rate: float | None = None
+        self.num_samples: int | None = None
+        self.planned_steps: int | None = None
+        self.max_steps_in_budget: int | None = None
+        self.steps_done = 0
+        self.budget_exhausted = False
+        self._accumulate = 1
+        self._world_size = 1
+        self._gsm: GradSampleModule | None = None
+        self._optimizer: DPOptimizer | None = None
+        self._original_optimizer: torch.optim.Optimizer | None = None
+        self._sampler: PoissonBatchSampler | None = None
+        self._patched: Any = None
+        self._micro_dummy: list[bool] = []
+        self._ghost_handles: list[Any] = []
+        self._loaded: dict[str, Any] | None = None
+
+    # -- public ---------------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        return f"DifferentialPrivacy{{mode={self.grad_sample_mode}, accountant={self.accountant_name}}}"
+
+    @property
+    def budget(self) -> float | None:
+        """The ε that training must not exceed (``max_epsilon``, else ``target_epsilon``)."""
+        return self.max_epsilon if self.max_epsilon is not None else self.target_epsilon
+
+    def epsilon(self, delta: float | None = None) -> float:
+        """ε spent so far at ``delta`` (default: the run's δ)."""
+        if not self.accountant.history:
+            return 0.0
+        return float(self.accountant.get_epsilon(delta=delta or self._delta()))
+
+    def provenance(self) -> dict[str, Any]:
+        """The DP parameters and the ε spent, for signed checkpoint metadata and reports."""
+        return {
+            "mechanism": "DP-SGD (Poisson-subsampled Gaussian)",
+            "library": "opacus",
+            "accountant": self.accountant_name,
+            "grad_sample_mode": self.grad_sample_mode,
+            "noise_multiplier": self.noise_multiplier,
+            "max_grad_norm": self.max_grad_norm,
+            "sample_rate": self.sample_rate,
+            "num_samples": self.num_samples,
+            "delta": self._delta() if self.num_samples or self.delta else None,
+            "steps": self.steps_done,
+            "epsilon": self.epsilon() if self.num_samples or self.delta else 0.0,
+            "target_epsilon": self.target_epsilon,
+            "budget_epsilon": self.budget,
+            "privacy_unit": "example (one sequence for causal LMs)",
+            "sampling": "poisson",
+        }
+
+    # -- setup ----------------------------------------------------------------------------
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._check_trainer(trainer)
+        self._world_size = trainer.world_size
+        self._accumulate = int(trainer.accumulate_grad_batches)
+        self._replace_train_loader(trainer, pl_module)
+        if self.freeze_embeddings:
+            self._freeze_embeddings(pl_module)
+        self._check_tied(pl_module)
+        errors = ModuleValidator.validate(pl_module, strict=False)
+        if errors:
+            raise ConfigError(
+                f"DifferentialPrivacy cannot compute per-sample gradients for {type(pl_module).__name__}: "
+                f"{'; '.join(str(e) for e in errors[:3])} (opacus.validators.ModuleValidator.fix replaces "
+                "BatchNorm with GroupNorm)"
+            )
+        if self.grad_sample_mode == "ghost":
+            self._gsm = GradSampleModuleFastGradientClipping(
+                pl_module, max_grad_norm=self.max_grad_norm, use_ghost_clipping=True, loss_reduction="mean"
+            )
+        else:
+            self._gsm = GradSampleModule(pl_module, loss_reduction="mean", strict=False)
+
+    def _check_trainer(self, trainer: pl.Trainer) -> None:
+        strategy = trainer.strategy
+        if not isinstance(strategy, SingleDeviceStrategy | DDPStrategy):
+            raise ConfigError(
+                f"DifferentialPrivacy supports single-device and DDP strategies, got {type(strategy).__name__}"
+            )
+        if isinstance(strategy, DDPStrategy) and self.grad_sample_mode == "ghost":
+            raise ConfigError(
+                "grad_sample_mode='ghost' does not support DDP (Lightning's DDP reducer allows one backward per "
+                "step and ghost clipping needs two); use grad_sample_mode='hooks'"
+            )
+        if str(trainer.precision) not in _PRECISIONS:
+            raise ConfigError(
+                f"DifferentialPrivacy supports precision 32-true and bf16-mixed, got {trainer.precision!r}: "
+                "fp16 loss scaling would scale per-sample gradients before clipping, and half-precision "
+                "parameters would round the noise"
+            )
+        if trainer.gradient_clip_val:
+            raise ConfigError(
+                f"Trainer(gradient_clip_val={trainer.gradient_clip_val}) clips the batch gradient, which breaks "
+                "DP-SGD's sensitivity bound; per-example clipping is DifferentialPrivacy(max_grad_norm=...)"
+            )
+        if trainer.accumulate_grad_batches > 1 and self.grad_sample_mode == "ghost":
+            raise ConfigError(
+                f"accumulate_grad_batches={trainer.accumulate_grad_batches} is supported with "
+                "grad_sample_mode='hooks' only"
+            )
+
+    def _replace_train_loader(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        source: Any = trainer.datamodule if trainer.datamodule is not None else pl_module  # type: ignore[attr-defined]
+        original: Callable[[], Any] = source.train_dataloader
+        try:
+            probe = original()
+        except MisconfigurationException:
+            raise ConfigError(
+                "DifferentialPrivacy needs the training data from a LightningDataModule or the module's "
+                "train_dataloader (dataloaders passed to fit() cannot be swapped for Poisson sampling through "
+                "Lightning's public API)"
+            ) from None
+        if not isinstance(probe, DataLoader):
+            raise ConfigError(
+                f"DifferentialPrivacy needs train_dataloader() to return one DataLoader, got {type(probe).__name__}"
+            )
+        n = len(probe.dataset)  # type: ignore[arg-type]
+        if probe.batch_size is None and not isinstance(probe.batch_sampler, PoissonBatchSampler):
+            raise ConfigError("the training DataLoader has a custom batch_sampler; give it a batch_size instead")
+        if isinstance(probe.batch_sampler, PoissonBatchSampler):
+            q = probe.batch_sampler.sample_rate
+        else:
+            q = min(1.0, probe.batch_size * self._world_size * self._accumulate / n)  # type: ignore[operator]
+        self.sample_rate, self.num_samples = q, n
+        accumulate, seed = self._accumulate, self.seed
+
+        def poisson_train_dataloader() -> DataLoader[Any]:
+            loader = original()
+            return DataLoader(
+                loader.dataset,
+                batch_sampler=PoissonBatchSampler(range(n), q, accumulate=accumulate, seed=seed),
+                num_workers=loader.num_workers,
+                collate_fn=loader.collate_fn,
+                pin_memory=loader.pin_memory,
+                persistent_workers=loader.persistent_workers,
+            )
+
+        source.train_dataloader = poisson_train_dataloader
+        self._patched = source
+        spe = max(1, round(1.0 / q))
+        if self.steps is not None:
+            planned = self.steps
+        elif trainer.max_steps is not None and trainer.max_steps > 0:
+            planned = trainer.max_steps
+            if trainer.max_epochs is not None and trainer.max_epochs > 0:
+                planned = min(planned, trainer.max_epochs * spe)
+        elif trainer.max_epochs is not None and trainer.max_epochs > 0:
+            planned = trainer.max_epochs * spe
+        else:
+            raise ConfigError("DifferentialPrivacy needs steps=..., or Trainer max_epochs / max_steps, to plan ε")
+        self.planned_steps = planned
+        if self.target_epsilon is not None and self.noise_multiplier is None:
+            self.noise_multiplier = float(
+                get_noise_multiplier(
+                    target_epsilon=self.target_epsilon,
+                    target_delta=self._delta(),
+                    sample_rate=q,
+                    steps=planned,
+                    accountant=self.accountant_name,
+                )
+            )
+
+    def _delta(self) -> float:
+        if self.delta is not None:
+            return self.delta
+        if self.num_samples is None:
+            raise ConfigError("delta is not known before setup: give delta=...")
+        return 1.0 / self.num_samples**1.1
+
+    def _freeze_embeddings(self, pl_module: pl.LightningModule) -> None:
+        for module in pl_module.modules():
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.requires_grad_(False)
+
+    def _check_tied(self, pl_module: pl.LightningModule) -> None:
+        owners: dict[int, list[tuple[torch.nn.Module, str]]] = {}
+        for module in pl_module.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if param.requires_grad:
+                    owners.setdefault(id(param), []).append((module, name))
+        shared = [o for o in owners.values() if len(o) > 1]
+        if not shared or self.grad_sample_mode != "ghost":
+            return  # hooks mode sums the per-sample gradients of every use of a shared weight
+        if not self.untie_embeddings:
+            names = ", ".join(f"{type(m).__name__}.{n}" for m, n in shared[0])
+            raise ConfigError(
+                f"grad_sample_mode='ghost' cannot clip a weight shared by several layers ({names}: tied "
+                "embeddings); set untie_embeddings=True to give the output layer its own copy, or use 'hooks'"
+            )
+        for owner_list in shared:
+            for module, name in owner_list[1:]:
+                setattr(module, name, torch.nn.Parameter(getattr(module, name).detach().clone()))
+        config = getattr(getattr(pl_module, "model", None), "config", None)
+        if config is not None and hasattr(config, "tie_word_embeddings"):
+            config.tie_word_embeddings = False
+
+    # -- optimizer ------------------------------------------------------------------------
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizers = trainer.optimizers
+        if len(optimizers) != 1:
+            raise ConfigError(f"DifferentialPrivacy needs exactly one optimizer, got {len(optimizers)}")
+        assert self.sample_rate is not None and self.num_samples is not None and self.noise_multiplier is not None
+        if self._loaded is not None:
+            self._apply_loaded()
+        self.max_steps_in_budget = self._max_steps_within(self.budget)
+        original = optimizers[0]
+        expected = self.sample_rate * self.num_samples / self._world_size
+        kwargs: dict[str, Any] = {
+            "noise_multiplier": self.noise_multiplier,
+            "max_grad_norm": self.max_grad_norm,
+            "expected_batch_size": expected,
+            "loss_reduction": "mean",
+            "secure_mode": self.secure_mode,
+        }
+        cls: type[DPOptimizer]
+        if self.grad_sample_mode == "ghost":
+            cls = DPOptimizerFastGradientClipping
+        elif self._world_size > 1:
+            cls = DistributedDPOptimizer
+        else:
+            cls = DPOptimizer
+        optimizer = cls(original, **kwargs)
+        optimizer.attach_step_hook(self._on_noisy_step)
+        self._original_optimizer, self._optimizer = original, optimizer
+        trainer.optimizers = [optimizer]
+
+    def _on_noisy_step(self, optimizer: DPOptimizer) -> None:
+        assert self.noise_multiplier is not None and self.sample_rate is not None
+        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+        self.steps_done += 1
+
+    def _max_steps_within(self, budget: float | None) -> int | None:
+        """The most steps whose ε at δ stays <= ``budget`` (``None``: no budget)."""
+        if budget is None:
+            return None
+        assert self.noise_multiplier is not None and self.sample_rate is not None
+
+        def eps(steps: int) -> float:
+            if steps == 0:
+                return 0.0
+            acc = create_accountant(self.accountant_name)
+            acc.history = [(self.noise_multiplier, self.sample_rate, steps)]
+            return float(acc.get_epsilon(delta=self._delta()))
+
+        if self.noise_multiplier == 0:
+            return 0
+        lo, hi = 0, max(1, self.planned_steps or 1)
+        cap = 100 * hi
+        while eps(hi) <= budget and hi < cap:
+            lo, hi = hi, 2 * hi
+        if eps(hi) <= budget:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if eps(mid) <= budget else (lo, mid)
+        return lo
+
+    # -- steps ----------------------------------------------------------------------------
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        sampler = getattr(loader, "batch_sampler", None)
+        if not isinstance(sampler, PoissonBatchSampler):
+            raise ConfigError(
+                "DifferentialPrivacy could not replace the training loader (dataloaders passed to fit() directly "
+                "cannot be swapped through Lightning's public API): train from a LightningDataModule or the "
+                "module's train_dataloader, or pass secure_train.privacy.poisson_loader(loader)"
+            )
+        if sampler.world_size != self._world_size:
+            raise ConfigError(
+                f"the Poisson sampler sees {sampler.world_size} rank(s) but the Trainer has {self._world_size}: "
+                "keep Trainer(use_distributed_sampler=True) so each rank samples its own shard"
+            )
+        self._sampler = sampler
+        if self.max_steps_in_budget is not None and self.planned_steps is not None:
+            if self.max_steps_in_budget < self.planned_steps:
+                warnings.warn(
+                    f"the privacy budget eps={self.budget} allows {self.max_steps_in_budget} of the "
+                    f"{self.planned_steps} planned steps; training will stop early",
+                    stacklevel=2,
+                )
+        get_audit_log(trainer).record("privacy.start", source="DifferentialPrivacy", **self.provenance())
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        dummy = bool(self._sampler.dummy_flags.popleft()) if self._sampler and self._sampler.dummy_flags else False
+        if not self._micro_dummy and self._would_exceed_budget():
+            # Fail closed: a step past the budget must never be released (Trainer(min_epochs=...) can
+            # keep the loop running after should_stop).
+            assert self._optimizer is not None
+            self._optimizer.signal_skip_step(True)
+            trainer.should_stop = True
+        self._micro_dummy.append(dummy)
+
+    def _would_exceed_budget(self) -> bool:
+        return self.max_steps_in_budget is not None and self.steps_done >= self.max_steps_in_budget
+
+    @override
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if self.grad_sample_mode != "ghost":
+            return
+        assert isinstance(self._gsm, GradSampleModuleFastGradientClipping) and self._optimizer is not None
+        node = loss.grad_fn
+        while node is not None and type(node).__name__ == "DivBackward0":  # Lightning's loss / accumulate (= 1)
+            node = node.next_functions[0][0]
+        kind = type(node).__name__ if node is not None else None
+        if kind not in ("MeanBackward0", "SumBackward0"):
+            raise ConfigError(
+                "grad_sample_mode='ghost' needs the training loss to be the mean (or sum) of a per-example loss "
+                f"vector, e.g. F.cross_entropy(..., reduction='none').mean(); got a loss made by {kind}"
+            )
+        per_sample_node = node.next_functions[0][0]  # type: ignore[union-attr]
+        loss.backward(retain_graph=True)  # first pass: per-sample norms (hooks on)
+        self._optimizer.zero_grad(set_to_none=True)
+        coeff = self._gsm.get_clipping_coef().detach()
+        if self._micro_dummy and self._micro_dummy[-1]:
+            coeff = torch.zeros_like(coeff)
+        self._gsm.disable_hooks()
+
+        def reweight(grad_outputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            grad = grad_outputs[0]
+            if grad.shape != coeff.shape:
+                raise ConfigError(
+                    "grad_sample_mode='ghost' needs the training loss to be the mean of one loss per example; "
+                    f"the reduced tensor has shape {tuple(grad.shape)} for {coeff.shape[0]} examples"
+                )
+            scale = grad.shape[0] if kind == "MeanBackward0" else 1
+            return (grad * coeff.to(grad) * scale,)
+
+        if per_sample_node is None:
+            raise ConfigError("grad_sample_mode='ghost': the per-example losses are not part of the graph")
+        self._ghost_handles.append(per_sample_node.register_prehook(reweight))
+
+    @override
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.grad_sample_mode == "ghost" and self._gsm is not None:
+            for handle in self._ghost_handles:
+                handle.remove()
+            self._ghost_handles.clear()
+            self._gsm.enable_hooks()  # type: ignore[no-untyped-call]
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self.grad_sample_mode != "hooks" or self._optimizer is None:
+            self._micro_dummy.clear()
+            return
+        flags = self._micro_dummy
+        params = self._optimizer.params
+        ref = next((p.grad_sample for p in params if getattr(p, "grad_sample", None) is not None), None)
+        if ref is None:
+            raise ConfigError("no per-sample gradients were computed: is the model's forward run in training_step?")
+        ref_chunks = ref if isinstance(ref, list) else [ref]
+        for p in params:
+            gs = getattr(p, "grad_sample", None)
+            if gs is None:  # parameter unused this step: every example's gradient is 0
+                chunks = [torch.zeros((len(r), *p.shape), device=p.device, dtype=p.dtype) for r in ref_chunks]
+            else:
+                chunks = list(gs) if isinstance(gs, list) else [gs]
+            if len(chunks) != len(flags):
+                raise RuntimeError(f"{len(chunks)} per-sample gradient chunks for {len(flags)} micro-batches")
+            for i, dummy in enumerate(flags):
+                if dummy:
+                    chunks[i] = torch.zeros_like(chunks[i])
+                elif self._accumulate > 1:
+                    chunks[i] = chunks[i] * self._accumulate  # Lightning divided the loss by accumulate
+            p.grad_sample = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+        self._micro_dummy = []
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._micro_dummy or self.budget_exhausted:
+            return  # mid-accumulation, or already reported
+        if self._would_exceed_budget():
+            self.budget_exhausted = True
+            trainer.should_stop = True
+            get_audit_log(trainer).record(
+                "privacy.budget_exhausted",
+                source="DifferentialPrivacy",
+                steps=self.steps_done,
+                epsilon=self.epsilon(),
+                budget=self.budget,
+                delta=self._delta(),
+            )
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        eps = self.epsilon()
+        pl_module.log("dp/epsilon", eps, sync_dist=False, rank_zero_only=True)
+        get_audit_log(trainer).record(
+            "privacy.epsilon",
+            source="DifferentialPrivacy",
+            epoch=trainer.current_epoch,
+            steps=self.steps_done,
+            epsilon=eps,
+            delta=self._delta(),
+        )
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        get_audit_log(trainer).record("privacy.end", source="DifferentialPrivacy", **self.provenance())
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self._gsm is not None:
+            self._gsm._close()
+            self._gsm = None
+        if self._patched is not None:
+            del self._patched.train_dataloader  # the instance attribute; the class's method shows again
+            self._patched = None
+        if self._original_optimizer is not None:
+            trainer.optimizers = [self._original_optimizer]
+            self._optimizer = None
+
+    # -- resume ---------------------------------------------------------------------------
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "accountant": self.accountant_name,
+            "history": [tuple(h) for h in self.accountant.history],
+            "steps_done": self.steps_done,
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "max_grad_norm": self.max_grad_norm,
+            "delta": self._delta() if (self.num_samples or self.delta) else None,
+            "budget_exhausted": self.budget_exhausted,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = dict(state_dict)
+        if self.sample_rate is not None:
+            self._apply_loaded()
+
+    def _apply_loaded(self) -> None:
+        state, self._loaded = self._loaded, None
+        assert state is not None
+        if state["accountant"] != self.accountant_name:
+            raise ConfigError(
+                f"the checkpoint's privacy accountant is {state['accountant']!r}, this run's is "
+                f"{self.accountant_name!r}: resume with the same accountant"
+            )
+        for key, mine in (("sample_rate", self.sample_rate), ("max_grad_norm", self.max_grad_norm)):
+            if state[key] is not None and mine is not None and not math.isclose(state[key], mine, rel_tol=1e-9):
+                raise ConfigError(f"the checkpoint was trained with {key}={state[key]}, this run has {key}={mine}")
+        if state["noise_multiplier"] is not None and self.noise_multiplier != state["noise_multiplier"]:
+            if self.target_epsilon is None:
+                raise ConfigError(
+                    f"the checkpoint was trained with noise_multiplier={state['noise_multiplier']}, "
+                    f"this run has {self.noise_multiplier}"
+                )
+            self.noise_multiplier = float(state["noise_multiplier"])  # keep the noise the budget was planned with
+        self.accountant.history = [tuple(h) for h in state["history"]]
+        self.steps_done = int(state["steps_done"])
+        self.budget_exhausted = bool(state["budget_exhausted"])
