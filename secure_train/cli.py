@@ -26,6 +26,8 @@ __all__ = ["COMMANDS", "SecureTrainCLI", "main"]
 
 COMMANDS: dict[str, str] = {
     "audit": "secure_train.commands.audit",
+    "data": "secure_train.commands.data",
+    "scan": "secure_train.commands.scan",
     "keygen": "secure_train.commands.keygen",
     "verify": "secure_train.commands.verify",
     "export": "secure_train.commands.export",

@@ -45,6 +45,10 @@ class TextDataModule(pl.LightningDataModule):
 
     Subclasses provide ``_read(path, id_offset)``, ``_synthetic(n, seed)``, ``_encode`` and
     ``_collate``; everything else (split, transforms, tokenizer, loaders) lives here.
+
+    ``manifest=PATH`` (a :mod:`secure_train.data.provenance` manifest) verifies the data files
+    before anything reads them and refuses (``DataError``) naming changed files and records;
+    :meth:`provenance` reports the manifest digest and the transforms' chain of custody.
     """
 
     tokenizer_kind = "wordpiece"
@@ -67,6 +71,7 @@ class TextDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         cache_dir: str | None = "default",
+        manifest: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("max_length", max_length), ("batch_size", batch_size), ("synthetic_size", synthetic_size)):
@@ -89,6 +94,11 @@ class TextDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.cache_dir = cache_dir
+        if manifest is not None and train_path is None:
+            raise ConfigError("manifest given without train_path (the synthetic corpus has no manifest)")
+        self.manifest = manifest
+        self._manifest_summary: dict[str, Any] | None = None
+        self._audited = False
         self.records: dict[str, list[TextRecord]] = {}
         self.datasets: dict[str, RecordDataset] = {}
         self.tokenizer: PreTrainedTokenizerBase | None = None
@@ -115,6 +125,11 @@ class TextDataModule(pl.LightningDataModule):
         """
         if self.records:
             return self.records
+        if self.manifest is not None:
+            from secure_train.data.provenance import require_verified
+
+            files = [p for p in (self.train_path, self.val_path, self.test_path) if p is not None]
+            self._manifest_summary = require_verified(self.manifest, files).summary()
         if self.train_path is None:
             pool = self._synthetic(self.synthetic_size, self.seed)
         else:
@@ -161,6 +176,11 @@ class TextDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         records = self.load_records()
+        if self.trainer is not None and not self._audited:
+            from secure_train.audit import get_audit_log
+
+            self._audited = True
+            get_audit_log(self.trainer).record("data.provenance", source=type(self).__name__, **self.provenance())
         self.get_tokenizer()
         for split in _SPLITS:
             if split not in self.datasets:
@@ -206,6 +226,20 @@ class TextDataModule(pl.LightningDataModule):
             batch_size=batch_size or self.eval_batch_size,
             collate_fn=partial(self._collate, pad_id=int(tok.pad_token_id or 0)),
         )
+
+    def provenance(self) -> dict[str, Any]:
+        """The data's provenance for checkpoints and the audit log: the verified manifest's
+        digest (``data_manifest_digest``, ``None`` without ``manifest=``) and summary, and the
+        chain-of-custody entries the transforms recorded (sanitizers, scanners)."""
+        from secure_train.data.provenance import iter_custody
+
+        self.load_records()
+        summary = self._manifest_summary
+        return {
+            "data_manifest_digest": summary["manifest_digest"] if summary else None,
+            "data_manifest": summary,
+            "data_custody": [e.to_dict() for e in iter_custody(self.transforms)],
+        }
 
     def describe(self) -> dict[str, Any]:
         """Sizes and sources, for logs and the audit trail."""

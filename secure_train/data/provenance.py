@@ -54,6 +54,7 @@ __all__ = [
     "ManifestCheck",
     "merkle_root",
     "records_digest",
+    "require_verified",
     "verify_manifest",
 ]
 
@@ -523,6 +524,18 @@ def verify_manifest(
     elif require_signature:
         problems.append("manifest: not signed")
     return ManifestCheck(not problems, problems, len(targets), m.signed)
+
+
+def require_verified(manifest: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]) -> Manifest:
+    """Load ``manifest`` and verify ``paths`` against it, or raise ``DataError`` naming what changed."""
+    for p in paths:
+        if str(p).startswith("hf://"):
+            raise DataError(f"{p}: hub datasets cannot be checked against a manifest; download the files first")
+    m = Manifest.load(manifest)
+    check = verify_manifest(m, paths=paths)
+    if not check.ok:
+        raise DataError(f"data does not match manifest {manifest}: " + "; ".join(check.problems))
+    return m
 
 
 def iter_custody(transforms: Iterable[Any]) -> Iterator[CustodyEntry]:

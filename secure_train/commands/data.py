@@ -1,0 +1,151 @@
+"""``secure-train data manifest|verify`` and ``secure-train scan``: provenance and content checks.
+
+``data manifest PATH --source S --license L [-o M]`` hashes a file or directory into a
+manifest (signed when ``--key`` or ``$SECURE_TRAIN_SIGNING_KEY`` gives a key);
+``data verify M [--public-key K] [--require-signature]`` exits 1 naming changed files and
+records. ``scan PATH`` streams a data file through the scanners, writes JSON and Markdown
+reports, applies actions (``--action pii=redact --action injection=quarantine``) to a
+sanitized copy (``--out``), appends the step to a manifest's chain of custody
+(``--manifest``), and exits 1 when the policy (``--fail-on``) is violated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from secure_train.data.provenance import Manifest, verify_manifest
+from secure_train.data.scan import ACTIONS, SCANNERS, DataScanner
+from secure_train.errors import ConfigError
+
+__all__ = ["main", "main_scan"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="secure-train data", description="Data provenance manifests.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    man = sub.add_parser("manifest", help="hash a data file or directory into a provenance manifest")
+    man.add_argument("path", help="data file, or a directory of .tsv/.csv/.jsonl/.json/.txt files")
+    man.add_argument("--source", required=True, help="where the data came from (URL, dataset name, vendor)")
+    man.add_argument("--license", required=True, help="the data's licence")
+    man.add_argument("--description", default="")
+    man.add_argument("-o", "--output", help="manifest file (default: PATH.manifest.json, or DIR/manifest.json)")
+    man.add_argument("--key", help="private key to sign with (default: $SECURE_TRAIN_SIGNING_KEY when set)")
+    man.add_argument("--no-sign", action="store_true", help="do not sign even when a key is configured")
+    man.add_argument("--quiet", action="store_true", help="no progress bar")
+    ver = sub.add_parser("verify", help="recompute every hash; exit 1 naming changed files and records")
+    ver.add_argument("manifest")
+    ver.add_argument("--public-key", help="expected signer's public key (PEM file)")
+    ver.add_argument("--require-signature", action="store_true", help="an unsigned manifest fails")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.action == "manifest":
+        target = Path(args.path)
+        out = (
+            Path(args.output)
+            if args.output
+            else (target / "manifest.json" if target.is_dir() else target.with_name(target.name + ".manifest.json"))
+        )
+        manifest = Manifest.build(
+            target, source=args.source, license=args.license, description=args.description, progress=not args.quiet
+        )
+        key = None
+        if args.key:
+            from secure_train.integrity.keys import load_private_key
+
+            key = load_private_key(args.key)
+        manifest.save(out, private_key=key, sign=not args.no_sign)
+        n = sum(f["n_records"] for f in manifest.data["files"])
+        print(
+            f"wrote {out}: {len(manifest.data['files'])} file(s), {n} records, merkle root "
+            f"{manifest.data['merkle_root'][:16]}..., digest {manifest.digest[:16]}..., "
+            f"{'signed' if manifest.signed else 'unsigned'}"
+        )
+        return 0
+    check = verify_manifest(args.manifest, public_key=args.public_key, require_signature=args.require_signature)
+    if check.ok:
+        print(f"OK: {args.manifest}: {check.files} file(s) match{', signature valid' if check.signed else ''}")
+        return 0
+    for problem in check.problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1
+
+
+def build_scan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secure-train scan",
+        description="Scan a data file for hidden instructions, invisible/bidi characters, PII and duplicates.",
+    )
+    parser.add_argument("path", help="CSV / TSV / JSONL / plain-text data file")
+    parser.add_argument("--text-column", default="sentence")
+    parser.add_argument("--label-column", default="label", help="'' for unlabeled data")
+    parser.add_argument("--format", choices=["tsv", "csv", "jsonl", "text"], default=None)
+    parser.add_argument("--scanners", nargs="+", choices=SCANNERS, default=list(SCANNERS))
+    parser.add_argument(
+        "--action",
+        action="append",
+        default=[],
+        metavar="KEY=ACTION",
+        help=f"scanner or kind -> one of {ACTIONS}, e.g. pii=redact, injection=quarantine (repeatable)",
+    )
+    parser.add_argument(
+        "--fail-on", nargs="*", default=["injection", "unicode"], help="policy: unhandled findings fail"
+    )
+    parser.add_argument("--no-near-duplicates", action="store_true", help="exact duplicates only (faster)")
+    parser.add_argument("--out", help="write the sanitized data here (same format)")
+    parser.add_argument("--quarantine", help="JSONL file for quarantined records")
+    parser.add_argument("--report", default=None, help="report path stem (default: PATH.scan -> .json and .md)")
+    parser.add_argument("--manifest", help="append this step to the manifest's chain of custody (re-signed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main_scan(argv: list[str]) -> int:
+    args = build_scan_parser().parse_args(argv)
+    actions = {}
+    for item in args.action:
+        if "=" not in item:
+            raise ConfigError(f"--action {item!r}: expected KEY=ACTION")
+        key, action = item.split("=", 1)
+        actions[key.strip()] = action.strip()
+    scanner = DataScanner(
+        args.scanners,
+        actions=actions,
+        fail_on=args.fail_on,
+        near_duplicates=not args.no_near_duplicates,
+        quarantine_path=args.quarantine,
+        progress=not args.quiet,
+        name=f"scan {Path(args.path).name}",
+    )
+    manifest = Manifest.load(args.manifest) if args.manifest else None
+    report = scanner.scan_file(
+        args.path,
+        out_path=args.out,
+        text_column=args.text_column,
+        label_column=args.label_column or None,
+        fmt=args.format,
+    )
+    stem = Path(args.report) if args.report else Path(args.path).with_name(Path(args.path).name + ".scan")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
+    json_path.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(report.to_markdown(), encoding="utf-8")
+    if manifest is not None:
+        entry = manifest.append_custody(scanner.custody[-1])
+        assert manifest.path is not None
+        manifest.save(manifest.path)
+        print(f"custody entry {len(manifest.data['custody']) - 1} ({entry.hash[:12]}...) appended to {manifest.path}")
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "nothing found"
+    print(f"{args.path}: {report.n_records} records, {len(report.flagged_ids)} flagged ({counts})")
+    for action, ids in report.affected.items():
+        print(f"  {action}: {len(ids)} record(s)")
+    print(f"reports: {json_path}, {md_path}")
+    if not report.ok:
+        print(f"POLICY FAILED: unhandled findings of {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
