@@ -78,13 +78,13 @@ def _card_valid(m: str) -> bool:
     digits = re.sub(r"[ -]", "", m)
     if not 13 <= len(digits) <= 19:
         return False
-    d2, d4 = int(digits[:2]), int(digits[:4])
+    d2, d4, n = int(digits[:2]), int(digits[:4]), len(digits)
     prefix_ok = (
-        digits[0] == "4"
-        or 51 <= d2 <= 55
-        or 2221 <= d4 <= 2720
-        or d2 in (34, 37, 36, 38, 30, 35, 65)
-        or digits.startswith("6011")
+        (digits[0] == "4" and n in (13, 16, 19))  # Visa
+        or ((51 <= d2 <= 55 or 2221 <= d4 <= 2720) and n == 16)  # Mastercard
+        or (d2 in (34, 37) and n == 15)  # Amex
+        or ((d2 == 65 or d4 == 6011 or d2 == 35) and n >= 16)  # Discover, JCB
+        or (d2 in (36, 38, 30) and n >= 14)  # Diners
     )
     return prefix_ok and luhn_valid(digits)
 
