@@ -1,0 +1,152 @@
+"""Gate commands: ``gate``, ``approve``, ``drift``, ``diff-train``.
+
+- ``secure-train gate CKPT --suite SUITE.yaml``: run the validation suite, write
+  ``CKPT.gate.json`` / ``CKPT.gate.md`` and the signed ``CKPT.attestation.json``; exit 1 when
+  the gate fails.
+- ``secure-train approve CKPT --by NAME --role ROLE [--target production]``: signed approval.
+- ``secure-train drift REFERENCE CURRENT [--window N]``: compare inference logs; exit 1 on alert.
+- ``secure-train diff-train --config RECIPE --runs K --vary subset|seed``: differential
+  training analysis; exit 1 when samples or runs are flagged.
+
+The signing key comes from ``--signing-key`` or ``$SECURE_TRAIN_SIGNING_KEY``; every decision
+goes to the audit log (``--audit-log``, default ``audit.jsonl`` next to the checkpoint / report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from secure_train.audit import AuditLog
+from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
+
+__all__ = ["approve_main", "diff_train_main", "drift_main", "main"]
+
+
+def _audit(path: str | None, default_dir: Path) -> AuditLog:
+    return AuditLog(Path(path) if path else default_dir / "audit.jsonl")
+
+
+def main(argv: list[str]) -> int:
+    """``secure-train gate``."""
+    from secure_train.gate.suite import GateSuite, run_gate
+
+    p = argparse.ArgumentParser(prog="secure-train gate", description="Run the deployment gate on a checkpoint.")
+    p.add_argument("checkpoint")
+    p.add_argument("--suite", required=True, help="gate suite YAML (e.g. recipes/gate-suite.yaml)")
+    p.add_argument("--signing-key", default=None, help=f"private key for the attestation (default ${DEFAULT_KEY_ENV})")
+    p.add_argument("--no-attestation", action="store_true", help="report only, sign nothing")
+    p.add_argument("--out-dir", default=None, help="where reports go (default: next to the checkpoint)")
+    p.add_argument("--audit-log", default=None)
+    args = p.parse_args(argv)
+    suite = GateSuite.load(args.suite)
+    key = None if args.no_attestation else load_private_key(args.signing_key)
+    ckpt = Path(args.checkpoint)
+    log = _audit(args.audit_log, Path(args.out_dir) if args.out_dir else ckpt.parent)
+    report = run_gate(ckpt, suite, private_key=key, out_dir=args.out_dir, audit_log=log)
+    for c in report["checks"]:
+        mark = "pass" if c["passed"] else "FAIL"
+        print(f"{mark:4}  {c['name']:22} {c['metric']} = {c['value']:.4f} ({c['op']} {c['threshold']})")
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    print(f"gate {verdict}: {ckpt} sha256 {report['checkpoint_sha256']}; attestation {report['attestation']}")
+    return 0 if report["passed"] else 1
+
+
+def approve_main(argv: list[str]) -> int:
+    """``secure-train approve``."""
+    from secure_train.gate.attestation import write_approval
+
+    p = argparse.ArgumentParser(prog="secure-train approve", description="Write a signed approval record.")
+    p.add_argument("checkpoint")
+    p.add_argument("--by", required=True, help="approver name")
+    p.add_argument("--role", required=True, help="approver role (e.g. security, ml-lead)")
+    p.add_argument("--target", default="production")
+    p.add_argument("--note", default="")
+    p.add_argument("--signing-key", default=None, help=f"default ${DEFAULT_KEY_ENV}")
+    p.add_argument("--audit-log", default=None)
+    args = p.parse_args(argv)
+    ckpt = Path(args.checkpoint)
+    path = write_approval(
+        ckpt,
+        by=args.by,
+        role=args.role,
+        target=args.target,
+        note=args.note,
+        private_key=load_private_key(args.signing_key),
+        audit_log=_audit(args.audit_log, ckpt.parent),
+    )
+    print(f"OK: approval by {args.by} ({args.role}) for {args.target}: {path}")
+    return 0
+
+
+def drift_main(argv: list[str]) -> int:
+    """``secure-train drift``."""
+    from secure_train.gate.drift import DriftMonitor, load_inference_log, summarize
+
+    p = argparse.ArgumentParser(prog="secure-train drift", description="Compare two inference logs for drift.")
+    p.add_argument("reference", help="reference inference log (JSONL with probs, or pred+confidence)")
+    p.add_argument("current", help="current inference log")
+    p.add_argument("--window", type=int, default=None, help="judge consecutive windows of N predictions")
+    p.add_argument("--psi-threshold", type=float, default=0.25)
+    p.add_argument("--ks-alpha", type=float, default=1e-3)
+    p.add_argument("--js-threshold", type=float, default=0.05)
+    p.add_argument("--out", default=None, help="write the JSON report here")
+    p.add_argument("--audit-log", default=None)
+    args = p.parse_args(argv)
+    monitor = DriftMonitor(
+        args.reference, psi_threshold=args.psi_threshold, ks_alpha=args.ks_alpha, js_threshold=args.js_threshold
+    )
+    current = load_inference_log(args.current)
+    reports = monitor.check_windows(current, args.window) if args.window else [monitor.compare(current)]
+    summary = summarize(reports)
+    for i, r in enumerate(reports):
+        status = "ALERT" if r.alert else "ok"
+        print(f"window {i}: {status:5} psi={r.psi:.3f} ks={r.ks:.3f} (p={r.ks_pvalue:.1e}) js={r.js:.4f} "
+              f"{'; '.join(r.reasons)}")  # fmt: skip
+    log = _audit(args.audit_log, Path(args.current).parent)
+    event = "drift.alert" if summary["alerts"] else "drift.checked"
+    log.record(event, source="drift", reference=args.reference, current=args.current, **summary)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"summary": summary, "windows": [r.to_dict() for r in reports]}, indent=2))
+    print(f"{summary['alerts']} alert(s) in {summary['windows']} window(s)")
+    return 1 if summary["alerts"] else 0
+
+
+def diff_train_main(argv: list[str]) -> int:
+    """``secure-train diff-train``."""
+    from secure_train.gate.diff_train import DifferentialTraining
+
+    p = argparse.ArgumentParser(
+        prog="secure-train diff-train", description="Train K variants and flag samples and runs that disagree."
+    )
+    p.add_argument("--config", required=True, help="training recipe (LightningCLI YAML)")
+    p.add_argument("--runs", type=int, default=4)
+    p.add_argument("--vary", choices=["subset", "seed"], default="subset")
+    p.add_argument("--max-epochs", type=int, default=None, help="override trainer.max_epochs")
+    p.add_argument("--out-dir", default="diff-train")
+    p.add_argument("--z-threshold", type=float, default=4.0)
+    p.add_argument("--audit-log", default=None)
+    args = p.parse_args(argv)
+    out = Path(args.out_dir)
+    analysis = DifferentialTraining(runs=args.runs, vary=args.vary, z_threshold=args.z_threshold)
+    report = analysis.run_recipe(args.config, max_epochs=args.max_epochs)
+    paths = analysis.write_report(report, out)
+    log = _audit(args.audit_log, out)
+    log.record(
+        "diff_train.report",
+        source="diff-train",
+        config=args.config,
+        runs=args.runs,
+        vary=args.vary,
+        flagged_samples=[s["sample_id"] for s in report["flagged_samples"]],
+        flagged_runs=report["flagged_runs"],
+    )
+    print(f"{len(report['flagged_samples'])} sample(s) and {len(report['flagged_runs'])} run(s) flagged; "
+          f"report: {', '.join(str(x) for x in paths)}")  # fmt: skip
+    return 1 if report["flagged_samples"] or report["flagged_runs"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,449 @@
+"""Trojan scan without trigger knowledge: vocabulary scan plus gradient-guided trigger inversion.
+
+A backdoored classifier has a short input pattern (a rare word, a made-up multi-token word, a
+sentence) whose insertion sends almost every input to one label. :class:`TrojanScanner` looks
+for such a pattern without being told it, in two ways, for every candidate target label:
+
+1. **Vocabulary scan.** Every word-start token of the model's tokenizer is inserted into clean
+   inputs of the other labels and the share of predictions that flip to the target is
+   measured exactly. For large vocabularies (more than ``exact_vocab_limit`` tokens) a
+   first-order screen ranks the tokens first (gradient of the target log-probability with
+   respect to an inserted embedding, dotted with every embedding row; HotFlip/PICCOLO style)
+   and only the ``screen_top_k`` best are measured exactly.
+2. **Trigger inversion.** A soft trigger of ``max_trigger_tokens`` slots (a temperature-scaled
+   distribution over the vocabulary per slot, DBS style) is optimized by gradient descent in
+   the embedding space to push the clean inputs to the target; it is discretized and refined
+   by exact coordinate search. Later slots may hold continuation pieces (``##...``), so
+   made-up words that the tokenizer splits into several tokens are found as one word.
+
+Candidates are chosen on one half of the clean inputs and measured on the other half. The
+**backdoor score** is the flip rate of the best *single-word* candidate on the held-out half
+(words are whole, however many tokens they take), so a score near 1 means one word turns
+nearly every input into the target label. Natural sentiment words move only the weakly
+opinionated inputs; their rates form the **benign baseline** (median and 95th percentile of the
+measured vocabulary), reported beside the score. Multi-word candidates are reported as
+candidate triggers but do not enter the score: several strong opposite-sentiment words flip a
+clean sentiment model too.
+
+Example:
+    >>> import torch
+    >>> from secure_train.data import synthetic_classification
+    >>> from secure_train.data.tokenizer import train_tokenizer
+    >>> from secure_train.models import TextClassifier
+    >>> recs = synthetic_classification(40, seed=0)
+    >>> tok = train_tokenizer([r.text for r in recs], vocab_size=200, cache_dir=None)
+    >>> model = TextClassifier(config={"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1,
+    ...     "num_attention_heads": 1, "intermediate_size": 32}, vocab_size=len(tok))
+    >>> result = TrojanScanner(num_inputs=8, inversion_steps=2, refine_top_m=2).scan(model, tok, recs)
+    >>> 0.0 <= result.backdoor_score <= 1.0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from secure_train.data.records import TextRecord
+from secure_train.errors import ConfigError
+
+__all__ = ["TriggerCandidate", "TrojanScanResult", "TrojanScanner"]
+
+
+@dataclass(frozen=True)
+class TriggerCandidate:
+    """A recovered trigger: its text, tokens, the label it drives inputs to, and its flip rate."""
+
+    text: str
+    tokens: tuple[str, ...]
+    target_label: int
+    flip_rate: float
+    words: int
+    method: str
+
+
+@dataclass
+class TrojanScanResult:
+    """Outcome of :meth:`TrojanScanner.scan`.
+
+    Attributes:
+        backdoor_score: held-out flip rate of the best single-word trigger over all labels.
+        target_label: the suspected target label (the one with the highest score).
+        per_label: best single-word held-out flip rate per label.
+        baseline_median / baseline_p95: benign baseline: flip rates of the measured vocabulary.
+        candidates: best candidates, highest flip rate first (single words and phrases).
+        threshold: the decision threshold used for :attr:`backdoored`.
+        seconds: wall time of the scan.
+    """
+
+    backdoor_score: float
+    target_label: int
+    per_label: dict[int, float]
+    baseline_median: float
+    baseline_p95: float
+    candidates: list[TriggerCandidate]
+    threshold: float
+    seconds: float
+    n_inputs: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def backdoored(self) -> bool:
+        """True when the score reaches the threshold."""
+        return self.backdoor_score >= self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["backdoored"] = self.backdoored
+        out["per_label"] = {str(k): v for k, v in self.per_label.items()}
+        out["n_inputs"] = {str(k): v for k, v in self.n_inputs.items()}
+        return out
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) and hasattr(inner, "get_input_embeddings") else model
+
+
+class TrojanScanner:
+    """Scan a text classifier for an insertion backdoor, knowing nothing about the trigger.
+
+    Args:
+        threshold: backdoor score at or above which the model is called backdoored.
+        num_inputs: clean inputs used (half to search, half to measure), balanced over labels.
+        max_length: truncation of the clean inputs (tokens).
+        exact_vocab_limit: vocabularies up to this size are measured token by token.
+        screen_top_k: tokens per label measured exactly after the gradient screen.
+        max_trigger_tokens: slots of the inverted trigger (covers multi-token words).
+        inversion_steps: Adam steps of the soft-trigger optimization per label.
+        refine_top_m: tokens per slot tried by the exact coordinate refinement.
+        batch_size: sequences per forward pass.
+        seed: chooses inputs and insertion positions.
+
+    Raises:
+        ConfigError: on a bad argument (named with its value).
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.8,
+        num_inputs: int = 96,
+        max_length: int = 64,
+        exact_vocab_limit: int = 4096,
+        screen_top_k: int = 96,
+        max_trigger_tokens: int = 4,
+        inversion_steps: int = 60,
+        refine_top_m: int = 6,
+        batch_size: int = 512,
+        amplify: int = 2,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+        for name, value in (
+            ("num_inputs", num_inputs),
+            ("max_length", max_length),
+            ("screen_top_k", screen_top_k),
+            ("max_trigger_tokens", max_trigger_tokens),
+            ("refine_top_m", refine_top_m),
+            ("batch_size", batch_size),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if num_inputs < 4:
+            raise ConfigError(f"num_inputs must be >= 4, got {num_inputs}")
+        if amplify < 1:
+            raise ConfigError(f"amplify must be >= 1, got {amplify}")
+        if inversion_steps < 0:
+            raise ConfigError(f"inversion_steps must be >= 0, got {inversion_steps}")
+        self.threshold = threshold
+        self.num_inputs = num_inputs
+        self.max_length = max_length
+        self.exact_vocab_limit = exact_vocab_limit
+        self.screen_top_k = screen_top_k
+        self.max_trigger_tokens = max_trigger_tokens
+        self.inversion_steps = inversion_steps
+        self.refine_top_m = refine_top_m
+        self.batch_size = batch_size
+        self.amplify = amplify
+        self.seed = seed
+
+    # -- public ---------------------------------------------------------------------------
+    def scan(self, model: nn.Module, tokenizer: Any, records: Sequence[TextRecord]) -> TrojanScanResult:
+        """Scan ``model`` (a :class:`~secure_train.models.TextClassifier` or a Hugging Face
+        sequence classifier) with its ``tokenizer`` on clean labeled ``records``."""
+        start = time.perf_counter()
+        net = _backbone(model)
+        was_training = net.training
+        net.eval()
+        try:
+            result = self._scan(net, tokenizer, records)
+        finally:
+            net.train(was_training)
+        result.seconds = round(time.perf_counter() - start, 3)
+        return result
+
+    # -- setup ----------------------------------------------------------------------------
+    def _scan(self, net: nn.Module, tok: Any, records: Sequence[TextRecord]) -> TrojanScanResult:
+        self._device = next(net.parameters()).device
+        emb: nn.Embedding = net.get_input_embeddings()  # type: ignore[operator]
+        num_labels = int(getattr(getattr(net, "config", None), "num_labels", 2))
+        vocab = tok.convert_ids_to_tokens(list(range(min(len(tok), emb.num_embeddings))))
+        special = set(getattr(tok, "all_special_ids", []))
+        self._cont = torch.tensor([t.startswith("##") for t in vocab], dtype=torch.bool)
+        allowed = torch.tensor(
+            [i not in special and not (t.startswith("[") and t.endswith("]")) for i, t in enumerate(vocab)],
+            dtype=torch.bool,
+        )
+        self._vocab, self._tok, self._net = vocab, tok, net
+        self._cls_pad = int(tok.pad_token_id or 0)
+        labeled = [r for r in records if r.label is not None]
+        if not labeled:
+            raise ConfigError("the trojan scan needs labeled clean records")
+        rng = random.Random(self.seed)
+        pool = self._amplified(labeled, rng)
+        enc_all = [tok(text, truncation=True, max_length=self.max_length)["input_ids"] for text, _ in pool]
+        preds = self._predict(enc_all)
+        # Balanced correctly classified inputs, split into search and held-out halves per label.
+        per = max(2, self.num_inputs // num_labels)
+        by_label: dict[int, list[list[int]]] = {c: [] for c in range(num_labels)}
+        for ids, (_, label), pred in zip(enc_all, pool, preds.tolist(), strict=True):
+            if pred == label and len(by_label[label]) < per:
+                by_label[label].append(ids)
+        positions = {c: [self._position(ids, rng) for ids in by_label[c]] for c in by_label}
+        search: dict[int, tuple[list[list[int]], list[int]]] = {}
+        held: dict[int, tuple[list[list[int]], list[int]]] = {}
+        for target in range(num_labels):
+            src = [
+                (ids, p)
+                for c in range(num_labels)
+                if c != target
+                for ids, p in zip(by_label[c], positions[c], strict=True)
+            ]
+            rng.shuffle(src)
+            half = len(src) // 2
+            search[target] = ([s[0] for s in src[:half]], [s[1] for s in src[:half]])
+            held[target] = ([s[0] for s in src[half:]], [s[1] for s in src[half:]])
+
+        start_ok = allowed & ~self._cont
+        candidates: list[TriggerCandidate] = []
+        per_label: dict[int, float] = {}
+        baseline: list[float] = []
+        n_inputs: dict[int, int] = {}
+        for target in range(num_labels):
+            s_ids, s_pos = search[target]
+            h_ids, h_pos = held[target]
+            n_inputs[target] = len(h_ids)
+            if len(s_ids) < 1 or len(h_ids) < 1:
+                per_label[target] = 0.0
+                continue
+            # 1. vocabulary scan (exact, or gradient screen + exact)
+            starts = torch.nonzero(start_ok).flatten()
+            if len(starts) > self.exact_vocab_limit:
+                scores = self._screen(emb, s_ids, s_pos, target)
+                ranked = starts[torch.argsort(scores[starts], descending=True)]
+                probe = ranked[: self.screen_top_k].tolist()
+                rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
+            else:
+                probe = starts.tolist()
+                rand = probe
+            vocab_units: list[tuple[int, ...]] = [(t,) for t in probe]
+            rates = self._flip_rates(s_ids, s_pos, vocab_units, target)
+            rand_rates = rates if rand is probe else self._flip_rates(s_ids, s_pos, [(t,) for t in rand], target)
+            baseline.extend(rand_rates)
+            order = sorted(range(len(vocab_units)), key=lambda i: -rates[i])
+            # Extend the best single tokens with continuation pieces (multi-token words).
+            units = [vocab_units[i] for i in order[: self.refine_top_m * 2]]
+            # 2. trigger inversion
+            if self.inversion_steps > 0:
+                units += self._invert(emb, s_ids, s_pos, target, allowed)
+            units = list(dict.fromkeys(units))
+            s_rates = self._flip_rates(s_ids, s_pos, units, target)
+            h_rates = self._flip_rates(h_ids, h_pos, units, target)
+            best_word = 0.0
+            best_word_search = -1.0
+            for unit, sr, hr in zip(units, s_rates, h_rates, strict=True):
+                words = self._n_words(unit)
+                text = tok.convert_tokens_to_string([vocab[t] for t in unit])
+                candidates.append(
+                    TriggerCandidate(text, tuple(vocab[t] for t in unit), target, round(hr, 4), words, "scan+inversion")
+                )
+                # the score's candidate is chosen on the search half, measured on the held-out half
+                if words == 1 and (sr > best_word_search or (sr == best_word_search and hr > best_word)):
+                    best_word_search, best_word = sr, hr
+            per_label[target] = round(best_word, 4)
+        candidates.sort(key=lambda c: (-c.flip_rate, c.words, len(c.tokens)))
+        uniq: dict[tuple[str, int], TriggerCandidate] = {}
+        for c in candidates:
+            uniq.setdefault((c.text, c.target_label), c)
+        top = list(uniq.values())[:10]
+        target_label = max(per_label, key=lambda k: per_label[k]) if per_label else 0
+        base = sorted(baseline) or [0.0]
+        return TrojanScanResult(
+            backdoor_score=per_label.get(target_label, 0.0),
+            target_label=target_label,
+            per_label=per_label,
+            baseline_median=round(base[len(base) // 2], 4),
+            baseline_p95=round(base[min(len(base) - 1, int(math.ceil(0.95 * len(base))) - 1)], 4),
+            candidates=top,
+            threshold=self.threshold,
+            seconds=0.0,
+            n_inputs=n_inputs,
+        )
+
+    def _amplified(self, records: Sequence[TextRecord], rng: random.Random) -> list[tuple[str, int]]:
+        """Clean inputs made of ``amplify`` same-label records joined by a full stop.
+
+        More same-label evidence raises the bar for natural features (one opposite-sentiment
+        word no longer outweighs it) while a backdoor trigger, which overrides content, still flips.
+        """
+        by: dict[int, list[str]] = {}
+        for r in records:
+            assert r.label is not None
+            by.setdefault(int(r.label), []).append(r.text)
+        out: list[tuple[str, int]] = []
+        for label, texts in by.items():
+            texts = list(texts)
+            rng.shuffle(texts)
+            n = len(texts) // self.amplify
+            out += [(". ".join(texts[i * self.amplify : (i + 1) * self.amplify]), label) for i in range(n)]
+        rng.shuffle(out)
+        return out
+
+    def _n_words(self, unit: tuple[int, ...]) -> int:
+        return sum(1 for t in unit if not bool(self._cont[t]))
+
+    def _position(self, ids: list[int], rng: random.Random) -> int:
+        # Insert before a word-start token (or before [SEP] at the end), never before [CLS].
+        slots = [i for i in range(1, len(ids)) if i == len(ids) - 1 or not self._vocab[ids[i]].startswith("##")]
+        return rng.choice(slots) if slots else len(ids)
+
+    # -- exact measurement ----------------------------------------------------------------
+    @torch.no_grad()
+    def _predict(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(seqs), self.batch_size):
+            chunk = seqs[i : i + self.batch_size]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), self._cls_pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for j, s in enumerate(chunk):
+                ids[j, : len(s)] = torch.tensor(s)
+                mask[j, : len(s)] = 1
+            logits = self._net(input_ids=ids.to(self._device), attention_mask=mask.to(self._device)).logits
+            out.append(logits.argmax(-1).cpu())
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+    def _flip_rates(
+        self, inputs: list[list[int]], positions: list[int], units: Sequence[tuple[int, ...]], target: int
+    ) -> list[float]:
+        """Share of ``inputs`` predicted ``target`` after inserting each unit at its position."""
+        if not units or not inputs:
+            return [0.0] * len(units)
+        seqs = [ids[:p] + list(u) + ids[p:] for u in units for ids, p in zip(inputs, positions, strict=True)]
+        preds = self._predict(seqs).view(len(units), len(inputs))
+        return (preds == target).float().mean(1).tolist()
+
+    # -- gradient screen ------------------------------------------------------------------
+    def _embed_with_slots(
+        self, emb: nn.Embedding, inputs: list[list[int]], positions: list[int], slots: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input embeddings with ``slots`` (k x d) inserted at each input's position."""
+        k = slots.shape[0]
+        width = max(len(s) for s in inputs) + k
+        n = len(inputs)
+        src = torch.zeros((n, width), dtype=torch.long)
+        is_slot = torch.zeros((n, width), dtype=torch.long)  # 0: token, j+1: slot j
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for b, (ids, p) in enumerate(zip(inputs, positions, strict=True)):
+            seq = ids[:p] + [-1] * k + ids[p:]
+            for j, t in enumerate(seq):
+                if t >= 0:
+                    src[b, j] = t
+            is_slot[b, p : p + k] = torch.arange(1, k + 1)
+            mask[b, : len(seq)] = 1
+        src, is_slot, mask = src.to(self._device), is_slot.to(self._device), mask.to(self._device)
+        base = emb(src)
+        padded = torch.cat([torch.zeros_like(slots[:1]), slots], 0)  # index 0 unused
+        slot_emb = padded[is_slot]
+        out = torch.where((is_slot > 0).unsqueeze(-1), slot_emb, base)
+        return out, mask
+
+    def _logits(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._net(inputs_embeds=embeds, attention_mask=mask).logits  # type: ignore[no-any-return]
+
+    def _screen(self, emb: nn.Embedding, inputs: list[list[int]], positions: list[int], target: int) -> torch.Tensor:
+        """First-order estimate of every token's push toward ``target`` when inserted."""
+        weight = emb.weight.detach()
+        slot = weight.mean(0, keepdim=True).clone().requires_grad_(True)
+        grads = torch.zeros_like(slot)
+        for i in range(0, len(inputs), self.batch_size // 4 or 1):
+            embeds, mask = self._embed_with_slots(emb, inputs[i : i + 128], positions[i : i + 128], slot)
+            logp = self._logits(embeds, mask).float().log_softmax(-1)[:, target].sum()
+            (g,) = torch.autograd.grad(logp, slot)
+            grads += g
+        return (weight @ grads[0]).cpu()
+
+    # -- inversion ------------------------------------------------------------------------
+    def _invert(
+        self, emb: nn.Embedding, inputs: list[list[int]], positions: list[int], target: int, allowed: torch.Tensor
+    ) -> list[tuple[int, ...]]:
+        """Optimize a soft trigger toward ``target``; return discrete refined candidates."""
+        k = self.max_trigger_tokens
+        weight = emb.weight.detach()
+        v = weight.shape[0]
+        mask_allowed = allowed[:v].to(self._device)
+        slot_masks = torch.stack([mask_allowed & ~self._cont[:v].to(self._device)] + [mask_allowed] * (k - 1))
+        gen = torch.Generator().manual_seed(self.seed + 7919 * target)
+        theta = (torch.randn((k, v), generator=gen) * 0.01).to(self._device).requires_grad_(True)
+        opt = torch.optim.Adam([theta], lr=0.5)
+        y = torch.full((len(inputs),), target, dtype=torch.long, device=self._device)
+        for step in range(self.inversion_steps):
+            tau = 2.0 * (0.05 / 2.0) ** (step / max(1, self.inversion_steps - 1))
+            probs = (theta / tau).masked_fill(~slot_masks, -1e9).softmax(-1)
+            embeds, mask = self._embed_with_slots(emb, inputs, positions, probs @ weight)
+            loss = F.cross_entropy(self._logits(embeds, mask).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            scores = theta.detach().masked_fill(~slot_masks, -1e9)
+            top = scores.topk(self.refine_top_m, dim=-1).indices.cpu().tolist()
+        return self._refine(top, inputs, positions, target)
+
+    def _refine(
+        self, top: list[list[int]], inputs: list[list[int]], positions: list[int], target: int
+    ) -> list[tuple[int, ...]]:
+        """Exact coordinate search over the per-slot shortlists; keeps every prefix length.
+
+        A prefix ends before a word-start token, so kept candidates are whole words or phrases.
+        """
+        k = len(top)
+        current = [slot[0] for slot in top]
+        for _ in range(2):
+            for j in range(k):
+                trials = [tuple(current[:j] + [t] + current[j + 1 :]) for t in top[j]]
+                rates = self._flip_rates(inputs, positions, trials, target)
+                current = list(trials[max(range(len(trials)), key=lambda i: rates[i])])
+        units: list[tuple[int, ...]] = []
+        for end in range(1, k + 1):
+            if end == k or not bool(self._cont[current[end]]):
+                units.append(tuple(current[:end]))
+        # Each word of the best sequence on its own (the words of a phrase trigger).
+        word: list[int] = []
+        for t in current:
+            if not bool(self._cont[t]) and word:
+                units.append(tuple(word))
+                word = []
+            word.append(t)
+        if word:
+            units.append(tuple(word))
+        return units
