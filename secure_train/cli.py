@@ -31,6 +31,10 @@ COMMANDS: dict[str, str] = {
     "keygen": "secure_train.commands.keygen",
     "verify": "secure_train.commands.verify",
     "export": "secure_train.commands.export",
+    "gate": "secure_train.commands.gate",
+    "approve": "secure_train.gate._cli_approve",
+    "drift": "secure_train.gate._cli_drift",
+    "diff-train": "secure_train.gate._cli_diff_train",
 }
 """Command name -> module with ``main(argv: list[str]) -> int``."""
 
