@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+from secure_train.audit import AuditLog
 from secure_train.integrity.encryption import load_encryption_key
-from secure_train.integrity.export import export_checkpoint
+from secure_train.integrity.export import ExportCheck, export_checkpoint
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
 
 __all__ = ["main"]
+
+POLICY_ENV = "SECURE_TRAIN_RELEASE_POLICY"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,11 +34,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--encrypt", action="store_true", help="encrypt the export at rest (AES-256-GCM)")
     parser.add_argument("--allow-unsigned", action="store_true", help="accept a checkpoint without signature")
+    gate = parser.add_argument_group("deployment gate (see `secure-train gate` / `approve`)")
+    gate.add_argument(
+        "--policy",
+        default=os.environ.get(POLICY_ENV),
+        help=f"release policy YAML; enforces a passing attestation and approvals (default ${POLICY_ENV})",
+    )
+    gate.add_argument("--target", default=None, help="deployment target, e.g. production (approvals per policy)")
+    gate.add_argument("--attestation", default=None, help="attestation file (default CKPT.attestation.json)")
+    gate.add_argument("--audit-log", default=None, help="audit log of gate decisions (default next to CKPT)")
     return parser
+
+
+def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog | None]:
+    """The release-policy check, active with a policy, a target, an attestation, or an existing
+    ``CKPT.attestation.json`` (a failing or foreign attestation next to a checkpoint always blocks)."""
+    from secure_train.gate.attestation import ReleasePolicy, attestation_path
+
+    gated = args.policy or args.target or args.attestation or attestation_path(args.checkpoint).is_file()
+    if not gated:
+        return [], None
+    policy = ReleasePolicy.load(args.policy) if args.policy else ReleasePolicy()
+    log = AuditLog(Path(args.audit_log) if args.audit_log else Path(args.checkpoint).parent / "audit.jsonl")
+    check = policy.export_check(args.public_key, target=args.target, attestation=args.attestation, audit_log=log)
+    return [check], log
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    checks, audit_log = _gate_checks(args)
     result = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -42,9 +71,13 @@ def main(argv: list[str]) -> int:
         require_signature=not args.allow_unsigned,
         encryption_key=load_encryption_key(args.encryption_key),
         encrypt_output=args.encrypt,
+        checks=checks,
+        audit_log=audit_log,
     )
     print(
         f"OK: {result.path}: {result.tensors} tensors, {result.signed.size} bytes, "
         f"sha256 {result.signed.sha256}, signature {result.path}.sig"
     )
+    if not checks:
+        print("note: no release policy and no attestation: exported ungated (see --policy)")
     return 0
