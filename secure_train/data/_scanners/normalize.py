@@ -53,6 +53,8 @@ _INVISIBLE_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(INVISIBLE)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _WS = re.compile(r"\s+")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_SPACED = re.compile(r"(?:\b\w (?=\w\b)){4,}")
+_SPACED_JOIN = re.compile(r"(?<=\b\w) (?=\w\b)")
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
 _HEXESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 
@@ -88,6 +90,10 @@ def views(text: str) -> Iterator[tuple[str, str]]:
     """
     plain = normalize(text)
     yield "plain", plain
+    if _SPACED.search(text):  # "i g n o r e  a l l": letters spaced out, words by wider gaps
+        yield "despaced", normalize(_SPACED_JOIN.sub("", text))
+    if "\u202e" in text or "\u2067" in text:  # right-to-left override: stored reversed
+        yield "reversed", normalize(text[::-1])
     leet = plain.translate(_LEET)
     if leet != plain:
         yield "leet", leet
