@@ -115,3 +115,33 @@ def test_async_save_signs_every_checkpoint(tmp_path: Path, keys: tuple[Path, Pat
     for ckpt in ckpts:
         verify_file(ckpt, pub)
     assert sorted(p.name for p in (tmp_path / "ckpts").glob("*.sig")) == sorted(c.name + ".sig" for c in ckpts)
+
+
+@pytest.mark.ddp
+def test_ddp_rank_zero_signs_once(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    import lightning.pytorch as pl
+
+    priv, pub = keys
+    ckpt_cb = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ckpt_cb, CheckpointSigning(private_key=priv), AuditTrail(path=tmp_path / "audit.jsonl")],
+    )
+    trainer.fit(tiny_classifier(), tiny_classification_data())
+    ckpts = sorted((tmp_path / "ckpts").glob("*.ckpt"))
+    assert len(ckpts) == 2
+    for ckpt in ckpts:
+        assert verify_file(ckpt, pub).provenance["global_step"] == 2
+    signed = [e["payload"]["path"] for e in read_events(tmp_path / "audit.jsonl") if e["type"] == "checkpoint.signed"]
+    # each file signed once (one writer, not one per rank); ddp_spawn's own hand-back file also goes through the IO
+    assert sorted(signed[:2]) == [str(c) for c in ckpts]
+    assert len(signed) == 3 and signed[2].endswith(".temp.ckpt")
+    assert verify_audit_head(tmp_path / "audit.jsonl", pub).ok

@@ -130,6 +130,21 @@ class SignedCheckpointIO(TorchCheckpointIO):
         self._lock = threading.Lock()
         self._before_signature: Callable[[], None] | None = None  # test hook: crash injection
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable state (``ddp_spawn``): no lock, no thread pool, and never a loaded key."""
+        if isinstance(self._private_key_source, PrivateKey):
+            raise TypeError(
+                f"{type(self).__name__} holding a key object cannot be pickled (ddp_spawn); "
+                "give private_key as a path or through $SECURE_TRAIN_SIGNING_KEY"
+            )
+        state = self.__dict__.copy()
+        state.update(_private_key=None, _executor=None, _pending=None, _lock=None, trainer=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- keys -------------------------------------------------------------------------
     @property
     def private_key(self) -> PrivateKey:
