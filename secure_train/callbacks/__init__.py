@@ -1,5 +1,18 @@
 """Lightning callbacks: the audit trail and the training-time defenses."""
 
+from secure_train.callbacks.activation import ActivationMonitor
+from secure_train.callbacks.alerts import AnomalyMonitor, RunningStats
 from secure_train.callbacks.audit_trail import AuditTrail
+from secure_train.callbacks.grad_norm import GradNormMonitor
+from secure_train.callbacks.loss_spike import LossSpikeMonitor
+from secure_train.callbacks.sample_loss import SampleLossMonitor
 
-__all__ = ["AuditTrail"]
+__all__ = [
+    "ActivationMonitor",
+    "AnomalyMonitor",
+    "AuditTrail",
+    "GradNormMonitor",
+    "LossSpikeMonitor",
+    "RunningStats",
+    "SampleLossMonitor",
+]
