@@ -436,3 +436,28 @@ def test_signed_but_pickled_object_refused_by_weights_only(tmp_path: Path, keys:
     verify_file(tmp_path / "m.ckpt", pub)
     with pytest.raises(Exception, match="Weights only load failed"):
         load_checkpoint(tmp_path / "m.ckpt", pub)
+
+
+def test_sigstore_keyless_is_a_pass_through(tmp_path: Path, monkeypatch) -> None:
+    """Offline: only the wiring to model_signing is checked (no Fulcio / Rekor here)."""
+    import model_signing
+
+    from secure_train.integrity.sigstore import sign_keyless
+
+    calls: dict[str, object] = {}
+
+    class FakeConfig:
+        def use_sigstore_signer(self, **kwargs):
+            calls["options"] = kwargs
+            return self
+
+        def sign(self, model: Path, sig: Path) -> None:
+            calls["paths"] = (model, sig)
+
+    monkeypatch.setattr(model_signing.signing, "Config", FakeConfig)
+    out = sign_keyless(tmp_path / "model.safetensors", identity_token="tok", use_staging=True)
+    assert out == tmp_path / "model.safetensors.sigstore.json"
+    assert calls == {
+        "options": {"identity_token": "tok", "use_staging": True},
+        "paths": (tmp_path / "model.safetensors", out),
+    }

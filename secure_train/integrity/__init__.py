@@ -20,6 +20,7 @@ from secure_train.integrity.loading import load_checkpoint
 from secure_train.integrity.provenance import collect_provenance
 from secure_train.integrity.signed_file import SignedFile, signature_path, verify_file, write_signed
 from secure_train.integrity.signing import sha256_file, sign_bytes, verify_bytes
+from secure_train.integrity.sigstore import sign_keyless, verify_keyless
 
 __all__ = [
     "CheckpointSigning",
@@ -42,9 +43,11 @@ __all__ = [
     "sha256_file",
     "sign_audit_head",
     "sign_bytes",
+    "sign_keyless",
     "signature_path",
     "verify_audit_head",
     "verify_bytes",
     "verify_file",
+    "verify_keyless",
     "write_signed",
 ]
