@@ -106,6 +106,25 @@ def evaluate(model: Any, dm: Any, attack: str, seed: int) -> tuple[float, float]
 def part_train(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
     det_rows: list[dict[str, Any]] = []
+    if args.clean_baseline:
+        dm = common.build_datamodule(args, [Subsample(args.subset)])
+        model = common.build_model(args)
+        _, seconds = common.fit(model, dm, args, enable_progress_bar=False)
+        for attack in args.attack:
+            cacc, asr = evaluate(model, dm, attack, args.seed)
+            rows.append(
+                {
+                    "attack": attack,
+                    "rate": 0.0,
+                    "training": "clean (no poison)",
+                    "n_train": len(dm.load_records()["train"]),
+                    "n_poisoned_in_train": 0,
+                    "CACC": cacc,
+                    "ASR": asr,
+                    "train_s": round(seconds, 1),
+                }
+            )
+            print(rows[-1], flush=True)
     for attack in args.attack:
         for rate in args.rates:
             poison = BackdoorPoisoning(attack, rate=rate, target_label=1, clean_label=args.clean_label, seed=args.seed)
@@ -176,7 +195,7 @@ def part_train(args: argparse.Namespace) -> None:
                     {
                         "attack": attack,
                         "rate": rate,
-                        "detector": "combined: ngram(corpus) | spectral | AC",
+                        "detector": "combined: ngram(corpus) OR spectral OR AC",
                         **prf(combined & subset_ids, truth, len(train)),
                     }
                 )
@@ -206,6 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--clean-label", action="store_true", help="part train: clean-label poisoning")
     g.add_argument("--ablation", action="store_true", help="part detect: also run without the overlap collapse")
     g.add_argument("--subset", type=int, default=4000, help="part train: training records after sanitizing")
+    g.add_argument("--clean-baseline", action="store_true", help="part train: also train on unpoisoned data")
     args = parser.parse_args(argv)
     if args.train is None:
         parser.error("--train is required (e.g. ../shared/data/sst2/train.tsv)")

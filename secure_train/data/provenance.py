@@ -63,6 +63,7 @@ _LEAF, _NODE = b"\x00", b"\x01"
 _SHORT = 16  # hex digits of the stored per-record hashes
 _MAX_NAMED = 10
 _DATA_SUFFIXES = {".tsv", ".csv", ".jsonl", ".json", ".txt"}
+_NOT_DATA = ("manifest.json", ".scan.json")  # manifests and scan reports next to the data
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
 
@@ -219,7 +220,11 @@ def _data_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _DATA_SUFFIXES)
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in _DATA_SUFFIXES and not p.name.endswith(_NOT_DATA)
+        )
     raise DataError(f"{path}: no such file or directory")
 
 
