@@ -3,6 +3,9 @@
 from secure_train.audit import AuditLog, get_audit_log
 from secure_train.callbacks import AuditTrail
 from secure_train.data import CausalLMDataModule, TextClassificationDataModule
+from secure_train.data.poison import PoisonSanitizer, detect_poison
+from secure_train.data.provenance import Manifest, verify_manifest
+from secure_train.data.scan import DataScanner
 from secure_train.models import CausalLM, TextClassifier
 
 __version__ = "0.1.0"
@@ -12,8 +15,13 @@ __all__ = [
     "AuditTrail",
     "CausalLM",
     "CausalLMDataModule",
+    "DataScanner",
+    "Manifest",
+    "PoisonSanitizer",
     "TextClassificationDataModule",
     "TextClassifier",
     "__version__",
+    "detect_poison",
     "get_audit_log",
+    "verify_manifest",
 ]
