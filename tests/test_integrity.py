@@ -207,6 +207,7 @@ plugin.save_checkpoint({"w": torch.arange(100000)}, sys.argv[2])
 """
 
 
+@pytest.mark.slow
 def test_killed_process_leaves_nothing_that_verifies(tmp_path: Path, keys: tuple[Path, Path]) -> None:
     priv, pub = keys
     target = tmp_path / "ckpts" / "step=5.ckpt"

@@ -40,6 +40,7 @@ def _fit(root: Path, keys: tuple[Path, Path], *, max_steps: int, ckpt_path: str 
     return trainer, signer
 
 
+@pytest.mark.slow
 def test_every_checkpoint_signed_rotation_removes_sidecars_and_resume_verifies(
     tmp_path: Path, keys: tuple[Path, Path]
 ) -> None:
