@@ -25,16 +25,33 @@ from secure_train.callbacks import (
 from secure_train.models import TextClassifier
 
 
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    pl.seed_everything(0, verbose=False)
+
+
 class Spiky(TextClassifier):
     """Tiny classifier whose loss is multiplied (or made NaN) at chosen steps."""
 
-    def __init__(self, spikes: dict[int, float] | None = None, rank: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        spikes: dict[int, float] | None = None,
+        rank: int | None = None,
+        nan_grad_step: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("config", MICRO_BERT)
         kwargs.setdefault("vocab_size", 512)
         kwargs.setdefault("lr", 2e-3)
         super().__init__(**kwargs)
         self.spikes = spikes or {}
         self.spike_rank = rank
+        self.nan_grad_step = nan_grad_step
+
+    def on_after_backward(self) -> None:
+        # After DDP's all-reduce: only this rank's gradients become NaN.
+        if self.global_step == self.nan_grad_step and self.global_rank == 1:
+            next(self.parameters()).grad.fill_(math.nan)  # type: ignore[union-attr]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         out = super().training_step(batch, batch_idx)

@@ -1,0 +1,67 @@
+"""Two CPU ranks (gloo): an anomaly seen on one rank leads to the same decision on both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+from conftest import tiny_classification_data
+from test_monitors import Spiky
+
+from secure_train.audit import read_events
+from secure_train.callbacks import GradNormMonitor, LossSpikeMonitor
+
+
+class RankLog(pl.Callback):
+    """Each rank writes the steps whose optimizer update was dropped and where it stopped."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.skipped: list[int] = []
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        if all(p.grad is None for p in pl_module.parameters()):
+            self.skipped.append(trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        doc = {"skipped": self.skipped, "global_step": trainer.global_step, "should_stop": trainer.should_stop}
+        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.ddp
+def test_both_ranks_skip_and_halt_together(tmp_path: Path) -> None:
+    # The loss spikes on rank 0 only at step 6 (the loss is averaged over ranks before the test);
+    # rank 1's gradients go NaN at step 9 after the all-reduce, so only rank 1 sees that one.
+    pl.seed_everything(0)
+    model = Spiky({6: 1e4}, rank=0, nan_grad_step=9)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[
+            LossSpikeMonitor(warmup=4, action="skip"),
+            GradNormMonitor(warmup=12, action="halt"),
+            RankLog(tmp_path),
+        ],
+    )
+    trainer.fit(model, tiny_classification_data())
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    assert ranks[0]["skipped"] == [6, 9] and ranks[0]["global_step"] == 10 and ranks[0]["should_stop"]
+    assert (tmp_path / "monitor-halt" / "step=10.ckpt").is_file()
+    events = [e["payload"] for e in read_events(tmp_path / "audit.jsonl") if e["type"].startswith("monitor.")]
+    assert [(e.get("monitor"), e.get("metric"), e["step"], e.get("action")) for e in events] == [
+        ("LossSpikeMonitor", "loss", 6, "skip"),
+        ("GradNormMonitor", "reported by another rank", 9, "halt"),  # rank 0 writes, rank 1 saw it
+        (None, None, 10, None),
+    ]
