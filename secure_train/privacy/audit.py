@@ -103,7 +103,7 @@ def empirical_epsilon(correct: int, guesses: int, confidence: float = 0.95) -> f
 
     Example:
         >>> round(empirical_epsilon(95, 100), 2)  # 95 % right: clearly not 1-DP
-        2.18
+        2.17
         >>> empirical_epsilon(50, 100)
         0.0
     """

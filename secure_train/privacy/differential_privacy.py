@@ -158,6 +158,7 @@ class DifferentialPrivacy(Callback):
         self.sample_rate: float | None = None
         self.num_samples: int | None = None
         self.planned_steps: int | None = None
+        self._trainer_steps: int | None = None
         self.max_steps_in_budget: int | None = None
         self.steps_done = 0
         self.budget_exhausted = False
@@ -186,6 +187,8 @@ class DifferentialPrivacy(Callback):
         """ε spent so far at ``delta`` (default: the run's δ)."""
         if not self.accountant.history:
             return 0.0
+        if any(sigma == 0 for sigma, _, _ in self.accountant.history):
+            return math.inf  # a noiseless step is not private at all
         return float(self.accountant.get_epsilon(delta=delta or self._delta()))
 
     def provenance(self) -> dict[str, Any]:
@@ -301,17 +304,11 @@ class DifferentialPrivacy(Callback):
         source.train_dataloader = poisson_train_dataloader
         self._patched = source
         spe = max(1, round(1.0 / q))
-        if self.steps is not None:
-            planned = self.steps
-        elif trainer.max_steps is not None and trainer.max_steps > 0:
-            planned = trainer.max_steps
-            if trainer.max_epochs is not None and trainer.max_epochs > 0:
-                planned = min(planned, trainer.max_epochs * spe)
-        elif trainer.max_epochs is not None and trainer.max_epochs > 0:
-            planned = trainer.max_epochs * spe
-        else:
+        planned = self.steps if self.steps is not None else self._steps_from_trainer(trainer, spe)
+        if planned is None:
             raise ConfigError("DifferentialPrivacy needs steps=..., or Trainer max_epochs / max_steps, to plan ε")
         self.planned_steps = planned
+        self._trainer_steps = planned if self.steps is None else self._steps_from_trainer(trainer, spe)
         if self.target_epsilon is not None and self.noise_multiplier is None:
             self.noise_multiplier = float(
                 get_noise_multiplier(
@@ -322,6 +319,13 @@ class DifferentialPrivacy(Callback):
                     accountant=self.accountant_name,
                 )
             )
+
+    @staticmethod
+    def _steps_from_trainer(trainer: pl.Trainer, steps_per_epoch: int) -> int | None:
+        by_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
+        by_epochs = trainer.max_epochs * steps_per_epoch if trainer.max_epochs and trainer.max_epochs > 0 else None
+        limits = [s for s in (by_steps, by_epochs) if s is not None]
+        return min(limits) if limits else None
 
     def _delta(self) -> float:
         if self.delta is not None:
@@ -408,12 +412,12 @@ class DifferentialPrivacy(Callback):
 
         if self.noise_multiplier == 0:
             return 0
-        lo, hi = 0, max(1, self.planned_steps or 1)
-        cap = 100 * hi
-        while eps(hi) <= budget and hi < cap:
-            lo, hi = hi, 2 * hi
+        # Training never runs past the Trainer's own limit, so the search stops there: PRV accounting
+        # of many steps is slow (tens of seconds at 10k steps), RDP is not.
+        hi = max(1, self.planned_steps or 1, self._trainer_steps or 1)
         if eps(hi) <= budget:
             return hi
+        lo = 0
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if eps(mid) <= budget else (lo, mid)
