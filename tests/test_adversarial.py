@@ -205,3 +205,16 @@ def test_trains_end_to_end(tmp_path, label_mode):
     # The validation loader serves held-out attacks next to the clean examples.
     val_ids = torch.cat([b["sample_id"] for b in dm.val_dataloader()])
     assert (val_ids >= ATTACK_ID_OFFSET).any() and (val_ids < ATTACK_ID_OFFSET).any()
+
+
+def test_dp_sgd_counts_augmented_examples(tmp_path):
+    from secure_train.privacy import DifferentialPrivacy
+
+    dm = _wrap()
+    dp = DifferentialPrivacy(noise_multiplier=1.0, max_grad_norm=1.0, accountant="rdp", delta=1e-5)
+    trainer = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0, callbacks=[dp])
+    trainer.fit(tiny_classifier(), dm)
+    n_train = len(dm.records["train"])
+    assert len(_attacks(dm.records["train"])) > 0
+    assert dp.num_samples == n_train  # the accountant sees the augmented training set
+    assert dp.sample_rate == pytest.approx(dm.base.batch_size / n_train)
