@@ -1,0 +1,315 @@
+"""Detection quality of the training monitors.
+
+Parts (``--parts``, default all):
+
+- ``a`` injected instabilities: a batch whose loss is multiplied, a one-step learning-rate
+  spike, NaN in the inputs (the embedding output of one batch). Reports, per monitor, the
+  first anomaly step against the injection step, and alarms before the injection.
+- ``b`` false alarms: clean runs with different seeds, all four monitors at defaults.
+- ``c`` rollback: final validation accuracy of a clean run, of a run with a mid-run
+  learning-rate spike, and of the same spiked run with ``action="rollback"``.
+- ``d`` ``SampleLossMonitor`` against the backdoor yardstick (BadNets, dirty label):
+  precision and recall of the flagged samples against ``meta["poisoned"]`` at each poison
+  rate, and ASR / clean accuracy of the run that drops flagged samples from later epochs
+  vs the undefended run.
+
+Examples:
+    python benchmarks/monitor_detection.py --parts a b c            # tiny BERT, synthetic corpus
+    python benchmarks/monitor_detection.py --parts d --epochs 4
+    flock /tmp/secure-train-heavy.lock python benchmarks/monitor_detection.py --parts d \\
+        --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv --model-path minilm \\
+        --train-limit 2000 --max-length 48 --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
+from backdoor import evaluate  # noqa: E402
+
+from secure_train.attacks import BackdoorPoisoning  # noqa: E402
+from secure_train.callbacks import (  # noqa: E402
+    ActivationMonitor,
+    AnomalyMonitor,
+    GradNormMonitor,
+    LossSpikeMonitor,
+    SampleLossMonitor,
+)
+from secure_train.models import TextClassifier  # noqa: E402
+
+
+class LossMultiplier(TextClassifier):
+    """A classifier whose training loss is multiplied by ``factor`` at one step."""
+
+    def __init__(self, step: int = -1, factor: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inject_step, self.factor = step, factor
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        out = super().training_step(batch, batch_idx)
+        if self.global_step == self.inject_step:
+            out["loss"] = out["loss"] * self.factor
+        return out
+
+
+class LRSpike(pl.Callback):
+    """Multiply the learning rate by ``factor`` for one optimizer step (the scheduler resets it)."""
+
+    def __init__(self, step: int, factor: float) -> None:
+        self.step, self.factor = step, factor
+        self._saved: list[float] | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            opt = trainer.optimizers[0]
+            self._saved = [g["lr"] for g in opt.param_groups]
+            for g in opt.param_groups:
+                g["lr"] *= self.factor
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self._saved is not None:
+            for g, lr in zip(trainer.optimizers[0].param_groups, self._saved, strict=True):
+                g["lr"] = lr
+            self._saved = None
+
+
+class NaNInputs(pl.Callback):
+    """NaN in the input embeddings of one batch."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.handle: Any = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            emb = pl_module.model.get_input_embeddings()  # type: ignore[operator,union-attr]
+            self.handle = emb.register_forward_hook(lambda m, i, o: o * math.nan)
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_training_args(parser)
+    g = parser.add_argument_group("monitor benchmark")
+    g.add_argument("--parts", nargs="+", choices=list("abcd"), default=list("abcd"))
+    g.add_argument("--inject-step", type=int, default=150)
+    g.add_argument("--inject-steps-total", type=int, default=250, help="steps of each injection run (part a)")
+    g.add_argument("--loss-factor", type=float, default=20.0)
+    g.add_argument("--lr-factor", type=float, default=1000.0)
+    g.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="seeds of the clean runs (b)")
+    g.add_argument("--clean-epochs", type=int, default=3, help="epochs of the clean / rollback runs (b, c)")
+    g.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.1])
+    g.add_argument("--target-label", type=int, default=1)
+    g.add_argument("--score-after-epochs", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+def default_monitors(**kwargs: Any) -> list[AnomalyMonitor]:
+    return [LossSpikeMonitor(**kwargs), GradNormMonitor(**kwargs), ActivationMonitor(**kwargs), SampleLossMonitor()]
+
+
+def make_model(args: argparse.Namespace, **kwargs: Any) -> TextClassifier:
+    base = common.build_model(args)
+    hp = {k: base.hparams[k] for k in ("pretrained", "num_labels", "lr", "warmup_steps")}
+    return LossMultiplier(**hp, **kwargs)
+
+
+def train(
+    args: argparse.Namespace,
+    seed: int,
+    callbacks: list[pl.Callback],
+    model: TextClassifier | None = None,
+    transforms: list[Any] | None = None,
+    **kw: Any,
+) -> tuple[pl.Trainer, TextClassifier, Any]:
+    run_args = argparse.Namespace(**{**vars(args), "seed": seed, **kw})
+    dm = common.build_datamodule(run_args, transforms or [])
+    pl.seed_everything(seed, verbose=False)
+    model = model or make_model(run_args)
+    trainer, _ = common.fit(
+        model,
+        dm,
+        run_args,
+        callbacks,
+        enable_progress_bar=False,
+        default_root_dir=tempfile.mkdtemp(prefix="monitor-bench-"),
+    )
+    return trainer, model, dm
+
+
+def first_step(monitor: AnomalyMonitor, at_or_after: int = 0) -> int | None:
+    steps = [a["step"] for a in monitor.anomalies if a["step"] >= at_or_after]
+    return min(steps) if steps else None
+
+
+def part_a(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    s = args.inject_step
+    for kind in (f"loss x{args.loss_factor:g}", f"lr x{args.lr_factor:g}", "NaN inputs"):
+        monitors = default_monitors()
+        extra: list[pl.Callback] = []
+        model = None
+        if kind.startswith("loss"):
+            model = make_model(args, step=s, factor=args.loss_factor)
+        elif kind.startswith("lr"):
+            extra = [LRSpike(s, args.lr_factor)]
+        else:
+            extra = [NaNInputs(s)]
+        train(args, args.seed, [*extra, *monitors[:3]], model=model, max_steps=args.inject_steps_total, epochs=100)
+        for m in monitors[:3]:
+            det = first_step(m, s)
+            rows.append(
+                {
+                    "injection": kind,
+                    "monitor": m.monitor_name,
+                    "inject_step": s,
+                    "detect_step": det if det is not None else "missed",
+                    "delay": det - s if det is not None else "",
+                    "alarms_before": sum(a["step"] < s for a in m.anomalies),
+                }
+            )
+    return rows
+
+
+def part_b(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for seed in args.seeds:
+        monitors = default_monitors()
+        trainer, model, dm = train(args, seed, list(monitors), epochs=args.clean_epochs)
+        sample = monitors[3]
+        assert isinstance(sample, SampleLossMonitor)  # noqa: S101
+        rows.append(
+            {
+                "seed": seed,
+                "steps": trainer.global_step,
+                **{m.monitor_name: m.num_anomalies for m in monitors[:3]},
+                "SampleLoss_flagged": len(sample.flagged_ids),
+                "n_train": len(dm.load_records()["train"]),
+                "val_acc": common.clean_accuracy(model, dm),
+            }
+        )
+    return rows
+
+
+def part_c(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    total = args.clean_epochs * math.ceil(len(common.build_datamodule(args).load_records()["train"]) / args.batch_size)
+    s = total // 2
+    for variant in ("clean", "lr spike, no action", "lr spike, rollback"):
+        callbacks: list[pl.Callback] = []
+        if variant != "clean":
+            callbacks.append(LRSpike(s, args.lr_factor))
+        monitors: list[AnomalyMonitor] = []
+        if variant.endswith("rollback"):
+            monitors = [LossSpikeMonitor(action="rollback"), GradNormMonitor(action="rollback")]
+        trainer, model, dm = train(args, args.seed, [*callbacks, *monitors], epochs=args.clean_epochs)
+        rows.append(
+            {
+                "variant": variant,
+                "spike_step": s if variant != "clean" else "",
+                "anomalies": sum(m.num_anomalies for m in monitors),
+                "restored_step": next((a.get("restored_step") for m in monitors for a in m.anomalies), ""),
+                "val_acc": common.clean_accuracy(model, dm),
+            }
+        )
+    return rows
+
+
+def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    epochs = args.epochs or (1 if args.model_path else 4)
+    for rate in args.rates:
+        for defended in (False, True):
+            poison = BackdoorPoisoning("badnets", rate=rate, target_label=args.target_label, seed=args.seed)
+            monitor = SampleLossMonitor(score_after_epochs=args.score_after_epochs, drop_flagged=True)
+            trainer, model, dm = train(
+                args, args.seed, [monitor] if defended else [], transforms=[poison], epochs=epochs
+            )
+            cacc, asr = evaluate(model, dm, "badnets", args)
+            train_recs = dm.load_records()["train"]
+            poisoned = {r.sample_id for r in train_recs if r.meta.get("poisoned")}
+            row: dict[str, Any] = {
+                "poison_rate": rate,
+                "run": "drop flagged" if defended else "undefended",
+                "n_train": len(train_recs),
+                "n_poisoned": len(poisoned),
+                "CACC": cacc,
+                "ASR": asr,
+            }
+            if defended:
+                flagged = monitor.flagged_ids
+                tp = len(flagged & poisoned)
+                row.update(
+                    {
+                        "flagged": len(flagged),
+                        "precision": tp / len(flagged) if flagged else 0.0,
+                        "recall": tp / len(poisoned) if poisoned else 0.0,
+                        "dropped_rows": monitor.dropped_rows,
+                    }
+                )
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    meta = {
+        "model": args.model_path or "tiny-bert",
+        "train": args.train or "synthetic",
+        "dev": args.dev or "held-out split",
+        "train_limit": args.train_limit,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    suffix = "" if args.model_path is None else "_" + Path(str(args.model_path)).name
+    if "a" in args.parts:
+        rows = part_a(args)
+        common.write_results(
+            "monitor_detection_injection" + suffix, rows, args.out_dir, {**meta, "steps": args.inject_steps_total}
+        )
+    if "b" in args.parts:
+        rows = part_b(args)
+        total = sum(r[k] for r in rows for k in ("LossSpikeMonitor", "GradNormMonitor", "ActivationMonitor"))
+        print(f"\nfalse alarms (loss / grad / activation monitors) over {len(rows)} clean runs: {total}")
+        common.write_results(
+            "monitor_detection_false_alarms" + suffix,
+            rows,
+            args.out_dir,
+            {**meta, "epochs": args.clean_epochs, "false_alarms_total": total},
+        )
+    if "c" in args.parts:
+        rows = part_c(args)
+        common.write_results(
+            "monitor_detection_rollback" + suffix,
+            rows,
+            args.out_dir,
+            {**meta, "epochs": args.clean_epochs, "lr_factor": args.lr_factor},
+        )
+    if "d" in args.parts:
+        rows = part_d(args)
+        common.write_results(
+            "monitor_detection_sample_loss" + suffix,
+            rows,
+            args.out_dir,
+            {**meta, "epochs": args.epochs, "score_after_epochs": args.score_after_epochs},
+        )
+
+
+if __name__ == "__main__":
+    main()
