@@ -43,10 +43,12 @@ Example:
     >>> sorted(g["ngram"] for g in report.ngrams)
     ['i watch this 3d', 'watch this 3d movie']
 
-The defaults (``z_sigma=5``, ``min_purity=0.9``, ``min_count=10``) were set from clean SST-2
-statistics: on the clean training split (families collapsed) the largest z-score of an n-gram
-at least 90 % pure is 5.5, about mean + 3.9 std. Like Z-defence, the test needs counts: a
-trigger word must occur in dozens of records (BadNets' four words split the poison four ways).
+The defaults (``z_sigma=3.5``, ``min_purity=0.9``, ``min_count=10``) come from SST-2: on the
+clean training split (families collapsed, n-grams seen in >= 10 families) the z-scores have
+mean 0 and std ~1.8, and the largest z of an n-gram at least 90 % pure is 5.4 ("flat",
+"mess"), i.e. mean + 3.0 std, below the threshold (mean + 3.5 std, ~6.3). BadNets at 0.5 % (four words, ~85
+records each) scores 7.6-8.9; a first setting of ``z_sigma=5`` missed three of its four
+words. Like Z-defence, the test needs counts: a trigger must occur in dozens of records.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def ngram_label_statistics(
     *,
     max_n: int = 4,
     min_count: int = 10,
-    z_sigma: float = 5.0,
+    z_sigma: float = 3.5,
     min_purity: float = 0.9,
     collapse_overlaps: bool = True,
 ) -> tuple[list[dict[str, Any]], list[bool]]:
@@ -415,7 +417,7 @@ def detect_poison(
     spectral_sigma: float = 6.0,
     max_n: int = 4,
     min_count: int = 10,
-    z_sigma: float = 5.0,
+    z_sigma: float = 3.5,
     min_purity: float = 0.9,
     collapse_overlaps: bool = True,
     cluster_kwargs: dict[str, Any] | None = None,

@@ -254,7 +254,9 @@ class DataScanner:
         self, records: Iterable[TextRecord], report: ScanReport, leaves_in: list[bytes], leaves_out: list[bytes]
     ) -> Iterator[tuple[TextRecord, TextRecord | None]]:
         affected: dict[str, list[int]] = {}
-        quarantine = self.quarantine_path.open("a", encoding="utf-8") if self.quarantine_path else None
+        # every DDP rank runs the same transform; only global rank zero writes the quarantine file
+        write = self.quarantine_path is not None and int(os.environ.get("RANK", "0")) == 0
+        quarantine = self.quarantine_path.open("a", encoding="utf-8") if write and self.quarantine_path else None
         try:
             for rec in records:
                 report.n_records += 1
