@@ -44,7 +44,8 @@ class CheckpointSigning(Callback):
         require_signature: refuse unsigned checkpoints on resume (default).
         encryption_key: see :class:`~secure_train.integrity.SignedCheckpointIO`.
         shard_size: bytes per independently hashed shard.
-        fsync: flush before the signed pair becomes visible.
+        fsync: flush to disk before the signed pair becomes visible (durability; off
+            by default like Lightning's saves -- integrity does not depend on it).
         async_save: write, hash and sign off the training thread.
         sign_audit_head: sign the audit head at checkpoints and at the end of the run.
         key_env: environment variable read when ``private_key`` is None.
@@ -64,7 +65,7 @@ class CheckpointSigning(Callback):
         require_signature: bool = True,
         encryption_key: bytes | str | os.PathLike[str] | None = None,
         shard_size: int = DEFAULT_SHARD_SIZE,
-        fsync: bool = True,
+        fsync: bool = False,
         async_save: bool = False,
         sign_audit_head: bool = True,
         key_env: str = DEFAULT_KEY_ENV,

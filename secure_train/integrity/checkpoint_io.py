@@ -75,7 +75,10 @@ class SignedCheckpointIO(TorchCheckpointIO):
             ``$SECURE_TRAIN_ENCRYPTION_KEY``: checkpoints are encrypted at rest
             (AES-256-GCM) and the signature covers the ciphertext. ``None``: plaintext.
         shard_size: bytes per independently hashed shard (parallel verification).
-        fsync: flush files and directory to disk before the pair becomes visible.
+        fsync: flush files and directory to disk before the pair becomes visible
+            (durability across power loss). Off by default, like Lightning's own saves:
+            integrity does not depend on it, since a partly written file never matches
+            its signature and is refused.
         async_save: serialize on the training thread, then write, hash, sign and rename on
             a background thread; at most one save in flight (the next save, a removal, a
             load or teardown waits for it). The pair still only appears once valid.
@@ -95,7 +98,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
         require_signature: bool = True,
         encryption_key: bytes | str | os.PathLike[str] | None = None,
         shard_size: int = DEFAULT_SHARD_SIZE,
-        fsync: bool = True,
+        fsync: bool = False,
         async_save: bool = False,
         sign_audit_head: bool = True,
         key_env: str = DEFAULT_KEY_ENV,
