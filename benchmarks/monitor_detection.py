@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--parts", nargs="+", choices=list("abcd"), default=list("abcd"))
     g.add_argument("--inject-step", type=int, default=150)
     g.add_argument("--inject-steps-total", type=int, default=250, help="steps of each injection run (part a)")
-    g.add_argument("--loss-factor", type=float, default=20.0)
+    g.add_argument("--loss-factors", type=float, nargs="+", default=[10.0, 100.0])
     g.add_argument("--lr-factor", type=float, default=1000.0)
     g.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="seeds of the clean runs (b)")
     g.add_argument("--clean-epochs", type=int, default=3, help="epochs of the clean / rollback runs (b, c)")
@@ -159,12 +160,13 @@ def first_step(monitor: AnomalyMonitor, at_or_after: int = 0) -> int | None:
 def part_a(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     s = args.inject_step
-    for kind in (f"loss x{args.loss_factor:g}", f"lr x{args.lr_factor:g}", "NaN inputs"):
+    kinds = [f"loss x{f:g}" for f in args.loss_factors] + [f"lr x{args.lr_factor:g}", "NaN inputs"]
+    for kind in kinds:
         monitors = default_monitors()
         extra: list[pl.Callback] = []
         model = None
         if kind.startswith("loss"):
-            model = make_model(args, step=s, factor=args.loss_factor)
+            model = make_model(args, step=s, factor=float(kind.split("x")[1]))
         elif kind.startswith("lr"):
             extra = [LRSpike(s, args.lr_factor)]
         else:
@@ -261,6 +263,10 @@ def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "dropped_rows": monitor.dropped_rows,
                     }
                 )
+                dump = {"poisoned": sorted(poisoned), "trajectories": monitor.trajectories, "losses": monitor.losses}
+                name = f"monitor_detection_trajectories_{rate:g}_{Path(str(args.model_path)).name}.json"
+                Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+                (Path(args.out_dir) / name).write_text(json.dumps(dump))
             rows.append(row)
     return rows
 
