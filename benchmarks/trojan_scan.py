@@ -102,27 +102,41 @@ def datamodule(spec: dict[str, Any], args: argparse.Namespace) -> TextClassifica
     )
 
 
-def train_or_load(spec: dict[str, Any], args: argparse.Namespace, vocab: int) -> tuple[TextClassifier, float]:
+def _cache_path(spec: dict[str, Any], args: argparse.Namespace) -> Path:
     key = hashlib.sha256(json.dumps([spec, args.train_size, args.epochs, args.tokenizer]).encode()).hexdigest()[:16]
-    path = Path(args.cache) / f"{spec['name']}-{key}.pt"
-    model = TextClassifier(config=TINY_BERT, vocab_size=vocab, lr=1e-3, warmup_steps=50)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model, 0.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = None if args.no_lock else open("/tmp/secure-train-heavy.lock", "w")  # noqa: SIM115, S108 - the shared heavy-run lock
+    return Path(args.cache) / f"{spec['name']}-{key}.pt"
+
+
+def train_missing(specs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, float]:
+    """Train every model not cached yet, holding the shared heavy-run lock once for all of them."""
+    missing = [s for s in specs if not _cache_path(s, args).is_file()]
+    seconds: dict[str, float] = {}
+    if not missing:
+        return seconds
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    lock = None if args.no_lock else open("/tmp/secure-train-heavy.lock", "w")  # noqa: SIM115, S108 - shared lock
     try:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
-        ns = argparse.Namespace(seed=spec["seed"], epochs=args.epochs, max_steps=-1, model_path=None)
-        ns.out_dir = str(path.parent)
-        _, seconds = common.fit(model, datamodule(spec, args), ns, enable_progress_bar=False)
+        for spec in missing:
+            dm = datamodule(spec, args)
+            model = TextClassifier(config=TINY_BERT, vocab_size=len(dm.get_tokenizer()), lr=1e-3, warmup_steps=50)
+            ns = argparse.Namespace(seed=spec["seed"], epochs=args.epochs, max_steps=-1, model_path=None)
+            ns.out_dir = str(args.cache)
+            _, seconds[spec["name"]] = common.fit(model, dm, ns, enable_progress_bar=False)
+            torch.save(model.state_dict(), _cache_path(spec, args))
+            print(f"trained {spec['name']} in {seconds[spec['name']]:.1f}s", flush=True)
     finally:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
-    torch.save(model.state_dict(), path)
-    return model, seconds
+    return seconds
+
+
+def load(spec: dict[str, Any], args: argparse.Namespace, vocab: int) -> TextClassifier:
+    model = TextClassifier(config=TINY_BERT, vocab_size=vocab, lr=1e-3, warmup_steps=50)
+    model.load_state_dict(torch.load(_cache_path(spec, args), weights_only=True))
+    return model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,11 +144,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     scanner = TrojanScanner() if args.threshold is None else TrojanScanner(threshold=args.threshold)
     rows: list[dict[str, Any]] = []
-    for spec in zoo(args):
+    specs = zoo(args)
+    train_seconds = train_missing(specs, args)
+    for spec in specs:
         dm = datamodule(spec, args)
         dm.setup("fit")
         tok = dm.get_tokenizer()
-        model, train_s = train_or_load(spec, args, len(tok))
+        model = load(spec, args, len(tok))
+        train_s = train_seconds.get(spec["name"], float("nan"))
         val = dm.load_records()["val"]
         cacc = common.clean_accuracy(model, dm)
         asr = float("nan")

@@ -66,8 +66,8 @@ class TriggerCandidate:
     tokens: tuple[str, ...]
     target_label: int
     flip_rate: float
+    clean_support: float
     words: int
-    method: str
 
 
 @dataclass
@@ -144,6 +144,8 @@ class TrojanScanner:
         refine_top_m: int = 6,
         batch_size: int = 512,
         amplify: int = 2,
+        support_min_count: int = 5,
+        support_min_lean: float = 0.1,
         seed: int = 0,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -160,6 +162,10 @@ class TrojanScanner:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if num_inputs < 4:
             raise ConfigError(f"num_inputs must be >= 4, got {num_inputs}")
+        if support_min_count < 1:
+            raise ConfigError(f"support_min_count must be >= 1, got {support_min_count}")
+        if not 0.0 < support_min_lean <= 1.0:
+            raise ConfigError(f"support_min_lean must be in (0, 1], got {support_min_lean}")
         if amplify < 1:
             raise ConfigError(f"amplify must be >= 1, got {amplify}")
         if inversion_steps < 0:
@@ -174,6 +180,8 @@ class TrojanScanner:
         self.refine_top_m = refine_top_m
         self.batch_size = batch_size
         self.amplify = amplify
+        self.support_min_count = support_min_count
+        self.support_min_lean = support_min_lean
         self.seed = seed
 
     # -- public ---------------------------------------------------------------------------
@@ -197,6 +205,7 @@ class TrojanScanner:
         emb: nn.Embedding = net.get_input_embeddings()  # type: ignore[operator]
         num_labels = int(getattr(getattr(net, "config", None), "num_labels", 2))
         vocab = tok.convert_ids_to_tokens(list(range(min(len(tok), emb.num_embeddings))))
+        vocab += ["[no-token]"] * (emb.num_embeddings - len(vocab))  # embedding rows beyond the tokenizer
         special = set(getattr(tok, "all_special_ids", []))
         self._cont = torch.tensor([t.startswith("##") for t in vocab], dtype=torch.bool)
         allowed = torch.tensor(
@@ -234,6 +243,7 @@ class TrojanScanner:
             held[target] = ([s[0] for s in src[half:]], [s[1] for s in src[half:]])
 
         start_ok = allowed & ~self._cont
+        support = self._support(labeled, num_labels, len(vocab))
         candidates: list[TriggerCandidate] = []
         per_label: dict[int, float] = {}
         baseline: list[float] = []
@@ -245,10 +255,14 @@ class TrojanScanner:
             if len(s_ids) < 1 or len(h_ids) < 1:
                 per_label[target] = 0.0
                 continue
+
+            def unsupported(unit: tuple[int, ...], target: int = target) -> float:
+                return 1.0 - max(float(support[target, t]) for t in unit)
+
             # 1. vocabulary scan (exact, or gradient screen + exact)
             starts = torch.nonzero(start_ok).flatten()
             if len(starts) > self.exact_vocab_limit:
-                scores = self._screen(emb, s_ids, s_pos, target)
+                scores = self._screen(emb, s_ids, s_pos, target) * (1.0 - support[target])
                 ranked = starts[torch.argsort(scores[starts], descending=True)]
                 probe = ranked[: self.screen_top_k].tolist()
                 rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
@@ -259,12 +273,16 @@ class TrojanScanner:
             rates = self._flip_rates(s_ids, s_pos, vocab_units, target)
             rand_rates = rates if rand is probe else self._flip_rates(s_ids, s_pos, [(t,) for t in rand], target)
             baseline.extend(rand_rates)
-            order = sorted(range(len(vocab_units)), key=lambda i: -rates[i])
-            # Extend the best single tokens with continuation pieces (multi-token words).
+            adjusted = [r * unsupported(u) for r, u in zip(rates, vocab_units, strict=True)]
+            order = sorted(range(len(vocab_units)), key=lambda i: -adjusted[i])
             units = [vocab_units[i] for i in order[: self.refine_top_m * 2]]
-            # 2. trigger inversion
+            # multi-token words: grow the best single tokens with continuation pieces
+            conts = torch.nonzero(allowed & self._cont).flatten().tolist()
+            if 0 < len(conts) <= self.exact_vocab_limit:
+                units += [self._extend(vocab_units[i], conts, s_ids, s_pos, target) for i in order[:3]]
+            # 2. trigger inversion over tokens the clean data do not explain
             if self.inversion_steps > 0:
-                units += self._invert(emb, s_ids, s_pos, target, allowed)
+                units += self._invert(emb, s_ids, s_pos, target, allowed & (support[target] <= 0.5))
             units = list(dict.fromkeys(units))
             s_rates = self._flip_rates(s_ids, s_pos, units, target)
             h_rates = self._flip_rates(h_ids, h_pos, units, target)
@@ -272,15 +290,20 @@ class TrojanScanner:
             best_word_search = -1.0
             for unit, sr, hr in zip(units, s_rates, h_rates, strict=True):
                 words = self._n_words(unit)
+                free = unsupported(unit)
                 text = tok.convert_tokens_to_string([vocab[t] for t in unit])
                 candidates.append(
-                    TriggerCandidate(text, tuple(vocab[t] for t in unit), target, round(hr, 4), words, "scan+inversion")
+                    TriggerCandidate(
+                        text, tuple(vocab[t] for t in unit), target, round(hr, 4), round(1.0 - free, 4), words
+                    )
                 )
                 # the score's candidate is chosen on the search half, measured on the held-out half
-                if words == 1 and (sr > best_word_search or (sr == best_word_search and hr > best_word)):
-                    best_word_search, best_word = sr, hr
+                if words == 1 and (
+                    sr * free > best_word_search or (sr * free == best_word_search and hr * free > best_word)
+                ):
+                    best_word_search, best_word = sr * free, hr * free
             per_label[target] = round(best_word, 4)
-        candidates.sort(key=lambda c: (-c.flip_rate, c.words, len(c.tokens)))
+        candidates.sort(key=lambda c: (-c.flip_rate * (1 - c.clean_support), c.words, len(c.tokens)))
         uniq: dict[tuple[str, int], TriggerCandidate] = {}
         for c in candidates:
             uniq.setdefault((c.text, c.target_label), c)
@@ -317,6 +340,40 @@ class TrojanScanner:
             out += [(". ".join(texts[i * self.amplify : (i + 1) * self.amplify]), label) for i in range(n)]
         rng.shuffle(out)
         return out
+
+    def _support(self, records: Sequence[TextRecord], num_labels: int, vocab_size: int) -> torch.Tensor:
+        """How far the clean data explain each token's pull toward each label, in [0, 1].
+
+        Over the clean records containing a token: ``n`` records, a share ``p`` of them with the
+        label. The lean is ``(p - 1/L) / (1 - 1/L)``. Support is ``min(1, n / support_min_count)
+        * clip(lean / support_min_lean, 0, 1)``: a sentiment word seen in several clean reviews
+        that lean toward "positive" is explained (support 1); a token the clean data never
+        contain (a planted trigger), or contain without leaning toward the label, is not (0).
+        """
+        counts = torch.zeros((num_labels, vocab_size))
+        for r in records:
+            ids = set(self._tok(r.text, truncation=True, max_length=self.max_length)["input_ids"])
+            idx = torch.tensor([i for i in ids if i < vocab_size], dtype=torch.long)
+            counts[int(r.label or 0), idx] += 1
+        prior = 1.0 / num_labels
+        n = counts.sum(0, keepdim=True)
+        lean = (counts / n.clamp_min(1.0) - prior) / (1.0 - prior)
+        seen = (n / self.support_min_count).clamp(max=1.0)
+        return seen * (lean / self.support_min_lean).clamp(0.0, 1.0)
+
+    def _extend(
+        self, unit: tuple[int, ...], conts: list[int], inputs: list[list[int]], positions: list[int], target: int
+    ) -> tuple[int, ...]:
+        """Greedily append continuation pieces while the flip rate improves."""
+        best = self._flip_rates(inputs, positions, [unit], target)[0]
+        while len(unit) < self.max_trigger_tokens and best < 1.0:
+            trials = [(*unit, c) for c in conts]
+            rates = self._flip_rates(inputs, positions, trials, target)
+            i = max(range(len(trials)), key=lambda j: rates[j])
+            if rates[i] <= best:
+                break
+            unit, best = trials[i], rates[i]
+        return unit
 
     def _n_words(self, unit: tuple[int, ...]) -> int:
         return sum(1 for t in unit if not bool(self._cont[t]))
