@@ -367,3 +367,12 @@ def test_resume_restores_statistics_and_trajectories(tmp_path: Path) -> None:
     assert seen_at_start["trajectories"] == first[2].trajectories
     assert all(len(t) == 2 for t in resumed[2].trajectories.values())  # one epoch before, one after resume
     assert resumed[2].epochs_seen == 2
+
+
+def test_sample_loss_halt_stops_after_the_flagging_epoch(tmp_path: Path) -> None:
+    monitor = SampleLossMonitor(score_after_epochs=1, k=1.0, action="halt")
+    trainer = trainer_for(tmp_path, [monitor], max_epochs=3)
+    trainer.fit(Spiky(), tiny_classification_data())
+    assert trainer.current_epoch == 1 and trainer.should_stop
+    assert (tmp_path / "monitor-halt" / f"step={trainer.global_step}.ckpt").is_file()
+    assert any(a["action"] == "halt" for a in monitor.anomalies)

@@ -150,7 +150,7 @@ class RunningStats:
 
     def center_spread(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(center, spread)`` in the comparison space, or ``None`` before any value."""
-        ref = self._ordered()
+        ref = self._loaded if self._buf is None else self._buf[: min(self.count, self.window)]
         if ref is None or ref.shape[0] == 0:
             return None
         if self.method == "mad":

@@ -296,6 +296,7 @@ class SampleLossMonitor(AnomalyMonitor):
             before_step=False,
             extra={"max_z": max(z_values) if z_values else math.nan},
         )
+        _control(trainer).flush_halt(trainer, self.monitor_name)  # no batch end follows an epoch end
 
     @override
     def state_dict(self) -> dict[str, Any]:
