@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_training_args(parser)
     g = parser.add_argument_group("augmentation")
     g.add_argument("--modes", nargs="+", choices=["robust", "detect", "refuse"], default=["robust", "detect", "refuse"])
-    g.add_argument("--ratio", type=float, default=0.25, help="share of attack examples in the augmented train set")
+    g.add_argument("--ratio", type=float, default=0.5, help="share of attack examples in the augmented train set")
     g.add_argument("--holdout-families", nargs="+", default=HOLDOUT, help="families used only for evaluation")
     g.add_argument("--eval-limit", type=int, default=None, help="attacked dev examples per family (default: all)")
     g.add_argument("--lm-synthetic-size", type=int, default=2000, help="refuse mode: synthetic LM corpus size")

@@ -296,8 +296,10 @@ class AdversarialAugmentationDataModule(pl.LightningDataModule):
 
         ``train`` uses training families and templates; ``val`` / ``test`` (or any other name)
         use held-out families and templates only. Families take turns; base records are
-        drawn in a seeded order (robust mode skips none: the attacker's label is drawn among
-        the labels other than the true one). Labels / completions follow ``label_mode``.
+        drawn in a seeded order (robust mode: the attacker's label is drawn among the labels
+        other than the true one in evaluation splits, and among all labels in
+        training, so that a payload's goal never predicts the true label and the model cannot
+        learn "an injection asking for X means not X"). Labels / completions follow ``label_mode``.
         """
         if n <= 0 or not records:
             return []
@@ -313,10 +315,10 @@ class AdversarialAugmentationDataModule(pl.LightningDataModule):
             seed = gen.example_seed(split, i)
             rng = random.Random(seed)
             family = fams[i % len(fams)]
-            if self.label_mode == "robust":
-                assert rec.label is not None
+            if self.label_mode == "robust" and split != "train":
+                assert rec.label is not None  # measured attacks ask for a label other than the true one
                 target = rng.choice([t for t in range(len(gen.goals)) if t != rec.label])
-            else:
+            else:  # training: any goal, so the payload carries no information about the label
                 target = rng.randrange(len(gen.goals))
             ex = gen.generate(rec.text, family, target=target, split=template_split, seed=seed)
             label, completion = rec.label, rec.completion
