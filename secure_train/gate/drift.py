@@ -4,7 +4,9 @@
 on new data against a reference sample:
 
 * ``psi``: population stability index of the confidences (10 reference-quantile bins) and of
-  the predicted labels; the larger of the two. Rule of thumb: < 0.1 stable, > 0.25 shifted.
+  the predicted labels; the larger of the two. Rule of thumb: < 0.1 stable, > 0.25 shifted;
+  for small windows the bar rises to the PSI that sampling noise alone reaches with
+  probability ``ks_alpha`` (``(1/n + 1/m) * chi2.ppf(1 - ks_alpha, bins - 1)``).
 * ``ks``: two-sample Kolmogorov–Smirnov statistic of the confidences (``scipy.stats.ks_2samp``)
   and its p-value; the check fires when the p-value is below ``ks_alpha``.
 * ``js``: Jensen–Shannon divergence (base 2, in [0, 1]) between the predicted-label
@@ -46,7 +48,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import ks_2samp
+from scipy.stats import chi2, ks_2samp
 from typing_extensions import override
 
 from secure_train.audit import get_audit_log
@@ -207,10 +209,14 @@ class DriftMonitor(Callback):
         ks = ks_2samp(ref_conf, cur_conf)
         js = float(jensenshannon(ref_lab / ref_lab.sum(), cur_lab / cur_lab.sum(), base=2) ** 2)
         psi = max(psi_label, psi_conf)
+        # Sampling noise: for equal distributions PSI ~ (1/n + 1/m) * chi2(bins - 1), so small
+        # windows get a higher bar (same false-alarm rate as the KS test).
+        noise = (1 / len(ref_pred) + 1 / max(1, len(cur_pred))) * float(chi2.ppf(1 - self.ks_alpha, len(edges)))
+        psi_bar = max(self.psi_threshold, noise)
         reasons = []
         if len(cur_pred) >= self.min_samples:
-            if psi > self.psi_threshold:
-                reasons.append(f"psi {psi:.3f} > {self.psi_threshold}")
+            if psi > psi_bar:
+                reasons.append(f"psi {psi:.3f} > {psi_bar:.3f}")
             if float(ks.pvalue) < self.ks_alpha:
                 reasons.append(f"ks p-value {float(ks.pvalue):.2e} < {self.ks_alpha}")
             if js > self.js_threshold:
