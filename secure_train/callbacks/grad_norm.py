@@ -21,7 +21,12 @@ class GradNormMonitor(AnomalyMonitor):
     ``index_add`` into layers, all on device: no per-parameter host sync. The global norm is
     checked against robust running statistics in log space (median/MAD, like
     :class:`~secure_train.callbacks.LossSpikeMonitor`) and is anomalous when non-finite; with
-    ``per_layer=True`` every layer's norm is checked too.
+    ``per_layer=True`` every layer's norm is checked for non-finite values too.
+
+    The default window (32 steps) is short because gradient norms are far from stationary:
+    in a clean tiny-BERT run (synthetic corpus, seed 0) the global norm rose from 0.16 to 3.7
+    within 20 steps; with a 128-step window a spike had to be 5,900 times the norm to fire at
+    step 150, with 32 steps 20 times (the largest clean norm stayed at half the threshold).
 
     Log keys, every ``log_every_n_steps`` steps (default ``trainer.log_every_n_steps``):
     ``grad_norm/global``, ``grad_norm/<layer>`` (a layer is a module: the parameter name
@@ -44,7 +49,7 @@ class GradNormMonitor(AnomalyMonitor):
     def __init__(
         self,
         *,
-        window: int = 128,
+        window: int = 32,
         warmup: int = 20,
         k: float = 6.0,
         min_ratio: float = 3.0,

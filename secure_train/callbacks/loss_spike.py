@@ -25,6 +25,12 @@ class LossSpikeMonitor(AnomalyMonitor):
     and ``rollback`` act before the offending update. Unlike Lightning's ``SpikeDetection``
     it syncs nothing per step with ``action="warn"`` and can also skip, halt or roll back.
 
+    The window is short on purpose: training is not stationary (the loss falls, gradient
+    norms can grow tenfold in a few steps when the model starts to learn), and a long
+    window's MAD grows with the trend. In a clean tiny-BERT run (synthetic corpus, seed 0) a
+    128-step window needed a loss 10.7 times the step's own to fire at step 150, a 32-step
+    window 4.4 times, with the highest clean loss still at half the threshold.
+
     Logs ``loss_spike/threshold`` every ``trainer.log_every_n_steps`` steps and
     ``anomaly/LossSpikeMonitor/loss`` on an anomaly.
 
@@ -46,7 +52,7 @@ class LossSpikeMonitor(AnomalyMonitor):
     def __init__(
         self,
         *,
-        window: int = 128,
+        window: int = 32,
         warmup: int = 20,
         k: float = 6.0,
         min_ratio: float = 3.0,
