@@ -12,14 +12,15 @@ from conftest import tiny_classification_data
 from test_monitors import Spiky
 
 from secure_train.audit import read_events
-from secure_train.callbacks import GradNormMonitor, LossSpikeMonitor
+from secure_train.callbacks import GradNormMonitor, LossSpikeMonitor, SampleLossMonitor
 
 
 class RankLog(pl.Callback):
     """Each rank writes the steps whose optimizer update was dropped and where it stopped."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, samples: SampleLossMonitor) -> None:
         self.out = out
+        self.samples = samples
         self.skipped: list[int] = []
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
@@ -27,7 +28,12 @@ class RankLog(pl.Callback):
             self.skipped.append(trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        doc = {"skipped": self.skipped, "global_step": trainer.global_step, "should_stop": trainer.should_stop}
+        doc = {
+            "skipped": self.skipped,
+            "global_step": trainer.global_step,
+            "should_stop": trainer.should_stop,
+            "trajectories": sorted(self.samples.trajectories),  # gathered over both ranks
+        }
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(doc))
 
 
@@ -36,6 +42,7 @@ def test_both_ranks_skip_and_halt_together(tmp_path: Path) -> None:
     # The loss spikes on rank 0 only at step 6 (the loss is averaged over ranks before the test);
     # rank 1's gradients go NaN at step 9 after the all-reduce, so only rank 1 sees that one.
     pl.seed_everything(0)
+    samples = SampleLossMonitor(score_after_epochs=10)
     model = Spiky({6: 1e4}, rank=0, nan_grad_step=9)
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
@@ -51,12 +58,15 @@ def test_both_ranks_skip_and_halt_together(tmp_path: Path) -> None:
         callbacks=[
             LossSpikeMonitor(warmup=4, action="skip"),
             GradNormMonitor(warmup=12, action="halt"),
-            RankLog(tmp_path),
+            samples,
+            RankLog(tmp_path, samples),
         ],
     )
     trainer.fit(model, tiny_classification_data())
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]
+    n_train = len(tiny_classification_data().load_records()["train"])
+    assert len(ranks[0]["trajectories"]) == n_train  # epoch 0 covered every sample across the two ranks
     assert ranks[0]["skipped"] == [6, 9] and ranks[0]["global_step"] == 10 and ranks[0]["should_stop"]
     assert (tmp_path / "monitor-halt" / "step=10.ckpt").is_file()
     events = [e["payload"] for e in read_events(tmp_path / "audit.jsonl") if e["type"].startswith("monitor.")]
