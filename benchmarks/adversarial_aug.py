@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,8 @@ def _scores(model: Any, dm: Any, records: list[TextRecord]) -> torch.Tensor:
 
 
 def _train(args: argparse.Namespace, model: Any, dm: Any) -> float:
-    _, seconds = common.fit(model, dm, args, enable_progress_bar=False)
+    # A private run directory: the run's audit log must not be shared with concurrent benchmarks.
+    _, seconds = common.fit(model, dm, args, enable_progress_bar=False, default_root_dir=tempfile.mkdtemp())
     return seconds
 
 
@@ -242,7 +244,7 @@ def run_refuse(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
             enable_model_summary=False,
             enable_progress_bar=False,
             limit_val_batches=0,
-            default_root_dir=args.out_dir,
+            default_root_dir=tempfile.mkdtemp(),
         )
         start = time.perf_counter()
         trainer.fit(model, dm)
