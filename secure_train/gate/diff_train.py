@@ -5,10 +5,11 @@ run ``k`` on every fold except ``k``: each sample is held out of exactly one run
 other K-1. For every sample it compares the loss of the run that did **not** see it (its
 held-out loss) with the mean loss of the runs that **did** (its seen loss). The gap is the
 sample's self-influence: how much training on it changed the model's view of it. A clean
-sample is predicted about as well either way; a **label-flipped** sample is fitted only by
-memorization (high held-out loss, low seen loss); a sample whose held-out prediction
-confidently contradicts its label is also reported. Scores are robust z-scores
-(median / MAD), flagged above ``z_threshold``.
+sample is predicted about as well either way; a **label-flipped** sample is contradicted by
+the runs that never saw it (high held-out loss) and fitted, if at all, only by memorization
+(lower seen loss). The score is ``held_out + max(0, held_out - seen)``, turned into a robust
+z-score (median / MAD); a sample is flagged when its z-score exceeds ``z_threshold`` and its
+held-out loss exceeds ``min_held_out_loss`` (the unseeing runs give its label < 10%).
 
 ``vary="seed"`` trains K runs on all the data with different seeds; samples are scored by
 their mean loss across runs (no held-out comparison is possible).
@@ -31,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -66,6 +68,8 @@ class DifferentialTraining:
         z_threshold: robust z-score above which a sample (or run) is flagged.
         seed: base seed (fold assignment and training).
         max_flag_fraction: never flag more than this share of the samples (highest scores first).
+        min_held_out_loss: a flagged sample's held-out loss must also exceed this (default
+            ``log 10``: the runs that never saw it give its label less than 10% probability).
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class DifferentialTraining:
         z_threshold: float = 4.0,
         seed: int = 0,
         max_flag_fraction: float = 0.2,
+        min_held_out_loss: float = math.log(10.0),
     ) -> None:
         if runs < 2:
             raise ConfigError(f"runs must be >= 2, got {runs}")
@@ -87,6 +92,7 @@ class DifferentialTraining:
             raise ConfigError(f"max_flag_fraction must be in (0, 1], got {max_flag_fraction}")
         self.runs, self.vary, self.z_threshold, self.seed = runs, vary, z_threshold, seed
         self.max_flag_fraction = max_flag_fraction
+        self.min_held_out_loss = min_held_out_loss
 
     @staticmethod
     def robust_z(x: torch.Tensor) -> torch.Tensor:
@@ -199,7 +205,8 @@ class DifferentialTraining:
             loss_out = (losses * out_mask).sum(0) / out_mask.sum(0).clamp_min(1)
             loss_in = (losses * ~out_mask).sum(0) / (~out_mask).sum(0).clamp_min(1)
             pred_out = (preds * out_mask).sum(0)
-            score = loss_out - loss_in
+            # held-out (out-of-fold) loss, plus the part of it that training on the sample erased
+            score = loss_out + (loss_out - loss_in).clamp_min(0.0)
         else:
             loss_in = loss_out = losses.mean(0)
             pred_out = preds.mode(0).values
@@ -207,7 +214,11 @@ class DifferentialTraining:
         z = self.robust_z(score)
         order = torch.argsort(z, descending=True)
         cap = max(1, int(self.max_flag_fraction * n))
-        flagged_idx = [int(i) for i in order[:cap] if float(z[i]) > self.z_threshold]
+        flagged_idx = [
+            int(i)
+            for i in order[:cap]
+            if float(z[i]) > self.z_threshold and float(loss_out[i]) > self.min_held_out_loss
+        ]
         samples = []
         for i in range(n):
             rec = train[i]
