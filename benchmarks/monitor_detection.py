@@ -231,6 +231,13 @@ def part_c(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def precision_at(monitor: SampleLossMonitor, poisoned: set[int], epochs: int) -> float:
+    """Share of poisoned samples among the ``len(poisoned)`` highest ``early`` scores (ranking quality)."""
+    scores = {sid: -sum(t[:epochs]) / len(t[:epochs]) for sid, t in monitor.trajectories.items() if t}
+    top = sorted(scores, key=lambda sid: -scores[sid])[: len(poisoned)]
+    return len(set(top) & poisoned) / len(poisoned) if poisoned else 0.0
+
+
 def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     epochs = args.epochs or (1 if args.model_path else 4)
@@ -261,6 +268,7 @@ def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "precision": tp / len(flagged) if flagged else 0.0,
                         "recall": tp / len(poisoned) if poisoned else 0.0,
                         "dropped_rows": monitor.dropped_rows,
+                        "precision_at_n_poisoned": precision_at(monitor, poisoned, args.score_after_epochs),
                     }
                 )
                 dump = {"poisoned": sorted(poisoned), "trajectories": monitor.trajectories, "losses": monitor.losses}
@@ -309,11 +317,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "d" in args.parts:
         rows = part_d(args)
+        columns = ["poison_rate", "run", "n_train", "n_poisoned", "flagged", "precision", "recall"]
+        columns += ["precision_at_n_poisoned", "dropped_rows", "CACC", "ASR"]
         common.write_results(
             "monitor_detection_sample_loss" + suffix,
             rows,
             args.out_dir,
             {**meta, "epochs": args.epochs, "score_after_epochs": args.score_after_epochs},
+            columns=columns,
         )
 
 

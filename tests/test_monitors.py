@@ -293,7 +293,7 @@ def test_activation_monitor_hooks_only_on_sampling_steps_and_flags_explosion(tmp
 
 # -- per-sample losses ---------------------------------------------------------------------------
 def test_sample_loss_scores_planted_outliers() -> None:
-    monitor = SampleLossMonitor(score_after_epochs=2, k=3.5)
+    monitor = SampleLossMonitor(score_after_epochs=2, k=3.5, kinds=("early", "high"))
     gen = torch.Generator().manual_seed(0)
     for sid in range(200):
         monitor.trajectories[sid] = (torch.randn(3, generator=gen) * 0.3).tolist()
