@@ -211,13 +211,18 @@ def part_c(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     total = args.clean_epochs * math.ceil(len(common.build_datamodule(args).load_records()["train"]) / args.batch_size)
     s = total // 2
-    for variant in ("clean", "lr spike, no action", "lr spike, rollback"):
+    variants = ("clean", "lr spike, no action", "lr spike, rollback", "lr spike, rollback, snapshot every 10")
+    for variant in variants:
         callbacks: list[pl.Callback] = []
         if variant != "clean":
             callbacks.append(LRSpike(s, args.lr_factor))
         monitors: list[AnomalyMonitor] = []
-        if variant.endswith("rollback"):
-            monitors = [LossSpikeMonitor(action="rollback"), GradNormMonitor(action="rollback")]
+        if "rollback" in variant:
+            every = 10 if variant.endswith("10") else 50
+            monitors = [
+                LossSpikeMonitor(action="rollback", snapshot_every_n_steps=every),
+                GradNormMonitor(action="rollback", snapshot_every_n_steps=every),
+            ]
         trainer, model, dm = train(args, args.seed, [*callbacks, *monitors], epochs=args.clean_epochs)
         rows.append(
             {
