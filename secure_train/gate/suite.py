@@ -141,9 +141,13 @@ class GateSuite:
         if not isinstance(state, dict):
             raise ConfigError(f"{ckpt}: not a checkpoint dictionary")
         hparams = dict(state.get("hyper_parameters") or {})
-        hparams.pop("_instantiator", None)
-        model = _instantiate({"init_args": {**hparams, **(self.model.get("init_args") or {})}},
-                             self.model.get("class_path", "secure_train.models.TextClassifier"))  # fmt: skip
+        saved_class = hparams.get("_class_path")  # LightningCLI records the model class here
+        hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+        class_path = self.model.get("class_path") or saved_class or "secure_train.models.TextClassifier"
+        try:
+            model = _instantiate({"init_args": {**hparams, **(self.model.get("init_args") or {})}}, class_path)
+        except TypeError as err:
+            raise ConfigError(f"{ckpt}: cannot rebuild {class_path} from its hyper-parameters: {err}") from None
         weights = state.get("state_dict", state)
         try:
             model.load_state_dict(weights)

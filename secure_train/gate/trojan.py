@@ -16,14 +16,27 @@ for such a pattern without being told it, in two ways, for every candidate targe
    by exact coordinate search. Later slots may hold continuation pieces (``##...``), so
    made-up words that the tokenizer splits into several tokens are found as one word.
 
-Candidates are chosen on one half of the clean inputs and measured on the other half. The
-**backdoor score** is the flip rate of the best *single-word* candidate on the held-out half
-(words are whole, however many tokens they take), so a score near 1 means one word turns
-nearly every input into the target label. Natural sentiment words move only the weakly
-opinionated inputs; their rates form the **benign baseline** (median and 95th percentile of the
-measured vocabulary), reported beside the score. Multi-word candidates are reported as
-candidate triggers but do not enter the score: several strong opposite-sentiment words flip a
-clean sentiment model too.
+Clean inputs are made of ``amplify`` same-label clean records joined together, so that one
+natural opposite-sentiment word no longer outweighs the evidence (a backdoor trigger, which
+overrides content, still flips them). Candidates are chosen on one half of these inputs and
+measured on the other half.
+
+The **benign baseline** has two parts. (a) The flip rates of the measured vocabulary (median
+and 95th percentile, reported). (b) *Clean support*: a token that the clean reference records
+contain several times (``support_min_count``) and that leans toward the target label there
+(``support_min_lean`` above the base rate) is a natural feature, explained by the data; its
+flip rate is discounted by its support, and the inversion does not search it. A planted
+trigger is absent from clean data (or present without a label lean), so it keeps its rate.
+
+The **backdoor score** is the held-out flip rate, times ``1 - support``, of the best
+*single-word* candidate over all labels (a word is whole however many tokens it takes), so a
+score near 1 means one word the clean data do not explain turns nearly every input into the
+target label. Multi-word candidates are reported as candidate triggers but do not enter the
+score: several stacked opposite-sentiment or negation words flip a clean sentiment model too.
+
+Limits: a trigger chosen among words that already lean toward the target in the clean data
+is discounted like a natural word; a sentence trigger is scored through its strongest single
+word (``benchmarks/trojan_scan.py`` reports where that falls short).
 
 Example:
     >>> import torch
