@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="secure-train gate", description="Run the deployment gate on a checkpoint.")
     p.add_argument("checkpoint")
-    p.add_argument("--suite", required=True, help="gate suite YAML (e.g. recipes/gate-suite.yaml)")
+    p.add_argument("--suite", required=True, help="gate suite YAML (e.g. recipes/gate/gate-suite.yaml)")
     p.add_argument("--signing-key", default=None, help=f"private key for the attestation (default ${DEFAULT_KEY_ENV})")
     p.add_argument("--no-attestation", action="store_true", help="report only, sign nothing")
     p.add_argument("--out-dir", default=None, help="where reports go (default: next to the checkpoint)")

@@ -1,6 +1,6 @@
 """The deployment gate: run a validation suite on a checkpoint, report, and sign an attestation.
 
-A suite is a YAML file (see ``recipes/gate-suite.yaml``)::
+A suite is a YAML file (see ``recipes/gate/gate-suite.yaml``)::
 
     model: {class_path: secure_train.models.TextClassifier}     # optional, default shown
     data: {class_path: secure_train.data.TextClassificationDataModule, init_args: {...}}
