@@ -41,7 +41,9 @@ class LabelFlip:
     def __call__(self, records: list[TextRecord]) -> list[TextRecord]:
         chosen = set(random.Random(self.seed).sample(range(len(records)), round(self.rate * len(records))))
         return [
-            replace(r, label=1 - int(r.label or 0), meta={**r.meta, "poisoned": i in chosen})
+            replace(
+                r, label=1 - int(r.label or 0) if i in chosen else r.label, meta={**r.meta, "poisoned": i in chosen}
+            )
             for i, r in enumerate(records)
         ]
 
