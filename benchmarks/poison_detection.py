@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def part_train(args: argparse.Namespace) -> None:
     if args.clean_baseline:
         dm = common.build_datamodule(args, [Subsample(args.subset)])
         model = common.build_model(args)
-        _, seconds = common.fit(model, dm, args, enable_progress_bar=False)
+        _, seconds = common.fit(model, dm, args, enable_progress_bar=False, default_root_dir=tempfile.mkdtemp())
         for attack in args.attack:
             cacc, asr = evaluate(model, dm, attack, args.seed)
             rows.append(
@@ -134,7 +135,7 @@ def part_train(args: argparse.Namespace) -> None:
                 dm = common.build_datamodule(args, transforms)
                 train = dm.load_records()["train"]
                 model = common.build_model(args)
-                _, seconds = common.fit(model, dm, args, enable_progress_bar=False)
+                _, seconds = common.fit(model, dm, args, enable_progress_bar=False, default_root_dir=tempfile.mkdtemp())
                 cacc, asr = evaluate(model, dm, attack, args.seed)
                 truth = {r.sample_id for r in train if r.meta.get("poisoned")}
                 row = {
