@@ -58,6 +58,16 @@ class SecureTrainCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then verify ``--ckpt_path`` when signing is configured: LightningCLI loads the
+        checkpoint's hyperparameters next, before the Trainer's verified ``CheckpointIO`` exists."""
+        from secure_train.integrity.cli_support import verify_ckpt_path
+
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            verify_ckpt_path(self.config[subcommand].clone().as_dict())
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         from secure_train.callbacks.audit_trail import AuditTrail
 

@@ -462,3 +462,21 @@ def test_sigstore_keyless_is_a_pass_through(tmp_path: Path, monkeypatch) -> None
         "options": {"identity_token": "tok", "use_staging": True},
         "paths": (tmp_path / "model.safetensors", out),
     }
+
+
+def test_cli_verifies_ckpt_path_before_lightning_reads_hparams(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    from secure_train.integrity.cli_support import verify_ckpt_path
+
+    priv, pub = keys
+    ckpt = tmp_path / "last.ckpt"
+    _save_signed(ckpt, priv)
+    signing = {"class_path": "secure_train.integrity.CheckpointSigning", "init_args": {"private_key": str(priv)}}
+    config = {"ckpt_path": str(ckpt), "trainer": {"callbacks": [{"class_path": "x.ModelCheckpoint"}, signing]}}
+    assert verify_ckpt_path(config).name == "last.ckpt"
+    assert verify_ckpt_path({"ckpt_path": str(ckpt), "trainer": {"callbacks": None}}) is None  # signing not configured
+    ckpt.write_bytes(ckpt.read_bytes()[:-1])
+    with pytest.raises(IntegrityError, match="truncated"):
+        verify_ckpt_path(config)
+    plugin = {"class_path": "secure_train.integrity.SignedCheckpointIO", "init_args": {"public_key": str(pub)}}
+    with pytest.raises(IntegrityError, match="truncated"):
+        verify_ckpt_path({"ckpt_path": str(ckpt), "trainer": {"plugins": plugin}})
