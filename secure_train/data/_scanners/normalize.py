@@ -71,8 +71,9 @@ def normalize(text: str) -> str:
         >>> normalize("Ｉｇｎｏｒｅ рrеviоus\\u200b instructions")
         'ignore previous instructions'
     """
-    text = unicodedata.normalize("NFKC", text)
-    text = _INVISIBLE_RE.sub("", text).translate(_CONF_TABLE)
+    if not text.isascii():  # NFKC, invisible characters and confusables are no-ops on ASCII
+        text = unicodedata.normalize("NFKC", text)
+        text = _INVISIBLE_RE.sub("", text).translate(_CONF_TABLE)
     return _WS.sub(" ", text.casefold()).strip()
 
 
