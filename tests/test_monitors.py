@@ -376,3 +376,15 @@ def test_sample_loss_halt_stops_after_the_flagging_epoch(tmp_path: Path) -> None
     assert trainer.current_epoch == 1 and trainer.should_stop
     assert (tmp_path / "monitor-halt" / f"step={trainer.global_step}.ckpt").is_file()
     assert any(a["action"] == "halt" for a in monitor.anomalies)
+
+
+def test_grad_norm_logs_the_clipped_norm_when_clipping(tmp_path: Path) -> None:
+    logger = ListLogger()
+    monitor = GradNormMonitor(log_every_n_steps=2, per_layer=True)
+    trainer = trainer_for(tmp_path, [monitor], max_epochs=1, logger=logger, gradient_clip_val=0.01)
+    trainer.fit(Spiky(), tiny_classification_data())
+    pre = [m["grad_norm/global"] for _, m in logger.metrics if "grad_norm/global" in m]
+    post = [m["grad_norm/global_clipped"] for _, m in logger.metrics if "grad_norm/global_clipped" in m]
+    assert pre and post and len(pre) == len(post)
+    assert max(post) <= 0.01 + 1e-4 < min(pre)  # measured before clipping, and after it
+    assert monitor.metric_names[0] == "global" and len(monitor.metric_names) == 1 + len(monitor.layer_names)
