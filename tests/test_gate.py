@@ -250,3 +250,30 @@ def test_suite_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert cli_main(["gate", str(ckpt), "--suite", str(bad), "--no-attestation"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown gate checks" in err
+
+
+def test_integrity_check_manifest_and_dp_policy(signed_ckpt: Path, keys, tmp_path: Path) -> None:
+    from secure_train.data.provenance import Manifest
+
+    data = tmp_path / "data" / "train.tsv"
+    data.parent.mkdir()
+    data.write_text("sentence\tlabel\ngood film\t1\nbad film\t0\n")
+    manifest = Manifest.build(data, source="test", license="CC0").save(tmp_path / "manifest.json", sign=False)
+    dp_state = {"callbacks": {"DifferentialPrivacy{}": {"accountant": "rdp", "history": [(1.0, 0.01, 1000)],
+                                                         "delta": 1e-5}}}  # fmt: skip
+    opts = {"public_key": str(keys[1]), "manifest": str(manifest), "max_epsilon": 100.0}
+    suite = GateSuite.from_dict({"checks": {"integrity": opts}})
+    ok = suite.run(None, None, checkpoint=signed_ckpt, checkpoint_state=dp_state)[0]
+    assert ok["passed"], ok["details"]
+    assert ok["details"]["manifest"] == "verified" and 0 < ok["details"]["dp_epsilon"] < 100
+    strict = GateSuite.from_dict({"checks": {"integrity": {**opts, "max_epsilon": 0.1}}})
+    assert (
+        "exceeds"
+        in strict.run(None, None, checkpoint=signed_ckpt, checkpoint_state=dp_state)[0]["details"]["problems"][0]
+    )
+    data.write_text("sentence\tlabel\ngood film\t0\nbad film\t0\n")  # a label flipped after the manifest
+    bad = suite.run(None, None, checkpoint=signed_ckpt, checkpoint_state=dp_state)[0]
+    assert not bad["passed"] and any(p.startswith("manifest:") for p in bad["details"]["problems"])
+    signed_ckpt.write_bytes(signed_ckpt.read_bytes() + b"x")
+    tampered = suite.run(None, None, checkpoint=signed_ckpt, checkpoint_state={})[0]
+    assert any("checkpoint signature" in p for p in tampered["details"]["problems"])
