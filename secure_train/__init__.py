@@ -2,7 +2,7 @@
 
 from secure_train.audit import AuditLog, get_audit_log
 from secure_train.callbacks import AuditTrail
-from secure_train.data import CausalLMDataModule, TextClassificationDataModule
+from secure_train.data import AdversarialAugmentationDataModule, CausalLMDataModule, TextClassificationDataModule
 from secure_train.data.poison import PoisonSanitizer, detect_poison
 from secure_train.data.provenance import Manifest, verify_manifest
 from secure_train.data.scan import DataScanner
@@ -11,6 +11,7 @@ from secure_train.models import CausalLM, TextClassifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdversarialAugmentationDataModule",
     "AuditLog",
     "AuditTrail",
     "CausalLM",
