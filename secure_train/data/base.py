@@ -177,10 +177,12 @@ class TextDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         records = self.load_records()
         if self.trainer is not None and not self._audited:
-            from secure_train.audit import get_audit_log
-
             self._audited = True
-            get_audit_log(self.trainer).record("data.provenance", source=type(self).__name__, **self.provenance())
+            provenance = self.provenance()
+            if provenance["data_manifest"] is not None or provenance["data_custody"]:
+                from secure_train.audit import get_audit_log
+
+                get_audit_log(self.trainer).record("data.provenance", source=type(self).__name__, **provenance)
         self.get_tokenizer()
         for split in _SPLITS:
             if split not in self.datasets:
