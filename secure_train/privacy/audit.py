@@ -137,7 +137,7 @@ def canary_audit(
         >>> g = torch.Generator().manual_seed(0)
         >>> inc = torch.rand(2000, generator=g) < 0.5
         >>> leaky = canary_audit(inc.float() + 0.3 * torch.randn(2000, generator=g), inc)
-        >>> leaky.auc > 0.9 and leaky.epsilon_lower > 1
+        >>> leaky.auc > 0.9 and leaky.epsilon_lower > 1 and leaky.epsilon_threshold > 1
         True
         >>> blind = canary_audit(torch.randn(2000, generator=g), inc)
         >>> abs(blind.auc - 0.5) < 0.05 and blind.epsilon_lower < 0.5
@@ -153,7 +153,7 @@ def canary_audit(
         raise ValueError("included must mark some canaries in and some out")
     target = included.long()
     auc = float(binary_auroc(scores.float(), target))
-    fpr, tpr, thresholds = binary_roc(scores.float(), target)
+    fpr, tpr, _ = binary_roc(scores.float(), target)
     tpr_at = {}
     for level in (0.1, 0.01, 0.001):
         ok = fpr <= level
@@ -174,7 +174,8 @@ def canary_audit(
 
     # threshold audit: eps >= log(TPR_lo / FPR_hi) at the best threshold (split over thresholds tried)
     n_out = m - n_in
-    candidates = thresholds[:: max(1, len(thresholds) // 50)]
+    distinct = torch.unique(scores)  # raw scores: torchmetrics' thresholds are sigmoid-squashed for logits
+    candidates = distinct[:: max(1, len(distinct) // 50)]
     a2 = (1.0 - confidence) / max(1, len(candidates))
     eps_thr = 0.0
     for t in candidates.tolist():
