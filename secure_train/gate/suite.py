@@ -59,7 +59,17 @@ def _instantiate(spec: dict[str, Any], default_class: str | None = None, **extra
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
         raise ConfigError(f"cannot import {class_path}") from None
-    return cls(**{**(spec.get("init_args") or {}), **extra})
+    args = {k: _resolve(v) for k, v in (spec.get("init_args") or {}).items()}
+    return cls(**{**args, **extra})
+
+
+def _resolve(value: Any) -> Any:
+    """Nested ``{class_path, init_args}`` values (e.g. data transforms) become objects."""
+    if isinstance(value, dict) and "class_path" in value:
+        return _instantiate(value)
+    if isinstance(value, list):
+        return [_resolve(v) for v in value]
+    return value
 
 
 def _check(name: str, metric: str, value: float, threshold: float, op: str, **details: Any) -> dict[str, Any]:
