@@ -547,6 +547,8 @@ class DifferentialPrivacy(Callback):
         if self._would_exceed_budget():
             self.budget_exhausted = True
             trainer.should_stop = True
+            if self.planned_steps is not None and self.steps_done >= self.planned_steps:
+                return  # the planned run is complete and used the budget it was planned for: not an early stop
             get_audit_log(trainer).record(
                 "privacy.budget_exhausted",
                 source="DifferentialPrivacy",
@@ -554,6 +556,7 @@ class DifferentialPrivacy(Callback):
                 epsilon=self.epsilon(),
                 budget=self.budget,
                 delta=self._delta(),
+                planned_steps=self.planned_steps,
             )
 
     @override
