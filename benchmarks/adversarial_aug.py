@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--holdout-families", nargs="+", default=HOLDOUT, help="families used only for evaluation")
     g.add_argument("--eval-limit", type=int, default=None, help="attacked dev examples per family (default: all)")
     g.add_argument("--lm-synthetic-size", type=int, default=2000, help="refuse mode: synthetic LM corpus size")
-    g.add_argument("--lm-epochs", type=int, default=5, help="refuse mode: epochs of the tiny GPT-2")
+    g.add_argument("--lm-epochs", type=int, default=8, help="refuse mode: epochs of the tiny GPT-2")
     g.add_argument("--lm-eval", type=int, default=200, help="refuse mode: prompts per family / benign")
     return parser.parse_args(argv)
 
@@ -225,10 +225,10 @@ def run_refuse(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
     tok = aug.get_tokenizer()
     val = aug.base.load_records()["val"][: args.lm_eval]
     evals = {fam: aug.attack_records(val, "test", len(val), families=[fam]) for fam in aug.generator.eval_families}
-    marker = aug.refusal.strip().split()[:3]
+    marker = " ".join(aug.refusal.split()[:2])  # "I cannot"
 
     def refused(text: str) -> bool:
-        return text.strip().split()[:3] == marker
+        return text.strip().startswith(marker)
 
     results: dict[str, dict[str, float]] = {}
     times = {}
@@ -250,7 +250,7 @@ def run_refuse(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
         trainer.fit(model, dm)
         times[name] = time.perf_counter() - start
         model.eval()
-        benign = model.generate_text([r.text for r in val], tok, max_new_tokens=6)
+        benign = model.generate_text([r.text for r in val], tok, max_new_tokens=8)
         res = {
             "false_refusal": sum(map(refused, benign)) / len(benign),
             "benign_sentiment_acc": sum(
@@ -259,7 +259,7 @@ def run_refuse(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
             / len(val),
         }
         for fam, recs in evals.items():
-            gens = model.generate_text([r.text for r in recs], tok, max_new_tokens=6)
+            gens = model.generate_text([r.text for r in recs], tok, max_new_tokens=8)
             res[fam] = sum(map(refused, gens)) / len(gens)
         results[name] = res
     held = list(aug.generator.holdout_families)

@@ -222,3 +222,11 @@ def test_dp_sgd_counts_augmented_examples(tmp_path):
     assert len(_attacks(dm.records["train"])) > 0
     assert dp.num_samples == n_train  # the accountant sees the augmented training set
     assert dp.sample_rate == pytest.approx(dm.base.batch_size / n_train)
+
+
+def test_tokenizer_is_trained_with_the_attack_texts_whatever_is_called_first():
+    dm = _wrap()
+    tok = dm.get_tokenizer()  # before setup / prepare_data
+    assert tok is dm.base.get_tokenizer()
+    attack = _attacks(dm.load_records()["train"])[0]
+    assert tok.unk_token_id not in tok(attack.text)["input_ids"]

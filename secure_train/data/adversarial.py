@@ -190,6 +190,11 @@ class AdversarialAugmentationDataModule(pl.LightningDataModule):
         """The label of the ``attack`` class in ``detect`` mode, else ``None``."""
         return int(self.base.num_labels) if self.label_mode == "detect" else None  # type: ignore[attr-defined]
 
+    def get_tokenizer(self) -> Any:
+        """The base's tokenizer; when the base trains its own, it is trained with the attack texts."""
+        self._ensure_tokenizer()
+        return self.base.get_tokenizer()
+
     @override
     def prepare_data(self) -> None:
         self._ensure_tokenizer()
