@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -69,6 +70,10 @@ class VerifyResult:
 class AuditLog:
     """Append-only JSONL audit log; reopening an existing file continues its chain.
 
+    Several processes (or several ``AuditLog`` objects) may append to one file: each append
+    holds an exclusive ``flock`` and, when the file grew since this object last wrote, chains
+    to the event another writer appended last.
+
     Args:
         path: file to append to (parents are created).
         enabled: when False (non-zero DDP ranks), :meth:`record` writes nothing.
@@ -84,6 +89,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._seq = 0
         self._prev = GENESIS_HASH
+        self._size = 0
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists() and self.path.stat().st_size > 0:
@@ -92,6 +98,7 @@ class AuditLog:
                     raise ValueError(f"audit log {self.path} is corrupt: {result.error}")
                 self._seq = result.events
                 self._prev = result.head
+                self._size = self.path.stat().st_size
 
     @property
     def head(self) -> tuple[int, str]:
@@ -104,7 +111,11 @@ class AuditLog:
             raise ValueError(f"event_type must be a non-empty string, got {event_type!r}")
         if not self.enabled:
             return None
-        with self._lock:
+        with self._lock, self.path.open("a+", encoding="utf-8") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            size = os.fstat(fh.fileno()).st_size
+            if size != self._size:  # another writer appended: chain to its last event
+                self._seq, self._prev = _last_event_head(self.path)
             event: dict[str, Any] = {
                 "seq": self._seq,
                 "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
@@ -114,13 +125,31 @@ class AuditLog:
                 "prev": self._prev,
             }
             event["hash"] = event_hash(event)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(_canonical(event).decode() + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            fh.write(_canonical(event).decode() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            self._size = os.fstat(fh.fileno()).st_size
             self._seq += 1
             self._prev = event["hash"]
             return event
+
+
+def _last_event_head(path: Path) -> tuple[int, str]:
+    """``(seq + 1, hash)`` of the file's last event, read from its tail."""
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        end = fh.tell()
+        block = b""
+        while end > 0 and block.count(b"\n") < 2:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            block = fh.read(end - start) + block
+            end = start
+    lines = [line for line in block.splitlines() if line.strip()]
+    if not lines:
+        return 0, GENESIS_HASH
+    last = json.loads(lines[-1])
+    return int(last["seq"]) + 1, str(last["hash"])
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:

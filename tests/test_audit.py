@@ -109,3 +109,33 @@ def test_get_audit_log_without_callback(tmp_path):
     assert log is get_audit_log(trainer)
     log.record("x")
     assert verify(tmp_path / "audit.jsonl").events == 1
+
+
+def test_two_writers_on_one_file_keep_one_chain(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    a, b = AuditLog(path), AuditLog(path)
+    for i in range(3):
+        a.record("from.a", index=i)
+        b.record("from.b", index=i)
+    result = verify(path)
+    assert result.ok and result.events == 6
+    assert [e["type"] for e in read_events(path)] == ["from.a", "from.b"] * 3
+
+
+def test_concurrent_processes_append_safely(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "audit.jsonl"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(path), n)) for n in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert verify(path).ok and verify(path).events == 60
+
+
+def _append_many(path, worker):
+    log = AuditLog(path)
+    for i in range(20):
+        log.record("worker", worker=worker, index=i)
