@@ -381,3 +381,13 @@ def test_budget_too_small_for_one_step(tmp_path):
         fit(tmp_path, sgd_model(), small_data(n=32), dp, max_steps=3)
     assert dp.steps_done == 0 and dp.epsilon() == 0.0
     assert math.isfinite(dp.max_steps_in_budget or 0)
+
+
+def test_frozen_embeddings_stay_fixed(tmp_path):
+    model = sgd_model()
+    emb = model.model.get_input_embeddings().weight.detach().clone()
+    dp = DifferentialPrivacy(noise_multiplier=1.0, delta=1e-5, freeze_embeddings=True, accountant="rdp")
+    fit(tmp_path, model, small_data(n=48), dp, max_steps=2)
+    assert dp.steps_done == 2
+    assert torch.equal(model.model.get_input_embeddings().weight, emb)
+    assert not model.model.get_input_embeddings().weight.requires_grad
