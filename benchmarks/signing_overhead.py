@@ -1,8 +1,9 @@
 """Checkpoint signing overhead and verification throughput.
 
 Part 1 -- time the training loop is blocked by one checkpoint save, for state dicts of
-about 100 MB and 1 GB, measured side by side in one run (variants interleaved; median and
-minimum of ``--repeats``, the minimum being the least disturbed by other load):
+about 100 MB and 1 GB, measured side by side in one run (variants interleaved, their order
+rotated every repeat; median and minimum of ``--repeats``, the minimum being the least
+disturbed by other load):
 
 - ``plain``: Lightning's default ``TorchCheckpointIO`` (serialize to memory, write; no fsync);
 - ``signed``: ``SignedCheckpointIO`` defaults (hash while writing, in parallel threads,
@@ -115,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         blocked: dict[str, list[float]] = {name: [] for name in variants}
         in_place: dict[str, list[float]] = {name: [] for name in variants}
         file_bytes = 0
-        for _ in range(args.repeats):
-            for name, plugin in variants.items():  # interleaved: disk and CPU noise hit every variant
+        names = list(variants)
+        for rep in range(args.repeats):
+            # interleaved, and the order rotated each repeat: a save that follows another 1 GB write is slowed
+            # by the kernel's write-back of the previous one, so no variant may always come second
+            for name in names[rep % len(names) :] + names[: rep % len(names)]:
+                plugin = variants[name]
                 path = workdir / f"{size_mb}mb.ckpt"  # one file per size, overwritten like last.ckpt
                 start = time.perf_counter()
                 plugin.save_checkpoint(ckpt, path)
