@@ -164,17 +164,22 @@ def test_export_requires_passing_attestation_for_exact_digest(
     priv, pub = keys
     policy = tmp_path / "policy.yaml"
     policy.write_text("release:\n  require_attestation: true\n")
-    # no attestation
+    # no attestation: refused with a policy, and without one (export is gated by default)
     assert _export(signed_ckpt, keys, "--policy", str(policy)) == 2
     assert "no gate attestation" in capsys.readouterr().err
+    assert _export(signed_ckpt, keys) == 2
+    assert "no gate attestation" in capsys.readouterr().err
+    assert _export(signed_ckpt, keys, "--allow-ungated", "--policy", str(policy)) == 2
+    assert "cannot be combined" in capsys.readouterr().err
     # failing attestation (accuracy floor above 1): gate exits 1, export refused
     failing = _write_suite(tmp_path, tokenizer_dir, pub, 1.01)
     assert cli_main(["gate", str(signed_ckpt), "--suite", str(failing), "--signing-key", str(priv)]) == 1
     assert "gate FAILED" in capsys.readouterr().out
     assert _export(signed_ckpt, keys, "--policy", str(policy)) == 2
     assert "the gate failed" in capsys.readouterr().err
-    # a failing attestation next to the checkpoint blocks export even without a policy
+    # a failing attestation next to the checkpoint blocks export even with --allow-ungated
     assert _export(signed_ckpt, keys) == 2
+    assert _export(signed_ckpt, keys, "--allow-ungated") == 2
     capsys.readouterr()
     # passing attestation
     passing = _write_suite(tmp_path, tokenizer_dir, pub, 0.0)

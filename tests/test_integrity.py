@@ -365,8 +365,27 @@ def test_cli_keygen_verify_export_audit(tmp_path: Path, capsys, monkeypatch) -> 
                 str(key),
             ]
         )
+        == 2
+    )
+    assert "no gate attestation" in capsys.readouterr().err  # export is gated by default
+    assert (
+        cli_main(
+            [
+                "export",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "m.safetensors"),
+                "--public-key",
+                str(pub),
+                "--signing-key",
+                str(key),
+                "--allow-ungated",
+            ]
+        )
         == 0
     )
+    assert "WITHOUT a gate attestation" in capsys.readouterr().out
+    assert "model.export_ungated" in [e["type"] for e in read_events(tmp_path / "audit.jsonl")]
     assert cli_main(["verify", str(tmp_path / "m.safetensors"), "--public-key", str(pub)]) == 0
     capsys.readouterr()
     ckpt.write_bytes(ckpt.read_bytes()[:-10])
@@ -383,6 +402,7 @@ def test_cli_keygen_verify_export_audit(tmp_path: Path, capsys, monkeypatch) -> 
                 str(pub),
                 "--signing-key",
                 str(key),
+                "--allow-ungated",
             ]
         )
         == 2
@@ -401,13 +421,14 @@ def test_cli_keygen_verify_export_audit(tmp_path: Path, capsys, monkeypatch) -> 
                 str(pub),
                 "--signing-key",
                 str(key),
+                "--allow-ungated",
             ]
         )
         == 2
     )
     assert "accessible by group or others" in capsys.readouterr().err
     os.chmod(key, 0o600)
-    log = AuditLog(tmp_path / "audit.jsonl")
+    log = AuditLog(tmp_path / "head-audit.jsonl")
     log.record("run.start")
     sign_audit_head(log.path, load_private_key(key))
     assert cli_main(["audit", "verify", str(log.path), "--public-key", str(pub)]) == 0

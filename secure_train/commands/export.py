@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from secure_train.audit import AuditLog
+from secure_train.errors import ConfigError
 from secure_train.integrity.encryption import load_encryption_key
 from secure_train.integrity.export import ExportCheck, export_checkpoint
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
@@ -43,19 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--target", default=None, help="deployment target, e.g. production (approvals per policy)")
     gate.add_argument("--attestation", default=None, help="attestation file (default CKPT.attestation.json)")
     gate.add_argument("--audit-log", default=None, help="audit log of gate decisions (default next to CKPT)")
+    gate.add_argument(
+        "--allow-ungated",
+        action="store_true",
+        help="export without a gate attestation (development only; refused with --policy; audited)",
+    )
     return parser
 
 
-def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog | None]:
-    """The release-policy check, active with a policy, a target, an attestation, or an existing
-    ``CKPT.attestation.json`` (a failing or foreign attestation next to a checkpoint always blocks)."""
+def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog]:
+    """The release-policy check: a passing attestation for the checkpoint's exact digest is
+    required (plus approvals per ``--policy`` / ``--target``). Only ``--allow-ungated``, without
+    a policy, target or attestation, skips it; a failing or foreign ``CKPT.attestation.json``
+    next to the checkpoint blocks export even then."""
     from secure_train.gate.attestation import ReleasePolicy, attestation_path
 
-    gated = args.policy or args.target or args.attestation or attestation_path(args.checkpoint).is_file()
-    if not gated:
-        return [], None
-    policy = ReleasePolicy.load(args.policy) if args.policy else ReleasePolicy()
     log = AuditLog(Path(args.audit_log) if args.audit_log else Path(args.checkpoint).parent / "audit.jsonl")
+    if args.allow_ungated and (args.policy or args.target or args.attestation):
+        raise ConfigError("--allow-ungated cannot be combined with --policy, --target or --attestation")
+    if args.allow_ungated and not attestation_path(args.checkpoint).is_file():
+        log.record("model.export_ungated", source="secure-train export", checkpoint=str(args.checkpoint))
+        return [], log
+    policy = ReleasePolicy.load(args.policy) if args.policy else ReleasePolicy()
     check = policy.export_check(args.public_key, target=args.target, attestation=args.attestation, audit_log=log)
     return [check], log
 
@@ -79,5 +89,5 @@ def main(argv: list[str]) -> int:
         f"sha256 {result.signed.sha256}, signature {result.path}.sig"
     )
     if not checks:
-        print("note: no release policy and no attestation: exported ungated (see --policy)")
+        print("note: exported WITHOUT a gate attestation (--allow-ungated); not for deployment")
     return 0
