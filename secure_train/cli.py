@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args and args[0] in COMMANDS:
             module = importlib.import_module(COMMANDS[args[0]])
             return int(module.main(args[1:]))
+        if not args or args[0] in ("-h", "--help"):
+            print(
+                "secure-train commands: fit, validate, test, predict (LightningCLI, below); "
+                f"{', '.join(COMMANDS)} (`secure-train COMMAND --help`)\n"
+            )
         SecureTrainCLI(args=cli_args)
         return 0
     except SecureTrainError as err:

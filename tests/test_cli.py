@@ -89,3 +89,24 @@ def test_every_recipe_parses(recipe):
     with pytest.raises(SystemExit) as exc:
         main(["fit", "--config", str(ROOT / "recipes" / recipe), "--print_config"])
     assert exc.value.code == 0
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in (
+        "fit",
+        "audit",
+        "keygen",
+        "verify",
+        "export",
+        "scan",
+        "data",
+        "gate",
+        "approve",
+        "drift",
+        "diff-train",
+    ):
+        assert name in out
