@@ -53,6 +53,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from secure_train.audit import get_audit_log
+from secure_train.distributed import destroy_process_group_at_exit
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -468,6 +469,10 @@ class AnomalyMonitor(Callback):
     def policy_before_step(self, trainer: pl.Trainer) -> bool:
         """Apply pending rollback skips; True when this step is skipped."""
         return _control(trainer).maybe_skip(trainer)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        destroy_process_group_at_exit()  # the last cross-rank decision comes right before exit
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -52,6 +52,7 @@ from scipy.stats import chi2, ks_2samp
 from typing_extensions import override
 
 from secure_train.audit import get_audit_log
+from secure_train.distributed import destroy_process_group_at_exit
 from secure_train.errors import ConfigError, DataError
 
 __all__ = ["DriftMonitor", "DriftReport", "load_inference_log"]
@@ -250,6 +251,10 @@ class DriftMonitor(Callback):
         self._ref = _as_pred_conf(reference)
 
     # -- callback -------------------------------------------------------------------------
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        destroy_process_group_at_exit()  # the validation gather can be the last collective
+
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._probs = []

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from secure_train.audit import get_audit_log
+from secure_train.distributed import destroy_process_group_at_exit
 from secure_train.errors import ConfigError
 from secure_train.privacy.poisson import PoissonBatchSampler
 
@@ -216,6 +217,7 @@ class DifferentialPrivacy(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        destroy_process_group_at_exit()
         self._check_trainer(trainer)
         self._world_size = trainer.world_size
         self._accumulate = int(trainer.accumulate_grad_batches)
