@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,18 @@ def quiet_trainer(root: Path, **kwargs: Any) -> pl.Trainer:
         enable_model_summary=False,
         **kwargs,
     )
+
+
+def ddp_trainer(root: Path, **kwargs: Any) -> pl.Trainer:
+    """:func:`quiet_trainer` over two CPU processes (gloo, ``ddp_spawn``)."""
+    kwargs.setdefault("limit_val_batches", 0)
+    return quiet_trainer(root, devices=2, strategy="ddp_spawn", **kwargs)
+
+
+def write_rank_json(out: Path, trainer: pl.Trainer, doc: Any) -> None:
+    """Each rank's record of what it saw, for :func:`read_rank_json` in the test process."""
+    (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(doc))
+
+
+def read_rank_json(out: Path, world_size: int = 2) -> list[Any]:
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]

@@ -1,10 +1,9 @@
 import hashlib
-import json
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
-from conftest import tiny_classification_data, tiny_classifier
+from conftest import ddp_trainer, read_rank_json, tiny_classification_data, tiny_classifier, write_rank_json
 
 from secure_train.data import AdversarialAugmentationDataModule
 from secure_train.data.adversarial import ATTACK_ID_OFFSET
@@ -21,8 +20,7 @@ class _SeenIds(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         dm = trainer.datamodule
         digest = hashlib.sha256("\n".join(f"{r.sample_id}\t{r.label}\t{r.text}" for r in dm.records["train"]).encode())
-        rank = trainer.global_rank
-        (self.out / f"rank{rank}.json").write_text(json.dumps({"digest": digest.hexdigest(), "seen": self.seen}))
+        write_rank_json(self.out, trainer, {"digest": digest.hexdigest(), "seen": self.seen})
 
 
 @pytest.mark.ddp
@@ -31,21 +29,9 @@ def test_ranks_build_the_same_augmented_data_and_shard_it(tmp_path: Path) -> Non
     dm = AdversarialAugmentationDataModule(
         tiny_classification_data(synthetic_size=200), ratio=0.25, holdout_families=["roleplay"], seed=3
     )
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[_SeenIds(tmp_path)],
-    )
+    trainer = ddp_trainer(tmp_path, callbacks=[_SeenIds(tmp_path)])
     trainer.fit(tiny_classifier(), dm)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = read_rank_json(tmp_path)
     assert ranks[0]["digest"] == ranks[1]["digest"]  # generated independently, identical on both ranks
     expected = AdversarialAugmentationDataModule(
         tiny_classification_data(synthetic_size=200), ratio=0.25, holdout_families=["roleplay"], seed=3

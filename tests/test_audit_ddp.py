@@ -1,5 +1,5 @@
 import pytest
-from conftest import quiet_trainer, tiny_classification_data, tiny_classifier
+from conftest import ddp_trainer, tiny_classification_data, tiny_classifier
 
 from secure_train.audit import read_events, verify
 from secure_train.callbacks import AuditTrail
@@ -8,9 +8,7 @@ from secure_train.callbacks import AuditTrail
 @pytest.mark.ddp
 def test_only_global_rank_zero_writes(tmp_path):
     path = tmp_path / "audit.jsonl"
-    trainer = quiet_trainer(
-        tmp_path, max_steps=2, limit_val_batches=1, devices=2, strategy="ddp_spawn", callbacks=[AuditTrail(path)]
-    )
+    trainer = ddp_trainer(tmp_path, max_steps=2, limit_val_batches=1, callbacks=[AuditTrail(path)])
     trainer.fit(tiny_classifier(), tiny_classification_data())
     assert verify(path).ok
     events = read_events(path)

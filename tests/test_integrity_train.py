@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import quiet_trainer, tiny_classification_data, tiny_classifier
+from conftest import ddp_trainer, quiet_trainer, tiny_classification_data, tiny_classifier
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from secure_train.audit import read_events
@@ -120,20 +120,12 @@ def test_async_save_signs_every_checkpoint(tmp_path: Path, keys: tuple[Path, Pat
 
 @pytest.mark.ddp
 def test_ddp_rank_zero_signs_once(tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    import lightning.pytorch as pl
-
     priv, pub = keys
     ckpt_cb = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
+    trainer = ddp_trainer(
+        tmp_path,
         max_steps=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        enable_checkpointing=True,
         callbacks=[ckpt_cb, CheckpointSigning(private_key=priv), AuditTrail(path=tmp_path / "audit.jsonl")],
     )
     trainer.fit(tiny_classifier(), tiny_classification_data())

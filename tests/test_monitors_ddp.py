@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import pytest
-from conftest import tiny_classification_data
+from conftest import ddp_trainer, read_rank_json, tiny_classification_data, write_rank_json
 from test_monitors import Spiky
 
 from secure_train.audit import read_events
@@ -34,7 +33,7 @@ class RankLog(pl.Callback):
             "should_stop": trainer.should_stop,
             "trajectories": sorted(self.samples.trajectories),  # gathered over both ranks
         }
-        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(doc))
+        write_rank_json(self.out, trainer, doc)
 
 
 @pytest.mark.ddp
@@ -44,17 +43,9 @@ def test_both_ranks_skip_and_halt_together(tmp_path: Path) -> None:
     pl.seed_everything(0)
     samples = SampleLossMonitor(score_after_epochs=10)
     model = Spiky({6: 1e4}, rank=0, nan_grad_step=9)
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
+    trainer = ddp_trainer(
+        tmp_path,
         max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
         callbacks=[
             LossSpikeMonitor(warmup=4, action="skip"),
             GradNormMonitor(warmup=12, action="halt"),
@@ -63,7 +54,7 @@ def test_both_ranks_skip_and_halt_together(tmp_path: Path) -> None:
         ],
     )
     trainer.fit(model, tiny_classification_data())
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = read_rank_json(tmp_path)
     assert ranks[0] == ranks[1]
     n_train = len(tiny_classification_data().load_records()["train"])
     assert len(ranks[0]["trajectories"]) == n_train  # epoch 0 covered every sample across the two ranks

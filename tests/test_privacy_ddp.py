@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import tiny_classification_data, tiny_classifier
+from conftest import (
+    ddp_trainer,
+    quiet_trainer,
+    read_rank_json,
+    tiny_classification_data,
+    tiny_classifier,
+    write_rank_json,
+)
 
 from secure_train.privacy import DifferentialPrivacy
 
@@ -27,43 +33,32 @@ class Record(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         opt = trainer.optimizers[0]
         checksum = float(sum(p.detach().double().sum() for p in pl_module.parameters()))
-        (self.out / f"rank{trainer.global_rank}.json").write_text(
-            json.dumps(
-                {
-                    "world_size": trainer.world_size,
-                    "sample_rate": self.dp.sample_rate,
-                    "steps": self.dp.steps_done,
-                    "epsilon": self.dp.epsilon(),
-                    "noise_multiplier": self.dp.noise_multiplier,
-                    "effective_batch": opt.expected_batch_size * trainer.world_size,
-                    "optimizer": type(opt).__name__,
-                    "sample_ids": self.sample_ids,
-                    "checksum": checksum,
-                }
-            )
-        )
+        doc = {
+            "world_size": trainer.world_size,
+            "sample_rate": self.dp.sample_rate,
+            "steps": self.dp.steps_done,
+            "epsilon": self.dp.epsilon(),
+            "noise_multiplier": self.dp.noise_multiplier,
+            "effective_batch": opt.expected_batch_size * trainer.world_size,
+            "optimizer": type(opt).__name__,
+            "sample_ids": self.sample_ids,
+            "checksum": checksum,
+        }
+        write_rank_json(self.out, trainer, doc)
 
 
 def run(tmp_path: Path, devices: int, batch_size: int) -> list[dict[str, Any]]:
     out = tmp_path / f"d{devices}"
     out.mkdir()
     dp = DifferentialPrivacy(target_epsilon=4.0, delta=1e-5, accountant="rdp")
-    trainer = pl.Trainer(
-        default_root_dir=out,
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp_spawn" if devices > 1 else "auto",
-        max_epochs=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[dp, Record(dp, out)],
-    )
+    callbacks = [dp, Record(dp, out)]
+    if devices > 1:
+        trainer = ddp_trainer(out, callbacks=callbacks)
+    else:
+        trainer = quiet_trainer(out, limit_val_batches=0, callbacks=callbacks)
     pl.seed_everything(0, verbose=False)
     trainer.fit(tiny_classifier(), tiny_classification_data(synthetic_size=144, batch_size=batch_size, max_length=16))
-    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(devices)]
+    return read_rank_json(out, devices)
 
 
 @pytest.mark.ddp

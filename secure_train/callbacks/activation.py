@@ -206,12 +206,3 @@ class ActivationMonitor(AnomalyMonitor):
         """The baseline's ``(layers, 3)`` std / max-abs / kurtosis, once captured."""
         cs = self.stats.center_spread() if self.stats.warm else None
         return None if cs is None else cs[0].exp().view(-1, len(_CHECKED))
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.base_state(), "stats": self.stats.state_dict()}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.load_base_state(state_dict)
-        self.stats.load_state_dict(state_dict["stats"])

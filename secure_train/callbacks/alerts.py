@@ -495,9 +495,19 @@ class AnomalyMonitor(Callback):
         self.resolve(trainer, pl_module, before_step=False, force=True)
 
     # -- resume ---------------------------------------------------------------------------------
-    def base_state(self) -> dict[str, Any]:
-        return {"num_anomalies": self.num_anomalies, "anomalies": list(self.anomalies)}
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The anomalies so far and, for monitors with a ``stats`` :class:`RunningStats`, its window."""
+        state: dict[str, Any] = {"num_anomalies": self.num_anomalies, "anomalies": list(self.anomalies)}
+        stats = getattr(self, "stats", None)
+        if isinstance(stats, RunningStats):
+            state["stats"] = stats.state_dict()
+        return state
 
-    def load_base_state(self, state: dict[str, Any]) -> None:
-        self.num_anomalies = int(state.get("num_anomalies", 0))
-        self.anomalies = list(state.get("anomalies", []))
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.num_anomalies = int(state_dict.get("num_anomalies", 0))
+        self.anomalies = list(state_dict.get("anomalies", []))
+        stats = getattr(self, "stats", None)
+        if isinstance(stats, RunningStats) and "stats" in state_dict:
+            stats.load_state_dict(state_dict["stats"])

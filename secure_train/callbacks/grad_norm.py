@@ -166,12 +166,3 @@ class GradNormMonitor(AnomalyMonitor):
             if result is not None:
                 for logger in trainer.loggers:
                     logger.log_metrics({"grad_norm/global_clipped": float(result[0])}, step=step)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.base_state(), "stats": self.stats.state_dict()}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.load_base_state(state_dict)
-        self.stats.load_state_dict(state_dict["stats"])

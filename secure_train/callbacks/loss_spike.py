@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning.pytorch as pl
 import torch
 from torch.optim import Optimizer
@@ -105,12 +103,3 @@ class LossSpikeMonitor(AnomalyMonitor):
             for logger in trainer.loggers:
                 logger.log_metrics({"loss_spike/threshold": float(threshold[0])}, step=trainer.global_step)
         self.resolve(trainer, pl_module, before_step=True)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.base_state(), "stats": self.stats.state_dict()}
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.load_base_state(state_dict)
-        self.stats.load_state_dict(state_dict["stats"])

@@ -303,7 +303,7 @@ class SampleLossMonitor(AnomalyMonitor):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {
-            **self.base_state(),
+            **super().state_dict(),
             "trajectories": {str(k): v for k, v in self.trajectories.items()},
             "losses": {str(k): v for k, v in self.losses.items()},
             "suspects": self.suspects,
@@ -314,7 +314,7 @@ class SampleLossMonitor(AnomalyMonitor):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.load_base_state(state_dict)
+        super().load_state_dict(state_dict)
         self.trajectories = {int(k): list(v) for k, v in state_dict["trajectories"].items()}
         self.losses = {int(k): list(v) for k, v in state_dict["losses"].items()}
         self.suspects = list(state_dict["suspects"])
