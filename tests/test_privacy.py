@@ -391,3 +391,22 @@ def test_frozen_embeddings_stay_fixed(tmp_path):
     assert dp.steps_done == 2
     assert torch.equal(model.model.get_input_embeddings().weight, emb)
     assert not model.model.get_input_embeddings().weight.requires_grad
+
+
+def test_trainable_patterns_train_only_the_named_parameters(tmp_path):
+    model = sgd_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dp = DifferentialPrivacy(noise_multiplier=1.0, delta=1e-5, trainable=["classifier.*"], accountant="rdp")
+    fit(tmp_path, model, small_data(n=48), dp, max_steps=2)
+    assert dp.steps_done == 2
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"model.classifier.weight", "model.classifier.bias"}  # noise moved only these
+    assert dp.trainable_parameters == sum(p.numel() for p in model.model.classifier.parameters())
+    start = [e for e in read_events(tmp_path / "audit.jsonl") if e["type"] == "privacy.start"]
+    assert start and start[0]["payload"]["trainable"] == ["classifier.*"]
+
+
+def test_trainable_pattern_matching_nothing_is_refused(tmp_path):
+    dp = DifferentialPrivacy(noise_multiplier=1.0, delta=1e-5, trainable=["clasifier.*"])
+    with pytest.raises(ConfigError, match="match no parameter"):
+        fit(tmp_path, sgd_model(), small_data(n=32), dp, max_steps=1)
