@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from secure_train.privacy import DifferentialPrivacy  # noqa: E402
-from secure_train.privacy.trainable import restrict_trainable  # noqa: E402
+from secure_train.privacy import DifferentialPrivacy, restrict_trainable  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from secure_train.privacy.audit import AuditResult, canary_audit, empirical_epsilon, include_half
 from secure_train.privacy.differential_privacy import DifferentialPrivacy
 from secure_train.privacy.poisson import PoissonBatchSampler, poisson_loader
+from secure_train.privacy.trainable import restrict_trainable
 
 __all__ = [
     "AuditResult",
@@ -12,4 +13,5 @@ __all__ = [
     "empirical_epsilon",
     "include_half",
     "poisson_loader",
+    "restrict_trainable",
 ]
