@@ -9,6 +9,13 @@ from secure_train.attacks.backdoor import (
     make_trigger,
     triggered_records,
 )
+from secure_train.attacks.corpora import (
+    FAMILY_SPLIT,
+    AttackCorpus,
+    CorpusRecord,
+    hard_negatives,
+    multilingual_attacks,
+)
 from secure_train.attacks.families import FAMILIES, TEMPLATES, AttackExample, Template
 from secure_train.attacks.generator import SENTIMENT_CUES, SENTIMENT_GOALS, AttackGenerator
 from secure_train.attacks.insertion import POSITIONS, insert
@@ -17,19 +24,24 @@ from secure_train.attacks.obfuscation import OBFUSCATIONS, obfuscate
 __all__ = [
     "ADDSENT_SENTENCE",
     "BADNETS_WORDS",
+    "FAMILY_SPLIT",
     "FAMILIES",
     "OBFUSCATIONS",
     "POSITIONS",
     "SENTIMENT_CUES",
     "SENTIMENT_GOALS",
     "TEMPLATES",
+    "AttackCorpus",
     "AttackExample",
     "AttackGenerator",
     "BackdoorPoisoning",
+    "CorpusRecord",
     "Template",
     "Trigger",
+    "hard_negatives",
     "insert",
     "make_trigger",
+    "multilingual_attacks",
     "obfuscate",
     "triggered_records",
 ]
