@@ -3,10 +3,13 @@
 ``fit`` / ``validate`` / ``test`` / ``predict`` run LightningCLI with YAML recipes
 (``class_path`` / ``init_args``); every run gets an :class:`~secure_train.callbacks.AuditTrail`
 writing ``<log_dir>/audit.jsonl``. The other commands (``audit verify``, ...) are small
-programs registered in :data:`COMMANDS`.
+programs registered in :data:`COMMANDS`; they start without importing Lightning or torch
+(the LightningCLI class lives in :mod:`secure_train.lightning_cli`).
 
-Bad user input (a data file, a config value, a key) ends with one ``secure-train: error:``
-line and exit status 2, never a traceback.
+Bad user input (a data file, a config value, a key) and hostile files (a YAML bomb, random
+bytes, a huge or sparse file, a missing folder, a pickle) end with one ``secure-train: error:``
+line and exit status 2, never a traceback; ``secure-train --debug COMMAND ...`` (or
+``SECURE_TRAIN_DEBUG=1``) prints the traceback too. No command accepts an abbreviated option.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
-from typing import Any
-
-import lightning.pytorch as pl
-from lightning.pytorch.cli import LightningCLI
+from typing import TYPE_CHECKING, Any
 
 from secure_train.errors import SecureTrainError
 
-__all__ = ["COMMANDS", "SecureTrainCLI", "main"]
+if TYPE_CHECKING:
+    from secure_train.lightning_cli import SecureTrainCLI
+
+__all__ = ["COMMANDS", "LIGHTNING_COMMANDS", "SecureTrainCLI", "main"]
 
 COMMANDS: dict[str, str] = {
     "audit": "secure_train.commands.audit",
@@ -38,56 +42,121 @@ COMMANDS: dict[str, str] = {
 }
 """Command name -> module with ``main(argv: list[str]) -> int``."""
 
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
-}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+"""Subcommands run by :class:`~secure_train.lightning_cli.SecureTrainCLI` (these import Lightning)."""
+
+DEBUG_ENV = "SECURE_TRAIN_DEBUG"
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".jsonnet")
 
 
-class SecureTrainCLI(LightningCLI):
-    """LightningCLI for any LightningModule / LightningDataModule, with the audit trail attached.
-
-    Example (Python)::
-
-        SecureTrainCLI(args=["fit", "--config", "recipes/quickstart.yaml"])
-    """
-
-    def __init__(self, args: Sequence[str] | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("subclass_mode_model", True)
-        kwargs.setdefault("subclass_mode_data", True)
-        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
-
-    def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse, then verify ``--ckpt_path`` when signing is configured: LightningCLI loads the
-        checkpoint's hyperparameters next, before the Trainer's verified ``CheckpointIO`` exists."""
-        from secure_train.integrity.cli_support import verify_ckpt_path
-
-        super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
-        if subcommand:
-            verify_ckpt_path(self.config[subcommand].clone().as_dict())
-
-    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        from secure_train.callbacks.audit_trail import AuditTrail
-
-        trainer = super().instantiate_trainer(**kwargs)
-        if not any(isinstance(cb, AuditTrail) for cb in trainer.callbacks):  # type: ignore[attr-defined]
-            config = self.config.get(str(self.subcommand)) if self.subcommand else self.config
-            as_dict = config.clone().as_dict() if config is not None else None
-            trainer.callbacks.append(AuditTrail(config=as_dict))  # type: ignore[attr-defined]
-        return trainer
+def __getattr__(name: str) -> Any:
+    # SecureTrainCLI and TRAINER_DEFAULTS moved to secure_train/lightning_cli.py (they import Lightning)
+    if name in ("SecureTrainCLI", "TRAINER_DEFAULTS"):
+        return getattr(importlib.import_module("secure_train.lightning_cli"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _error(message: str) -> int:
-    print(f"secure-train: error: {message}", file=sys.stderr)
+    line = " ".join(str(message).split()) or "unknown error"
+    print(f"secure-train: error: {line[:2000]}", file=sys.stderr)
     return 2
 
 
+def _from_torch_load(err: BaseException) -> bool:
+    """Whether ``err`` was raised inside ``torch.load`` (a corrupt or hostile checkpoint)."""
+    return any(
+        frame.filename.replace(os.sep, "/").endswith("torch/serialization.py")
+        for frame in traceback.extract_tb(err.__traceback__)
+    )
+
+
+def _describe(err: BaseException) -> str | None:
+    """One line for the exceptions a hostile or broken file raises; ``None`` for anything else (a bug)."""
+    import pickle  # noqa: S403 - only for the exception type
+
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        target = err.filename if err.filename is not None else ""
+        return f"{target}: {err.strerror or err}" if target else str(err)
+    if isinstance(err, UnicodeDecodeError):
+        return f"input is not UTF-8 text (byte {err.start}: {err.reason})"
+    if isinstance(err, MemoryError):
+        return "out of memory reading the input (a file too large or hostile?)"
+    if isinstance(err, RecursionError):
+        return "input nested too deeply"
+    if isinstance(err, pickle.UnpicklingError):
+        return f"not a loadable checkpoint (refused by the safe unpickler: {str(err).splitlines()[0][:300]})"
+    if isinstance(err, OSError):
+        target = f"{err.filename}: " if err.filename is not None else ""
+        return f"{target}{err.strerror or err}"
+    yaml = sys.modules.get("yaml")
+    if yaml is not None and isinstance(err, yaml.YAMLError):
+        return f"not valid YAML ({err})"
+    if isinstance(err, (RuntimeError, ValueError, EOFError)) and _from_torch_load(err):
+        return f"not a loadable checkpoint ({str(err).splitlines()[0][:300] if str(err) else type(err).__name__})"
+    return None
+
+
+def _check_config_files(args: Sequence[str]) -> None:
+    """Size- and UTF-8-check every ``--config`` file and every YAML/JSON file named on the
+    command line before jsonargparse reads it whole (a 2 GB sparse file, random bytes)."""
+    from secure_train.safe_io import MAX_YAML_BYTES, read_text
+
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        elif arg.lower().endswith(_CONFIG_SUFFIXES) and os.path.exists(arg):
+            value = arg
+        elif "=" in arg and arg.lower().endswith(_CONFIG_SUFFIXES) and os.path.exists(arg.split("=", 1)[1]):
+            value = arg.split("=", 1)[1]
+        if value is not None and value != "-":
+            read_text(value, what="config", max_bytes=MAX_YAML_BYTES)
+
+
+def _install_yaml_limits() -> None:
+    """Make jsonargparse's YAML loader (``--config``, every ``--key value``, nested
+    ``class_path``/``init_args``) refuse alias bombs and over-deep documents."""
+    from jsonargparse import get_loader, set_loader
+    from jsonargparse._loaders_dumpers import get_yaml_default_loader
+
+    from secure_train.safe_io import check_yaml
+
+    current = get_loader("yaml")
+    if getattr(current, "__secure_train_bounded__", False):
+        return
+    import yaml
+
+    def bounded_yaml_load(value: str) -> Any:
+        check_yaml(value, source="config", loader_cls=get_yaml_default_loader())
+        return current(value)
+
+    bounded_yaml_load.__secure_train_bounded__ = True  # type: ignore[attr-defined]
+    set_loader("yaml", bounded_yaml_load, (yaml.YAMLError,))
+
+
+def _run_lightning(args: list[str], cli_args: list[str] | None) -> None:
+    _check_config_files(args)
+    _install_yaml_limits()
+    import secure_train
+    from secure_train.lightning_cli import SecureTrainCLI
+
+    for name in secure_train.__all__:  # import every public class, as before: short class names resolve
+        getattr(secure_train, name)
+    SecureTrainCLI(args=cli_args, parser_kwargs={"allow_abbrev": False})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``secure-train`` console script."""
+    """Entry point of the ``secure-train`` console script.
+
+    ``secure-train --debug COMMAND ...`` shows the traceback behind an error line.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    cli_args = None if argv is None else args
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    while args and args[0] == "--debug":
+        debug, args = True, args[1:]
+    cli_args = None if argv is None and len(args) == len(sys.argv) - 1 else args
     if "WANDB_API_KEY" not in os.environ:
         os.environ.setdefault("WANDB_MODE", "offline")
     try:
@@ -96,15 +165,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(module.main(args[1:]))
         if not args or args[0] in ("-h", "--help"):
             print(
-                "secure-train commands: fit, validate, test, predict (LightningCLI, below); "
+                "secure-train [--debug] COMMAND: fit, validate, test, predict (LightningCLI, below); "
                 f"{', '.join(COMMANDS)} (`secure-train COMMAND --help`)\n"
             )
-        SecureTrainCLI(args=cli_args)
+        _run_lightning(args, cli_args)
         return 0
     except SecureTrainError as err:
+        if debug:
+            traceback.print_exc()
         return _error(str(err))
     except KeyboardInterrupt:
         return _error("interrupted")
+    except Exception as err:
+        message = _describe(err)
+        if message is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        return _error(message)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "SecureTrainError"]
+__all__ = ["ConfigError", "DataError", "InputError", "SecureTrainError"]
 
 
 class SecureTrainError(Exception):
@@ -15,3 +15,12 @@ class DataError(SecureTrainError, ValueError):
 
 class ConfigError(SecureTrainError, ValueError):
     """A setting is invalid or two settings disagree; the message names them."""
+
+
+class InputError(SecureTrainError):
+    """A file cannot be taken as input at all: missing, too large, not UTF-8, a YAML bomb, a line
+    too long. Raised by :mod:`secure_train.safe_io`; the message names the file.
+
+    Not a ``ValueError``, so that no ``except ValueError`` on the way (jsonargparse's included)
+    turns it into something else.
+    """

@@ -7,11 +7,40 @@
 - :class:`DifferentialTraining`: K varied runs, flags anomalous-influence samples and odd runs.
 """
 
-from secure_train.gate.attestation import GateRefused, ReleasePolicy, read_signed_json, write_approval
-from secure_train.gate.diff_train import DifferentialTraining
-from secure_train.gate.drift import DriftMonitor, DriftReport, load_inference_log
-from secure_train.gate.suite import GateSuite, run_gate
-from secure_train.gate.trojan import TriggerCandidate, TrojanScanner, TrojanScanResult
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from secure_train import lazy_attribute
+
+if TYPE_CHECKING:
+    from secure_train.gate.attestation import GateRefused, ReleasePolicy, read_signed_json, write_approval
+    from secure_train.gate.diff_train import DifferentialTraining
+    from secure_train.gate.drift import DriftMonitor, DriftReport, load_inference_log
+    from secure_train.gate.suite import GateSuite, run_gate
+    from secure_train.gate.trojan import TriggerCandidate, TrojanScanner, TrojanScanResult
+
+_EXPORTS: dict[str, str] = {
+    "DifferentialTraining": "secure_train.gate.diff_train",
+    "DriftMonitor": "secure_train.gate.drift",
+    "DriftReport": "secure_train.gate.drift",
+    "GateRefused": "secure_train.gate.attestation",
+    "GateSuite": "secure_train.gate.suite",
+    "ReleasePolicy": "secure_train.gate.attestation",
+    "TriggerCandidate": "secure_train.gate.trojan",
+    "TrojanScanResult": "secure_train.gate.trojan",
+    "TrojanScanner": "secure_train.gate.trojan",
+    "load_inference_log": "secure_train.gate.drift",
+    "read_signed_json": "secure_train.gate.attestation",
+    "run_gate": "secure_train.gate.suite",
+    "write_approval": "secure_train.gate.attestation",
+}
+"""Public name -> defining module, imported on first access (PEP 562)."""
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute(__name__, _EXPORTS, name)
+
 
 __all__ = [
     "DifferentialTraining",
