@@ -37,8 +37,17 @@ def data_dir(tmp_path: Path) -> Path:
     return d
 
 
-def saved(data_dir: Path, tmp_path: Path, sign: bool = False) -> Path:
-    return Manifest.build(data_dir, source="unit", license="CC0").save(tmp_path / "m" / "manifest.json", sign=sign)
+def saved(data_dir: Path, tmp_path: Path, sign: bool = False, private_key: object = None) -> Path:
+    m = Manifest.build(data_dir, source="unit", license="CC0")
+    return m.save(tmp_path / "m" / "manifest.json", sign=sign, private_key=private_key)
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> tuple[object, Path]:
+    from secure_train.integrity.keys import generate_keypair, load_private_key
+
+    priv, pub = generate_keypair(tmp_path / "keys" / "k.pem", tmp_path / "keys" / "k.pub", passphrase_env=None)
+    return load_private_key(priv), pub
 
 
 def test_round_trip(data_dir: Path, tmp_path: Path) -> None:
@@ -114,22 +123,31 @@ def test_signed_manifest(data_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("SECURE_TRAIN_SIGNING_KEY", str(priv))
     path = saved(data_dir, tmp_path, sign=True)  # signed through the configured key
     check = verify_manifest(path, public_key=str(pub), require_signature=True)
-    assert check.ok and check.signed
+    assert check.ok and check.signed and check.signature == "verified"
+    assert "BEGIN" not in path.read_text()  # the signer's fingerprint, never a key to verify with
     data = json.loads(path.read_text())
     data["license"] = "proprietary"
     path.write_text(json.dumps(data))
-    assert verify_manifest(path).problems == ["manifest: signature does not verify (manifest edited or wrong key)"]
+    (problem,) = verify_manifest(path, public_key=str(pub)).problems
+    assert problem.startswith("manifest: signature does not verify under the trusted key")
+    # no trusted key: the signature is not checked, and that is a problem when required
+    assert verify_manifest(path).signature == "unchecked"
+    assert verify_manifest(path, require_signature=True).problems == [
+        "manifest: signature not checked (no trusted public key given)"
+    ]
     _, other_pub = keys.generate_keypair(tmp_path / "o.pem", tmp_path / "o.pub", passphrase_env=None)
     path = saved(data_dir, tmp_path, sign=True)
     assert not verify_manifest(path, public_key=str(other_pub)).ok
     monkeypatch.delenv("SECURE_TRAIN_SIGNING_KEY")
     unsigned = Manifest.build(data_dir, source="u", license="l").save(tmp_path / "u.json", sign=False)
     assert verify_manifest(unsigned, require_signature=True).problems == ["manifest: not signed"]
+    assert verify_manifest(unsigned, public_key=str(pub)).problems == ["manifest: not signed"]
 
 
-def test_datamodule_refuses_tampered_data(data_dir: Path, tmp_path: Path) -> None:
-    path = saved(data_dir, tmp_path)
+def test_datamodule_refuses_tampered_data(data_dir: Path, tmp_path: Path, keypair: tuple[object, Path]) -> None:
+    path = saved(data_dir, tmp_path, private_key=keypair[0])
     kw = {"val_path": str(data_dir / "dev.tsv"), "manifest": str(path), "cache_dir": None, "vocab_size": 256}
+    kw["manifest_public_key"] = str(keypair[1])
     dm = TextClassificationDataModule(str(data_dir / "train.tsv"), **kw)
     prov = dm.provenance()
     assert prov["data_manifest_digest"] == Manifest.load(path).digest
@@ -142,28 +160,35 @@ def test_datamodule_refuses_tampered_data(data_dir: Path, tmp_path: Path) -> Non
         TextClassificationDataModule(str(other), **kw).load_records()
 
 
-def test_datamodule_audit_event(data_dir: Path, tmp_path: Path) -> None:
+def test_datamodule_audit_event(data_dir: Path, tmp_path: Path, keypair: tuple[object, Path]) -> None:
     from conftest import quiet_trainer, tiny_classifier
 
     from secure_train.audit import read_events
 
-    path = saved(data_dir, tmp_path)
+    path = saved(data_dir, tmp_path, private_key=keypair[0])
     dm = TextClassificationDataModule(
-        str(data_dir / "train.tsv"), manifest=str(path), val_fraction=0.2, cache_dir=None, vocab_size=256, batch_size=4
+        str(data_dir / "train.tsv"),
+        manifest=str(path),
+        manifest_public_key=str(keypair[1]),
+        val_fraction=0.2,
+        cache_dir=None,
+        vocab_size=256,
+        batch_size=4,
     )
     trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(tiny_classifier(vocab_size=256), dm)
     (event,) = [e for e in read_events(tmp_path / "audit.jsonl") if e["type"] == "data.provenance"]
     assert event["payload"]["data_manifest_digest"] == Manifest.load(path).digest
+    assert event["payload"]["data_manifest"]["signature"] == "verified"
 
 
 def test_cli_manifest_and_verify(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli.json"
     args = ["data", "manifest", str(data_dir), "--source", "s", "--license", "l", "-o", str(out), "--quiet"]
     assert cli_main(args + ["--no-sign"]) == 0
-    assert cli_main(["data", "verify", str(out)]) == 0
+    assert cli_main(["data", "verify", str(out), "--allow-unsigned"]) == 0
     write(data_dir / "dev.tsv", ROWS[:2])
-    assert cli_main(["data", "verify", str(out)]) == 1
+    assert cli_main(["data", "verify", str(out), "--allow-unsigned"]) == 1
     assert "dev.tsv: contents changed" in capsys.readouterr().err
     assert cli_main(["data", "verify", str(tmp_path / "nope.json")]) == 2
 

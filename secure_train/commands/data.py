@@ -2,11 +2,15 @@
 
 ``data manifest PATH --source S --license L [-o M]`` hashes a file or directory into a
 manifest (signed when ``--key`` or ``$SECURE_TRAIN_SIGNING_KEY`` gives a key);
-``data verify M [--public-key K] [--require-signature]`` exits 1 naming changed files and
-records. ``scan PATH`` streams a data file through the scanners, writes JSON and Markdown
-reports, applies actions (``--action pii=redact --action injection=quarantine``) to a
-sanitized copy (``--out``), appends the step to a manifest's chain of custody
-(``--manifest``), and exits 1 when the policy (``--fail-on``) is violated.
+``data verify M [--public-key K] [--allow-unsigned]`` exits 1 naming changed files and
+records, and exits 1 when the signature is missing, invalid or could not be checked: it is
+checked with ``--public-key``, else the public half of ``$SECURE_TRAIN_SIGNING_KEY``, never
+with a key the manifest names (``--allow-unsigned`` accepts matching contents alone). ``scan
+PATH`` streams a data file through the scanners, writes JSON and Markdown reports, applies
+actions (``--action pii=redact --action injection=quarantine``) to a sanitized copy
+(``--out``), appends the step to a manifest's chain of custody (``--manifest``: re-signed
+only after its signature verified under the configured key), and exits 1 when the policy
+(``--fail-on``) is violated.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-from secure_train.data.provenance import Manifest, verify_manifest
+from secure_train.data.provenance import Manifest, trusted_key, verify_manifest
 from secure_train.data.scan import ACTIONS, SCANNERS, DataScanner
-from secure_train.errors import ConfigError
+from secure_train.errors import ConfigError, DataError
 
 __all__ = ["main", "main_scan"]
 
@@ -37,8 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--quiet", action="store_true", help="no progress bar")
     ver = sub.add_parser("verify", help="recompute every hash; exit 1 naming changed files and records")
     ver.add_argument("manifest")
-    ver.add_argument("--public-key", help="expected signer's public key (PEM file)")
-    ver.add_argument("--require-signature", action="store_true", help="an unsigned manifest fails")
+    ver.add_argument(
+        "--public-key",
+        help="trusted signer's public key (PEM file); default: the public half of $SECURE_TRAIN_SIGNING_KEY",
+    )
+    ver.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="exit 0 when the contents match although the manifest is unsigned or its signature was not checked",
+    )
+    # accepted for compatibility: a signature is now required unless --allow-unsigned
+    ver.add_argument("--require-signature", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -66,14 +79,41 @@ def main(argv: list[str]) -> int:
             f"{manifest.data['merkle_root'][:16]}..., digest {manifest.digest[:16]}..., "
             f"{'signed' if manifest.signed else 'unsigned'}"
         )
+        if not manifest.signed:
+            print(
+                "note: unsigned; training with it needs allow_unsigned_manifest=True "
+                "(sign it: set $SECURE_TRAIN_SIGNING_KEY or pass --key)",
+                file=sys.stderr,
+            )
         return 0
-    check = verify_manifest(args.manifest, public_key=args.public_key, require_signature=args.require_signature)
-    if check.ok:
-        print(f"OK: {args.manifest}: {check.files} file(s) match{', signature valid' if check.signed else ''}")
-        return 0
-    for problem in check.problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    return 1
+    return _verify(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    check = verify_manifest(
+        args.manifest, public_key=trusted_key(args.public_key), require_signature=not args.allow_unsigned
+    )
+    if not check.ok:
+        for problem in check.problems:
+            print(f"FAILED: {problem}", file=sys.stderr)
+        if check.signature == "unchecked" or (check.signature == "unsigned" and check.key_fingerprint is None):
+            print(
+                "FAILED: the signature was not checked: give --public-key or set $SECURE_TRAIN_SIGNING_KEY; "
+                "--allow-unsigned accepts matching contents alone",
+                file=sys.stderr,
+            )
+        return 1
+    if check.signature == "verified":
+        print(
+            f"OK: {args.manifest}: {check.files} file(s) match, signature valid "
+            f"(key {str(check.key_fingerprint)[:16]}...)"
+        )
+    else:
+        print(
+            f"OK: {args.manifest}: {check.files} file(s) match; signature NOT checked ({check.signature}), "
+            "accepted with --allow-unsigned"
+        )
+    return 0
 
 
 def build_scan_parser() -> argparse.ArgumentParser:
@@ -105,6 +145,26 @@ def build_scan_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _manifest_to_extend(path: str) -> Manifest:
+    """Load a manifest that ``scan`` will append to and re-sign: with a configured key, its
+    current signature must verify under that key first (never launder an edited manifest)."""
+    manifest = Manifest.load(path)
+    key = trusted_key()
+    if key is None:
+        return manifest
+    if not manifest.signed:
+        raise DataError(
+            f"{path}: not signed, and $SECURE_TRAIN_SIGNING_KEY would sign it with the custody entry: "
+            "rebuild it with `secure-train data manifest` (signed) first"
+        )
+    if not manifest.verify_signature(key):
+        raise DataError(
+            f"{path}: signature does not verify under $SECURE_TRAIN_SIGNING_KEY (manifest edited, or signed "
+            "by another key); refusing to re-sign it"
+        )
+    return manifest
+
+
 def main_scan(argv: list[str]) -> int:
     args = build_scan_parser().parse_args(argv)
     actions = {}
@@ -122,7 +182,7 @@ def main_scan(argv: list[str]) -> int:
         progress=not args.quiet,
         name=f"scan {Path(args.path).name}",
     )
-    manifest = Manifest.load(args.manifest) if args.manifest else None
+    manifest = _manifest_to_extend(args.manifest) if args.manifest else None
     report = scanner.scan_file(
         args.path,
         out_path=args.out,

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
@@ -47,8 +48,14 @@ class TextDataModule(pl.LightningDataModule):
     ``_collate``; everything else (split, transforms, tokenizer, loaders) lives here.
 
     ``manifest=PATH`` (a :mod:`secure_train.data.provenance` manifest) verifies the data files
-    before anything reads them and refuses (``DataError``) naming changed files and records;
-    :meth:`provenance` reports the manifest digest and the transforms' chain of custody.
+    before anything reads them and refuses (``DataError``) naming changed files and records, and
+    any data file in the manifested folder that the manifest does not list. The manifest must be
+    signed, and its signature is checked with a key you trust: ``manifest_public_key`` (PEM
+    path), else the public half of ``$SECURE_TRAIN_SIGNING_KEY``; without either it is refused
+    (``ConfigError``). ``allow_unsigned_manifest=True`` accepts an unsigned or unchecked manifest
+    (contents still verified) with a warning and a ``data.manifest_unsigned`` audit event; a
+    signature that does not verify is refused regardless. :meth:`provenance` reports the
+    manifest digest, its signature state and the transforms' chain of custody.
     """
 
     tokenizer_kind = "wordpiece"
@@ -72,6 +79,8 @@ class TextDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         cache_dir: str | None = "default",
         manifest: str | None = None,
+        manifest_public_key: str | None = None,
+        allow_unsigned_manifest: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("max_length", max_length), ("batch_size", batch_size), ("synthetic_size", synthetic_size)):
@@ -96,7 +105,11 @@ class TextDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         if manifest is not None and train_path is None:
             raise ConfigError("manifest given without train_path (the synthetic corpus has no manifest)")
+        if manifest_public_key is not None and manifest is None:
+            raise ConfigError("manifest_public_key given without manifest")
         self.manifest = manifest
+        self.manifest_public_key = manifest_public_key
+        self.allow_unsigned_manifest = allow_unsigned_manifest
         self._manifest_summary: dict[str, Any] | None = None
         self._audited = False
         self.records: dict[str, list[TextRecord]] = {}
@@ -129,7 +142,17 @@ class TextDataModule(pl.LightningDataModule):
             from secure_train.data.provenance import require_verified
 
             files = [p for p in (self.train_path, self.val_path, self.test_path) if p is not None]
-            self._manifest_summary = require_verified(self.manifest, files).summary()
+            verified = require_verified(
+                self.manifest, files, public_key=self.manifest_public_key, allow_unsigned=self.allow_unsigned_manifest
+            )
+            self._manifest_summary = verified.summary()
+            if self._manifest_summary["signature"] != "verified":
+                rank_zero_warn(
+                    f"training on manifest {self.manifest} whose signature was not checked "
+                    f"({self._manifest_summary['signature']}): allow_unsigned_manifest=True. Anyone who can edit "
+                    "the data can also rewrite an unsigned manifest; sign it (secure-train data manifest with "
+                    "$SECURE_TRAIN_SIGNING_KEY set) and drop allow_unsigned_manifest"
+                )
         if self.train_path is None:
             pool = self._synthetic(self.synthetic_size, self.seed)
         else:
@@ -179,10 +202,21 @@ class TextDataModule(pl.LightningDataModule):
         if self.trainer is not None and not self._audited:
             self._audited = True
             provenance = self.provenance()
-            if provenance["data_manifest"] is not None or provenance["data_custody"]:
+            summary = provenance["data_manifest"]
+            if summary is not None or provenance["data_custody"]:
                 from secure_train.audit import get_audit_log
 
-                get_audit_log(self.trainer).record("data.provenance", source=type(self).__name__, **provenance)
+                log = get_audit_log(self.trainer)
+                if summary is not None and summary["signature"] != "verified":
+                    log.record(
+                        "data.manifest_unsigned",
+                        source=type(self).__name__,
+                        manifest=summary["manifest"],
+                        manifest_digest=summary["manifest_digest"],
+                        signature=summary["signature"],
+                        allowed_by="allow_unsigned_manifest=True",
+                    )
+                log.record("data.provenance", source=type(self).__name__, **provenance)
         self.get_tokenizer()
         for split in _SPLITS:
             if split not in self.datasets:

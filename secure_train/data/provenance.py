@@ -13,6 +13,13 @@ the audit log, and the whole manifest is signed with the project's key when one 
 recomputes everything and names what changed: edited, added or removed files, and edited,
 added, removed or reordered records (by line number).
 
+**Trust.** A signature is only checked under a public key the *caller* trusts
+(:func:`trusted_key`: a key given explicitly, else the public half of
+``$SECURE_TRAIN_SIGNING_KEY``); a manifest carries only its signer's key fingerprint, never a
+key to verify it with, because whoever can edit the data can also regenerate and re-sign a
+manifest with a key of their own. :func:`require_verified` (what training uses) refuses an
+unsigned manifest, or one whose signature cannot be checked, unless ``allow_unsigned=True``.
+
 Per-record hashes are stored truncated to 64 bits (16 hex digits) to keep manifests small (a
 67k-line file gives a ~1.2 MB manifest): they only *locate* changes; the full SHA-256 of each
 file and the Merkle root over full-length record hashes decide whether anything changed.
@@ -45,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.data.records import TextRecord
-from secure_train.errors import DataError
+from secure_train.errors import ConfigError, DataError
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -55,6 +62,7 @@ __all__ = [
     "merkle_root",
     "records_digest",
     "require_verified",
+    "trusted_key",
     "verify_manifest",
 ]
 
@@ -236,14 +244,52 @@ def _signing() -> Any | None:
     return keys, signing
 
 
+def trusted_key(public_key: Any | None = None, *, env: str = "SECURE_TRAIN_SIGNING_KEY") -> Any | None:
+    """The public key a manifest's signature is checked with, or None when none is configured.
+
+    ``public_key`` (a key object, PEM text or a PEM file path) when given, else the public half
+    of the private key in ``$SECURE_TRAIN_SIGNING_KEY`` (the project key that signs manifests
+    and checkpoints). Never a key taken from the manifest itself.
+
+    Raises:
+        ConfigError: the key cannot be loaded (the message names the file or variable).
+
+    Example:
+        >>> from cryptography.hazmat.primitives.asymmetric import ec
+        >>> key = ec.generate_private_key(ec.SECP256R1())
+        >>> trusted_key(key.public_key()) == key.public_key()
+        True
+    """
+    mods = _signing()
+    if mods is None:
+        return None
+    keys, _ = mods
+    if public_key is not None:
+        return keys.load_public_key(public_key)
+    if os.environ.get(env):
+        return keys.load_private_key(env=env).public_key()
+    return None
+
+
+SIGNATURE_STATES = ("verified", "invalid", "unsigned", "unchecked")
+"""``ManifestCheck.signature``: valid under the trusted key; not valid under it; no signature;
+signed, but no trusted key was given (the signature proves nothing then)."""
+
+
 @dataclass(frozen=True)
 class ManifestCheck:
-    """Outcome of :func:`verify_manifest`: ``ok`` and one line per problem, naming files and records."""
+    """Outcome of :func:`verify_manifest`: ``ok`` and one line per problem, naming files and records.
+
+    ``signature`` is one of :data:`SIGNATURE_STATES`; ``key_fingerprint`` is the trusted key's
+    (SHA-256 of its PEM) when one was given.
+    """
 
     ok: bool
     problems: list[str]
     files: int
     signed: bool
+    signature: str = "unsigned"
+    key_fingerprint: str | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -260,6 +306,7 @@ class Manifest:
             ``source``, ``license``, ``created``, ``tools``, ``custody``, optional ``signature``).
         path: where it was loaded from or saved to (file paths inside are relative to ``root``,
             which is itself relative to the manifest's directory when saved).
+        check: the outcome of :func:`require_verified` on this manifest (``None`` before).
     """
 
     def __init__(self, data: dict[str, Any], path: str | os.PathLike[str] | None = None) -> None:
@@ -269,6 +316,7 @@ class Manifest:
             )
         self.data = data
         self.path = Path(path) if path is not None else None
+        self.check: ManifestCheck | None = None
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -353,31 +401,37 @@ class Manifest:
         return "signature" in self.data
 
     def sign(self, private_key: Any) -> None:
-        """Sign :attr:`digest` with a private key from :func:`secure_train.integrity.keys.load_private_key`."""
+        """Sign :attr:`digest` with a private key from :func:`secure_train.integrity.keys.load_private_key`.
+
+        The signature records the signer's key fingerprint, not the key: a verifier brings the
+        public key it trusts (:func:`trusted_key`).
+        """
         mods = _signing()
         if mods is None:
             raise DataError("signing needs secure_train.integrity (keys, signing), which is not installed")
         keys, signing = mods
-        from cryptography.hazmat.primitives import serialization
-
-        public = private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
         sig = signing.sign_bytes(self.digest.encode(), private_key)
-        self.data["signature"] = {"digest": self.digest, "value": sig.hex(), "public_key": public.decode()}
+        self.data["signature"] = {
+            "digest": self.digest,
+            "value": sig.hex(),
+            "key_fingerprint": keys.key_fingerprint(private_key.public_key()),
+        }
 
-    def verify_signature(self, public_key: Any | None = None) -> bool:
-        """True when the signature is valid over the current contents (with ``public_key``, or the
-        key embedded in the manifest, which only proves integrity, not who signed)."""
+    def verify_signature(self, public_key: Any) -> bool:
+        """True when the signature is valid over the current contents under ``public_key`` (a key
+        object, PEM text or PEM path the caller trusts). A key embedded in the manifest is never used.
+        """
         sig = self.data.get("signature")
         mods = _signing()
         if sig is None or mods is None:
             return False
         keys, signing = mods
-        key = public_key if public_key is not None else keys.load_public_key(sig["public_key"])
-        if isinstance(key, (str, bytes, os.PathLike)):
-            key = keys.load_public_key(key)
-        return bool(signing.verify_bytes(self.digest.encode(), bytes.fromhex(sig["value"]), key))
+        key = keys.load_public_key(public_key)
+        try:
+            value = bytes.fromhex(str(sig["value"]))
+        except (KeyError, TypeError, ValueError):
+            return False
+        return bool(signing.verify_bytes(self.digest.encode(), value, key))
 
     def save(self, path: str | os.PathLike[str], *, private_key: Any | None = None, sign: bool = True) -> Path:
         """Write the manifest as JSON; sign it with ``private_key``, or with the configured key
@@ -425,7 +479,8 @@ class Manifest:
         return [self.root / e["path"] for e in self.data["files"]]
 
     def summary(self) -> dict[str, Any]:
-        """What :meth:`TextDataModule.provenance` reports and checkpoints carry."""
+        """What :meth:`TextDataModule.provenance` reports and checkpoints carry (``signature``:
+        the state :func:`require_verified` found, ``None`` when it was not run)."""
         return {
             "manifest": str(self.path) if self.path else None,
             "manifest_digest": self.digest,
@@ -433,6 +488,8 @@ class Manifest:
             "source": self.data["source"],
             "license": self.data["license"],
             "signed": self.signed,
+            "signature": self.check.signature if self.check is not None else None,
+            "key_fingerprint": self.check.key_fingerprint if self.check is not None else None,
             "files": {e["path"]: e["sha256"] for e in self.data["files"]},
         }
 
@@ -471,26 +528,29 @@ def verify_manifest(
     *,
     paths: Sequence[str | os.PathLike[str]] | None = None,
     public_key: Any | None = None,
-    require_signature: bool = False,
+    require_signature: bool | None = None,
 ) -> ManifestCheck:
     """Recompute every hash and compare: the result's ``problems`` name changed files and records.
 
     Args:
         manifest: a :class:`Manifest` or the path of one.
         paths: check only these data files (each must be listed in the manifest); default all of
-            them, plus any data file added under a manifested directory.
-        public_key: the expected signer's key (object, PEM or path); checked when the manifest is signed.
-        require_signature: an unsigned manifest is a problem.
+            them. Either way, a data file under a manifested directory that the manifest does not
+            list is a problem.
+        public_key: the trusted signer's key (object, PEM or path; see :func:`trusted_key`). The
+            signature is checked only with it: without it a signed manifest is ``unchecked``.
+        require_signature: a manifest whose signature is missing, or not checked for want of
+            ``public_key``, is a problem. Default: required when ``public_key`` is given.
     """
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
     problems: list[str] = []
     listed = {(m.root / e["path"]).resolve(): e for e in m.data["files"]}
+    if m.data.get("target", ".") == "." and m.root.is_dir():
+        for extra in _data_files(m.root):
+            if extra.resolve() not in listed and (m.path is None or extra.resolve() != m.path.resolve()):
+                problems.append(f"{extra.relative_to(m.root).as_posix()}: file added (not in the manifest)")
     if paths is None:
         targets = list(listed)
-        if m.data.get("target", ".") == "." and m.root.is_dir():
-            for extra in _data_files(m.root):
-                if extra.resolve() not in listed and (m.path is None or extra.resolve() != m.path.resolve()):
-                    problems.append(f"{extra.relative_to(m.root).as_posix()}: file added (not in the manifest)")
     else:
         targets = []
         for p in paths:
@@ -523,23 +583,68 @@ def verify_manifest(
             problems.append(f"manifest: chain of custody broken at entry {i} ({entry.name})")
             break
         prev = entry.hash
-    if m.signed:
-        if not m.verify_signature(public_key):
-            problems.append("manifest: signature does not verify (manifest edited or wrong key)")
-    elif require_signature:
-        problems.append("manifest: not signed")
-    return ManifestCheck(not problems, problems, len(targets), m.signed)
+    fingerprint: str | None = None
+    if public_key is not None:
+        keys, _ = _signing()  # type: ignore[misc]
+        public_key = keys.load_public_key(public_key)
+        fingerprint = keys.key_fingerprint(public_key)
+    if require_signature is None:
+        require_signature = public_key is not None
+    if not m.signed:
+        sig_state = "unsigned"
+        if require_signature:
+            problems.append("manifest: not signed")
+    elif public_key is None:
+        sig_state = "unchecked"
+        if require_signature:
+            problems.append("manifest: signature not checked (no trusted public key given)")
+    elif m.verify_signature(public_key):
+        sig_state = "verified"
+    else:
+        sig_state = "invalid"
+        problems.append(
+            f"manifest: signature does not verify under the trusted key {str(fingerprint)[:16]}... "
+            "(manifest edited, or signed by another key)"
+        )
+    return ManifestCheck(not problems, problems, len(targets), m.signed, sig_state, fingerprint)
 
 
-def require_verified(manifest: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]) -> Manifest:
-    """Load ``manifest`` and verify ``paths`` against it, or raise ``DataError`` naming what changed."""
+def require_verified(
+    manifest: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    public_key: Any | None = None,
+    allow_unsigned: bool = False,
+) -> Manifest:
+    """Load ``manifest``, check its signature under the trusted key and ``paths`` against it.
+
+    What training runs (``TextDataModule(manifest=...)``): the manifest must carry a valid
+    signature under :func:`trusted_key` (``public_key``, else ``$SECURE_TRAIN_SIGNING_KEY``'s
+    public half), every file in ``paths`` must match, and no unlisted data file may sit in a
+    manifested directory. ``allow_unsigned=True`` accepts a manifest that is unsigned or cannot
+    be checked for want of a key (a signature that does not verify is refused regardless);
+    the caller warns and audits that. The outcome is left in the manifest's ``check``.
+
+    Raises:
+        ConfigError: no trusted key is configured and ``allow_unsigned`` is False, or the key
+            cannot be loaded.
+        DataError: the manifest is missing or malformed, unsigned, its signature does not
+            verify, or the data does not match (the message names files and lines).
+    """
     for p in paths:
         if str(p).startswith("hf://"):
             raise DataError(f"{p}: hub datasets cannot be checked against a manifest; download the files first")
+    key = trusted_key(public_key)
+    if key is None and not allow_unsigned:
+        raise ConfigError(
+            f"manifest {manifest}: no trusted public key to check its signature: set $SECURE_TRAIN_SIGNING_KEY "
+            "(the key that signed it) or give manifest_public_key=, or pass allow_unsigned_manifest=True (audited)"
+        )
     m = Manifest.load(manifest)
-    check = verify_manifest(m, paths=paths)
+    check = verify_manifest(m, paths=paths, public_key=key, require_signature=not allow_unsigned)
     if not check.ok:
         raise DataError(f"data does not match manifest {manifest}: " + "; ".join(check.problems))
+    m.check = check
     return m
 
 
