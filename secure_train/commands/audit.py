@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from secure_train.audit import verify
+from secure_train.commands import ArgumentParser
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="secure-train audit", description="Audit-log tools.")
+    parser = ArgumentParser(prog="secure-train audit", description="Audit-log tools.")
     sub = parser.add_subparsers(dest="action", required=True)
     ver = sub.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad event")
     ver.add_argument("path", help="audit.jsonl file")

@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from secure_train.commands import ArgumentParser
 from secure_train.data.provenance import Manifest, trusted_key, verify_manifest
 from secure_train.data.scan import ACTIONS, SCANNERS, DataScanner
 from secure_train.errors import ConfigError, DataError
@@ -28,7 +29,7 @@ __all__ = ["main", "main_scan"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="secure-train data", description="Data provenance manifests.")
+    parser = ArgumentParser(prog="secure-train data", description="Data provenance manifests.")
     sub = parser.add_subparsers(dest="action", required=True)
     man = sub.add_parser("manifest", help="hash a data file or directory into a provenance manifest")
     man.add_argument("path", help="data file, or a directory of .tsv/.csv/.jsonl/.json/.txt files")
@@ -117,7 +118,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_scan_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="secure-train scan",
         description="Scan a data file for hidden instructions, invisible/bidi characters, PII and duplicates.",
     )

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from secure_train.commands import ArgumentParser
 from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.signed_file import verify_file
 
@@ -13,7 +14,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="secure-train verify",
         description="Verify files against their .sig sidecars (signature, size, every shard); exit 1 on a mismatch.",
     )
