@@ -168,7 +168,7 @@ class DifferentialTraining:
 
     def run_recipe(self, config: str | os.PathLike[str], *, max_epochs: int | None = None) -> dict[str, Any]:
         """Train the variants of a LightningCLI recipe (its ``model`` and ``data`` sections)."""
-        from secure_train.gate.suite import _instantiate
+        from secure_train.gate.instantiate import ClassAllowList
 
         p = Path(config)
         if not p.is_file():
@@ -177,12 +177,18 @@ class DifferentialTraining:
             cfg = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"recipe {p}: bad YAML: {str(err).splitlines()[0]}") from None
-        if "model" not in cfg or "data" not in cfg:
+        if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
             raise ConfigError(f"recipe {p}: needs 'model' and 'data' sections")
         trainer_cfg = cfg.get("trainer") or {}
         epochs = max_epochs or int(trainer_cfg.get("max_epochs") or 4)
         self.seed = int(cfg.get("seed_everything") or self.seed)
-        return self.run(lambda: _instantiate(cfg["model"]), lambda: _instantiate(cfg["data"]), max_epochs=epochs)
+        # the recipe is the user's own file: the classes it names (and only those, plus ours) are built
+        allow = ClassAllowList(config={"model": cfg["model"], "data": cfg["data"]})
+        return self.run(
+            lambda: allow.build(cfg["model"], source=f"recipe {p}: model", base=pl.LightningModule),
+            lambda: allow.build(cfg["data"], source=f"recipe {p}: data"),
+            max_epochs=epochs,
+        )
 
     # -- analysis -------------------------------------------------------------------------
     def analyse(

@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os
@@ -41,35 +40,15 @@ import yaml
 from secure_train.audit import AuditLog
 from secure_train.errors import ConfigError
 from secure_train.gate.attestation import attestation_path, now, write_signed_json
+from secure_train.gate.instantiate import ClassAllowList
 from secure_train.gate.trojan import TrojanScanner
-from secure_train.integrity.keys import PrivateKey, key_fingerprint
+from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey, PublicKeyLike, key_fingerprint, load_private_key
 from secure_train.integrity.signing import sha256_file
 
 __all__ = ["GateSuite", "run_gate"]
 
 KNOWN_CHECKS = ("clean_accuracy", "trojan_scan", "injection_resistance", "privacy_leakage", "integrity")
-
-
-def _instantiate(spec: dict[str, Any], default_class: str | None = None, **extra: Any) -> Any:
-    class_path = spec.get("class_path", default_class)
-    if not class_path or "." not in class_path:
-        raise ConfigError(f"a class_path is needed, got {class_path!r}")
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"cannot import {class_path}") from None
-    args = {k: _resolve(v) for k, v in (spec.get("init_args") or {}).items()}
-    return cls(**{**args, **extra})
-
-
-def _resolve(value: Any) -> Any:
-    """Nested ``{class_path, init_args}`` values (e.g. data transforms) become objects."""
-    if isinstance(value, dict) and "class_path" in value:
-        return _instantiate(value)
-    if isinstance(value, list):
-        return [_resolve(v) for v in value]
-    return value
+DEFAULT_MODEL = "secure_train.models.TextClassifier"
 
 
 def _check(name: str, metric: str, value: float, threshold: float, op: str, **details: Any) -> dict[str, Any]:
@@ -136,40 +115,112 @@ class GateSuite:
         return cls.from_dict(data, sha256=hashlib.sha256(raw).hexdigest(), path=str(p))
 
     # -- loading --------------------------------------------------------------------------
-    def load_model(self, checkpoint: str | os.PathLike[str], public_key: Any | None = None) -> Any:
-        """Build the model from the checkpoint's hyper-parameters and load its weights."""
+    def read_checkpoint(
+        self,
+        checkpoint: str | os.PathLike[str],
+        public_key: PublicKeyLike | None = None,
+        *,
+        require_signature: bool | None = None,
+        audit_log: AuditLog | None = None,
+    ) -> tuple[dict[str, Any], str]:
+        """Read the checkpoint once; with a key verify those bytes FIRST, then parse them weights-only.
+
+        Args:
+            checkpoint: the file.
+            public_key: the signer's key; ``None``: no signing configured (the bytes are parsed
+                unverified, still with ``torch.load(weights_only=True)``).
+            require_signature: refuse an unsigned file when a key is given (default: the
+                integrity check's ``require_signature``, itself true by default).
+            audit_log: records ``checkpoint.verified`` / ``checkpoint.refused``.
+
+        Returns:
+            ``(state, sha256)``: the parsed dictionary and the SHA-256 of the very bytes parsed.
+
+        Raises:
+            IntegrityError: unsigned (when required), tampered, or signed by another key.
+            ConfigError: missing, or not a weights-only checkpoint dictionary (a pickled
+                object, random bytes).
+        """
+        from secure_train.integrity.loading import load_verified_bytes
+
         ckpt = Path(checkpoint)
         if not ckpt.is_file():
             raise ConfigError(f"{ckpt}: no such checkpoint")
-        if public_key is not None and Path(os.fspath(ckpt) + ".sig").is_file():
-            from secure_train.integrity.loading import load_checkpoint
-
-            state = load_checkpoint(ckpt, public_key)
+        if require_signature is None:
+            require_signature = bool(self.checks.get("integrity", {}).get("require_signature", True))
+        if public_key is not None:
+            data, _signed = load_verified_bytes(
+                ckpt, public_key, require_signature=require_signature, audit_log=audit_log, source="gate"
+            )
         else:
-            with ckpt.open("rb") as fh:
-                state = torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
+            data = ckpt.read_bytes()
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as err:  # UnpicklingError, RuntimeError, EOFError, ...: all mean "not for us"
+            raise ConfigError(
+                f"{ckpt}: not a weights-only checkpoint (torch.load(weights_only=True) refused it: "
+                f"{type(err).__name__})"
+            ) from None
         if not isinstance(state, dict):
             raise ConfigError(f"{ckpt}: not a checkpoint dictionary")
-        hparams = dict(state.get("hyper_parameters") or {})
-        saved_class = hparams.get("_class_path")  # LightningCLI records the model class here
-        hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
-        class_path = self.model.get("class_path") or saved_class or "secure_train.models.TextClassifier"
-        try:
-            model = _instantiate({"init_args": {**hparams, **(self.model.get("init_args") or {})}}, class_path)
-        except TypeError as err:
-            raise ConfigError(f"{ckpt}: cannot rebuild {class_path} from its hyper-parameters: {err}") from None
+        return state, hashlib.sha256(data).hexdigest()
+
+    def build_model(self, state: dict[str, Any], *, source: str = "checkpoint", allow_classes: Any = ()) -> Any:
+        """Build the model from a checkpoint's hyper-parameters (data only) and load its weights.
+
+        The class is the suite's ``model.class_path``, else the checkpoint's ``_class_path``
+        (as LightningCLI records it), else ``TextClassifier``; it must be one of
+        :mod:`secure_train.models`' classes or named by the user (the suite, ``allow_classes``).
+        Hyper-parameter values are passed as data: one that holds a ``class_path`` /
+        ``init_args`` (or another object key) is refused, never built. The suite's
+        ``model.init_args`` override them.
+
+        Raises:
+            ConfigError: a class not allowed, an object in the hyper-parameters, or
+                weights that do not fit; one line naming the key.
+        """
+        import lightning.pytorch as pl
+
+        hparams = state.get("hyper_parameters") or {}
+        if not isinstance(hparams, dict):
+            raise ConfigError(f"{source}: hyper_parameters is a {type(hparams).__name__}, not a mapping")
+        overrides = self.model.get("init_args") or {}
+        # LightningCLI's own keys (_class_path, _instantiator) are metadata: never passed on
+        values = {k: v for k, v in hparams.items() if not str(k).startswith("_") and k not in overrides}
+        ClassAllowList.refuse_objects(values, source=f"{source}: hyper_parameters")
+        allow = ClassAllowList(allow_classes, config=self.model)
+        if self.model.get("class_path"):
+            class_path, where = self.model["class_path"], f"gate suite {self.path or '<in-memory>'}: model.class_path"
+        elif "_class_path" in hparams:
+            class_path, where = hparams["_class_path"], f"{source}: hyper_parameters._class_path"
+        else:
+            class_path, where = DEFAULT_MODEL, "the default model class"
+        cls = allow.resolve(class_path, source=where, base=pl.LightningModule)
+        model = allow.instantiate(cls, overrides, source=f"{source}: model", **values)
         weights = state.get("state_dict", state)
         try:
             model.load_state_dict(weights)
-        except RuntimeError as err:
-            raise ConfigError(f"{ckpt}: weights do not fit the model: {str(err).splitlines()[0]}") from None
+        except (RuntimeError, TypeError, AttributeError, KeyError) as err:
+            raise ConfigError(f"{source}: weights do not fit the model: {str(err).splitlines()[0]}") from None
         model.eval()
-        return model, state
+        return model
+
+    def load_model(
+        self,
+        checkpoint: str | os.PathLike[str],
+        public_key: PublicKeyLike | None = None,
+        *,
+        allow_classes: Any = (),
+        audit_log: AuditLog | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """:meth:`read_checkpoint` (verify first), then :meth:`build_model`; returns ``(model, state)``."""
+        state, _digest = self.read_checkpoint(checkpoint, public_key, audit_log=audit_log)
+        return self.build_model(state, source=str(checkpoint), allow_classes=allow_classes), state
 
     def load_data(self) -> Any:
         if not self.data:
             raise ConfigError("the gate suite needs a 'data' section (the validation set and tokenizer)")
-        dm = _instantiate(self.data)
+        dm = ClassAllowList(config=self.data).build(self.data, source=f"gate suite {self.path or '<in-memory>'}: data")
         dm.setup("validate")
         return dm
 
@@ -181,12 +232,17 @@ class GateSuite:
         *,
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_state: dict[str, Any] | None = None,
+        checkpoint_sha256: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Run every configured check; return their results in suite order."""
+        """Run every configured check; return their results in suite order.
+
+        ``checkpoint_sha256`` is the digest of the bytes the model was built from: the
+        integrity check fails when the file it verifies is not those bytes.
+        """
         results = []
         for name, opts in self.checks.items():
             fn = getattr(self, f"_check_{name}")
-            results.append(fn(model, datamodule, dict(opts), checkpoint, checkpoint_state or {}))
+            results.append(fn(model, datamodule, dict(opts), checkpoint, checkpoint_state or {}, checkpoint_sha256))
         return results
 
     @torch.no_grad()
@@ -277,7 +333,13 @@ class GateSuite:
                       attack="loss threshold (train vs validation records)")  # fmt: skip
 
     def _check_integrity(
-        self, model: Any, dm: Any, opts: dict[str, Any], checkpoint: Any, state: dict[str, Any]
+        self,
+        model: Any,
+        dm: Any,
+        opts: dict[str, Any],
+        checkpoint: Any,
+        state: dict[str, Any],
+        loaded_sha256: str | None = None,
     ) -> dict[str, Any]:
         problems: list[str] = []
         details: dict[str, Any] = {}
@@ -289,7 +351,11 @@ class GateSuite:
                 problems.append("no public_key configured to verify the checkpoint signature")
             else:
                 try:
-                    details["signature"] = verify_file(checkpoint, pub).key_fingerprint
+                    signed = verify_file(checkpoint, pub)
+                    details["signature"] = signed.key_fingerprint
+                    if loaded_sha256 is not None and signed.sha256 != loaded_sha256:
+                        problems.append("checkpoint signature: the file changed while the gate ran "
+                                        "(the signed bytes are not the bytes the model was built from)")  # fmt: skip
                 except Exception as err:  # IntegrityError or a bad key: the check fails, naming it
                     problems.append(f"checkpoint signature: {err}")
         manifest = opts.get("manifest")
@@ -325,6 +391,18 @@ def _dp_epsilon(state: dict[str, Any]) -> float | None:
                 return float(acc.get_epsilon(delta=float(cb.get("delta") or 1e-5)))
             except Exception:  # noqa: S112 - an unreadable accountant is reported as no epsilon
                 continue
+    return None
+
+
+def _verification_key(suite: GateSuite, public_key: PublicKeyLike | None) -> PublicKeyLike | None:
+    """The key checkpoints are verified with before loading, or None when signing is not configured."""
+    pub = suite.checks.get("integrity", {}).get("public_key")
+    if pub is not None:
+        return pub  # type: ignore[no-any-return]
+    if public_key is not None:
+        return public_key
+    if os.environ.get(DEFAULT_KEY_ENV):
+        return load_private_key().public_key()
     return None
 
 
@@ -364,8 +442,16 @@ def run_gate(
     audit_log: AuditLog | None = None,
     model: Any | None = None,
     datamodule: Any | None = None,
+    public_key: PublicKeyLike | None = None,
+    allow_classes: Any = (),
 ) -> dict[str, Any]:
     """Run ``suite`` on ``checkpoint``; write the report and (with a key) the signed attestation.
+
+    When signing is configured (the suite's ``integrity.public_key``, else ``public_key``,
+    else the public half of ``$SECURE_TRAIN_SIGNING_KEY``) the checkpoint is read once and
+    verified before a byte is parsed; a file that fails is refused (``IntegrityError``)
+    without building anything. The model class must be allowed (see
+    :meth:`GateSuite.build_model`; ``allow_classes`` adds class paths the user names).
 
     Returns the report dictionary (``passed``, ``checks``, digests, paths).
     """
@@ -373,13 +459,15 @@ def run_gate(
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
         raise ConfigError(f"{ckpt}: no such checkpoint")
-    digest = sha256_file(ckpt)
-    pub = suite.checks.get("integrity", {}).get("public_key")
     state: dict[str, Any] = {}
     if model is None:
-        model, state = suite.load_model(ckpt, pub)
+        pub = _verification_key(suite, public_key)
+        state, digest = suite.read_checkpoint(ckpt, pub, audit_log=audit_log)
+        model = suite.build_model(state, source=str(ckpt), allow_classes=allow_classes)
+    else:
+        digest = sha256_file(ckpt)
     dm = datamodule if datamodule is not None else suite.load_data()
-    checks = suite.run(model, dm, checkpoint=ckpt, checkpoint_state=state)
+    checks = suite.run(model, dm, checkpoint=ckpt, checkpoint_state=state, checkpoint_sha256=digest)
     passed = all(c["passed"] for c in checks)
     report = {
         "kind": "attestation",
@@ -387,6 +475,7 @@ def run_gate(
         "checkpoint_sha256": digest,
         "suite": suite.path or "<in-memory>",
         "suite_sha256": suite.sha256,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "checks": checks,
         "passed": passed,
         "time": now(),

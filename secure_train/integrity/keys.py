@@ -4,7 +4,10 @@ Keys are EC (NIST P-256 by default, P-384 / P-521 on request) in PEM, so that si
 interoperate with OpenSSF ``model_signing`` (``model_signing verify key``). A private key
 is encrypted with a passphrase when the environment variable named by ``passphrase_env``
 is set; a private key file readable by group or others is refused. Error messages name
-files and environment variables, never key material.
+files and environment variables, never key material: a value that is not a plain path
+(several lines, a PEM marker, or very long) is never echoed. PEM text may carry lines
+before the block (``Bag Attributes`` / ``Key Attributes`` from an exported key, a
+certificate): the key block is found and parsed.
 
 Example:
     >>> import os, tempfile
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -55,6 +59,39 @@ CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP
 PrivateKey = ec.EllipticCurvePrivateKey
 PublicKey = ec.EllipticCurvePublicKey
 PublicKeyLike: TypeAlias = "str | bytes | os.PathLike[str] | ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey"
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+_BASE64_BLOB = re.compile(r"[A-Za-z0-9+/=_-]{40,}")  # a key body pasted where a path goes
+
+
+def _looks_like_pem(value: str | bytes) -> bool:
+    """PEM text (possibly after attribute lines), or anything a path would not be: never treated as a path."""
+    text = value.encode(errors="replace") if isinstance(value, str) else value
+    return b"-----BEGIN" in text or b"\n" in text or len(text) > 1024
+
+
+def _pem_bytes(value: str | bytes, kind: bytes) -> bytes:
+    """The first PEM block whose label ends with ``kind`` (``PRIVATE KEY`` / ``PUBLIC KEY``).
+
+    Leading lines (``Bag Attributes``, ``localKeyID: ...``) and other blocks are skipped; a
+    value with literal ``\\n`` escapes (from a one-line secret store) is unescaped first.
+    """
+    text = value.encode(errors="replace") if isinstance(value, str) else value
+    if b"\n" not in text and b"\\n" in text:
+        text = text.replace(b"\\n", b"\n")
+    for match in _PEM_BLOCK.finditer(text):
+        if match.group(1).endswith(kind):
+            return match.group(0) + b"\n"
+    return text
+
+
+def _shown(value: str | os.PathLike[str]) -> str:
+    """``value`` as a file name in a message, unless it could be key material."""
+    text = os.fspath(value)
+    if _looks_like_pem(text) or len(text) > 256 or _BASE64_BLOB.fullmatch(text):
+        return "(value not shown)"
+    return text
 
 
 def _passphrase(passphrase_env: str | None) -> bytes | None:
@@ -93,7 +130,8 @@ def generate_keypair(
         ``(private_path, public_path)`` as paths.
 
     Raises:
-        ConfigError: unknown curve, or a file exists and ``overwrite`` is False.
+        ConfigError: unknown curve, a file exists and ``overwrite`` is False, or a file
+            cannot be written (one line naming the paths).
     """
     if curve not in CURVES:
         raise ConfigError(f"curve must be one of {sorted(CURVES)}, got {curve!r}")
@@ -109,17 +147,20 @@ def generate_keypair(
         serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
     )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    priv.parent.mkdir(parents=True, exist_ok=True)
-    pub.parent.mkdir(parents=True, exist_ok=True)
-    if priv.exists():
-        priv.unlink()
-    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    os.chmod(priv, 0o600)  # in case the umask or filesystem widened it
-    pub.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    try:
+        priv.parent.mkdir(parents=True, exist_ok=True)
+        pub.parent.mkdir(parents=True, exist_ok=True)
+        if priv.exists():
+            priv.unlink()
+        fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        os.chmod(priv, 0o600)  # in case the umask or filesystem widened it
+        pub.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    except OSError as err:
+        raise ConfigError(f"cannot write the key pair to {priv} / {pub}: {err.strerror or err}") from None
     return priv, pub
 
 
@@ -141,7 +182,8 @@ def load_private_key(
 ) -> PrivateKey:
     """Load an EC private key from ``path``, else from the environment variable ``env``.
 
-    ``env`` may hold a file path or the PEM text itself. A key file readable, writable or
+    ``env`` (or ``path``) may hold a file path or the PEM text itself, with or without
+    attribute lines before the ``-----BEGIN`` line. A key file readable, writable or
     executable by group or others is refused. The passphrase (if the key is encrypted)
     comes from the environment variable ``passphrase_env``.
 
@@ -155,16 +197,23 @@ def load_private_key(
         value = os.environ.get(env)
         if not value:
             raise ConfigError(f"no signing key: give a private key path or set ${env} (a path or PEM text)")
-        if value.lstrip().startswith("-----BEGIN"):
-            pem, source = value.encode(), f"${env}"
+        if _looks_like_pem(value):
+            pem, source = value.encode(errors="replace"), f"from ${env}"
         else:
-            path = value
-    if path is not None:
+            p = Path(value).expanduser()
+            if not p.is_file():  # the value is not echoed: it could be a mangled key
+                raise ConfigError(f"${env} is neither PEM private key text nor the path of an existing file")
+            _check_permissions(p)
+            pem, source = p.read_bytes(), str(p)
+    elif _looks_like_pem(os.fspath(path)):
+        pem, source = os.fspath(path).encode(errors="replace"), "(PEM text given as the key path)"
+    else:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise ConfigError(f"private key {p}: no such file")
+            raise ConfigError(f"private key {_shown(p)}: no such file")
         _check_permissions(p)
         pem, source = p.read_bytes(), str(p)
+    pem = _pem_bytes(pem, b"PRIVATE KEY")
     password = _passphrase(passphrase_env)
     try:
         key = serialization.load_pem_private_key(pem, password)
@@ -191,15 +240,15 @@ def load_public_key(path_or_pem: PublicKeyLike) -> PublicKey:
         return path_or_pem.public_key()
     if isinstance(path_or_pem, ec.EllipticCurvePublicKey):
         return path_or_pem
-    if isinstance(path_or_pem, bytes) and path_or_pem.lstrip().startswith(b"-----BEGIN"):
-        pem, source = path_or_pem, "<PEM bytes>"
-    elif isinstance(path_or_pem, str) and path_or_pem.lstrip().startswith("-----BEGIN"):
-        pem, source = path_or_pem.encode(), "<PEM text>"
+    if isinstance(path_or_pem, (str, bytes)) and _looks_like_pem(path_or_pem):
+        pem, source = _pem_bytes(path_or_pem, b"PUBLIC KEY"), "<PEM text>"
     else:
         p = Path(os.fsdecode(path_or_pem)).expanduser()
         if not p.is_file():
-            raise ConfigError(f"public key {p}: no such file")
-        pem, source = p.read_bytes(), str(p)
+            raise ConfigError(f"public key {_shown(p)}: no such file")
+        pem, source = _pem_bytes(p.read_bytes(), b"PUBLIC KEY"), str(p)
+    if b"PRIVATE KEY-----" in pem and b"PUBLIC KEY-----" not in pem:
+        raise ConfigError(f"public key {source}: this is a PRIVATE key; give the public key (.pub)")
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError:
