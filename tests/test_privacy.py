@@ -366,13 +366,14 @@ def test_tied_embeddings_refused_under_ghost(tmp_path):
         fit(tmp_path, tiny_causal_lm(), tiny_causal_data(synthetic_size=32), dp, max_steps=1)
 
 
-def test_loaders_passed_to_fit_are_refused(tmp_path):
+def test_loaders_passed_to_fit_are_poisson_sampled(tmp_path):
+    # (more in test_privacy_fit_loader.py: a user's own module, poisson_loader, refusals)
     data = small_data(n=32)
     data.setup("fit")
     dp = DifferentialPrivacy(noise_multiplier=1.0, delta=1e-5)
-    trainer = quiet_trainer(tmp_path, max_steps=1, limit_val_batches=0, callbacks=[dp])
-    with pytest.raises(ConfigError, match="LightningDataModule"):
-        trainer.fit(sgd_model(), train_dataloaders=data.train_dataloader())
+    trainer = quiet_trainer(tmp_path, max_steps=2, limit_val_batches=0, callbacks=[dp])
+    trainer.fit(sgd_model(), train_dataloaders=data.train_dataloader())
+    assert dp.steps_done == 2 and dp.sample_rate == pytest.approx(16 / len(data.load_records()["train"]))
 
 
 def test_budget_too_small_for_one_step(tmp_path):

@@ -2,11 +2,14 @@
 Poisson sampling, an accountant that resumes, and a budget that stops training in time.
 
 Why a callback (and not a strategy): DP-SGD needs four things from the run, and Lightning
-offers each through a public API: the training loader (the datamodule's / module's
-``train_dataloader`` hook, replaced by a Poisson-sampled copy at ``setup``), the per-sample
+offers each through a public API: the training loader (whatever its source: a DataModule, the
+module's ``train_dataloader``, or a loader passed to ``trainer.fit(model, loader)``, every
+training loader goes through the strategy's public ``process_dataloader`` hook, which this
+callback wraps during ``fit`` to return a Poisson-sampled copy), the per-sample
 gradient hooks (installed on the user's modules in place, so checkpoint keys are unchanged:
 no ``_module.`` prefix), the optimizer (``trainer.optimizers`` is a public setter: the user's
-optimizer is wrapped in an Opacus ``DPOptimizer`` at ``on_fit_start``; LR schedulers keep
+optimizer is wrapped in an Opacus ``DPOptimizer`` at ``on_train_start``, once the loader, hence
+the sample rate, is known; LR schedulers keep
 working because the wrapper shares its ``param_groups``) and the backward pass (the
 ``on_before_backward`` / ``on_before_optimizer_step`` hooks). A strategy would have to
 subclass each of Lightning's strategies (single device, DDP) to do the same, and would not
@@ -17,14 +20,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy, SingleDeviceStrategy
+from lightning.pytorch.trainer.states import RunningStage
+from opacus import __version__ as _OPACUS_VERSION
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.grad_sample import GradSampleModule
@@ -35,7 +39,7 @@ from opacus.optimizers import (
     DPOptimizerFastGradientClipping,
 )
 from opacus.validators import ModuleValidator
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from typing_extensions import override
 
 from secure_train.audit import get_audit_log
@@ -56,8 +60,12 @@ class DifferentialPrivacy(Callback):
 
     The training data is Poisson-sampled (each example joins a batch with probability
     ``q = batch_size * devices * accumulate_grad_batches / N``), an epoch is ``round(1/q)``
-    steps, and the accountant (``prv`` or ``rdp``) composes one subsampled Gaussian per
-    optimizer step. ε is logged as ``dp/epsilon`` at each epoch end, written to the audit log
+    steps, wherever the loader comes from: a DataModule, the module's ``train_dataloader``, or
+    ``trainer.fit(model, loader)`` (the loader's dataset, collate and workers are kept, its
+    sampler is replaced). A loader made by :func:`~secure_train.privacy.poisson_loader` is
+    accepted as given: its ``sample_rate`` is the ``q`` accounted. The accountant (``prv`` or
+    ``rdp``) composes one subsampled Gaussian per optimizer step. ε is logged as ``dp/epsilon``
+    at each epoch end, written to the audit log
     (``privacy.epsilon``), and available any time from :meth:`epsilon`. When the next step
     would take ε past the budget (``max_epsilon``, else ``target_epsilon``), training stops
     after the last step that fits, with a ``privacy.budget_exhausted`` audit event.
@@ -95,7 +103,9 @@ class DifferentialPrivacy(Callback):
         ConfigError: for settings it cannot make private: no budget or noise, both, ``ew``,
             unsupported strategy / precision, gradient clipping by the Trainer, several
             optimizers, tied weights under ghost, ghost with DDP or accumulation, a loss that
-            is not a mean of per-example losses (ghost), a training loader it cannot replace.
+            is not a mean of per-example losses (ghost), FSDP, a training loader it cannot
+            Poisson-sample (an ``IterableDataset``, a dataset without length, a custom batch
+            sampler without ``batch_size``).
 
     Example:
         >>> dp = DifferentialPrivacy(noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5)
@@ -178,6 +188,7 @@ class DifferentialPrivacy(Callback):
         self._original_optimizer: torch.optim.Optimizer | None = None
         self._sampler: PoissonBatchSampler | None = None
         self._patched: Any = None
+        self._planned = False
         self._micro_dummy: list[bool] = []
         self._ghost_handles: list[Any] = []
         self._loaded: dict[str, Any] | None = None
@@ -231,7 +242,8 @@ class DifferentialPrivacy(Callback):
         self._check_trainer(trainer)
         self._world_size = trainer.world_size
         self._accumulate = int(trainer.accumulate_grad_batches)
-        self._replace_train_loader(trainer, pl_module)
+        self._planned = False
+        self._wrap_process_dataloader(trainer)
         if self.freeze_embeddings:
             self._freeze_embeddings(pl_module)
         if self.trainable is not None:
@@ -254,6 +266,13 @@ class DifferentialPrivacy(Callback):
 
     def _check_trainer(self, trainer: pl.Trainer) -> None:
         strategy = trainer.strategy
+        if isinstance(strategy, FSDPStrategy | ModelParallelStrategy):
+            raise ConfigError(
+                f"DifferentialPrivacy does not support {type(strategy).__name__}: Opacus ships FSDP ghost clipping "
+                f"(opacus>=1.6, installed {_OPACUS_VERSION}) for FSDP2 (fully_shard) modules sharded by its own "
+                "FSDP2Wrapper, which Lightning's FSDPStrategy (FSDP1 FullyShardedDataParallel) does not produce and "
+                "which is not wired to ModelParallelStrategy here yet; use a single device or DDP"
+            )
         if not isinstance(strategy, SingleDeviceStrategy | DDPStrategy):
             raise ConfigError(
                 f"DifferentialPrivacy supports single-device and DDP strategies, got {type(strategy).__name__}"
@@ -280,50 +299,84 @@ class DifferentialPrivacy(Callback):
                 "grad_sample_mode='hooks' only"
             )
 
-    def _replace_train_loader(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        source: Any = trainer.datamodule if trainer.datamodule is not None else pl_module  # type: ignore[attr-defined]
-        original: Callable[[], Any] = source.train_dataloader
-        try:
-            probe = original()
-        except MisconfigurationException:
+    def _wrap_process_dataloader(self, trainer: pl.Trainer) -> None:
+        """Route every training loader through :meth:`_private_loader` (``Strategy.process_dataloader``).
+
+        Lightning passes each training loader, whatever its source, to the strategy's public
+        ``process_dataloader`` hook after injecting its distributed sampler; the wrapper returns
+        the Poisson-sampled copy there, so ``trainer.fit(model, loader)`` needs nothing from the user.
+        """
+        strategy = trainer.strategy
+        original: Callable[[object], object] = strategy.process_dataloader
+
+        def process_dataloader(dataloader: object) -> object:
+            if trainer.state.stage == RunningStage.TRAINING:
+                dataloader = self._private_loader(trainer, dataloader)
+            return original(dataloader)
+
+        strategy.process_dataloader = process_dataloader  # type: ignore[method-assign]
+        self._patched = strategy
+
+    def _private_loader(self, trainer: pl.Trainer, loader: object) -> DataLoader[Any]:
+        """A Poisson-sampled copy of the training ``loader``; plans σ and the steps on first use."""
+        if not isinstance(loader, DataLoader):
             raise ConfigError(
-                "DifferentialPrivacy needs the training data from a LightningDataModule or the module's "
-                "train_dataloader (dataloaders passed to fit() cannot be swapped for Poisson sampling through "
-                "Lightning's public API)"
-            ) from None
-        if not isinstance(probe, DataLoader):
-            raise ConfigError(
-                f"DifferentialPrivacy needs train_dataloader() to return one DataLoader, got {type(probe).__name__}"
+                f"DifferentialPrivacy needs the training data as one torch DataLoader, got {type(loader).__name__}"
             )
-        n = len(probe.dataset)  # type: ignore[arg-type]
-        if probe.batch_size is None and not isinstance(probe.batch_sampler, PoissonBatchSampler):
-            raise ConfigError("the training DataLoader has a custom batch_sampler; give it a batch_size instead")
-        if isinstance(probe.batch_sampler, PoissonBatchSampler):
-            q = probe.batch_sampler.sample_rate
+        dataset = loader.dataset
+        if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized):
+            raise ConfigError(
+                f"DifferentialPrivacy cannot Poisson-sample {type(dataset).__name__}: DP-SGD draws examples by index, "
+                "so the training dataset must be map-style with a length (not an IterableDataset)"
+            )
+        n = len(dataset)
+        if n == 0:
+            raise ConfigError("the training dataset is empty")
+        given = loader.batch_sampler if isinstance(loader.batch_sampler, PoissonBatchSampler) else None
+        if given is not None:  # poisson_loader(loader): its rate is the one accounted
+            q, seed, steps_per_epoch = given.sample_rate, given.seed, given.steps_per_epoch
+        elif loader.batch_size is None:
+            raise ConfigError(
+                "the training DataLoader has a custom batch_sampler, so its expected batch size is unknown: give it "
+                "a batch_size, or pass secure_train.privacy.poisson_loader(loader, sample_rate=...)"
+            )
         else:
-            q = min(1.0, probe.batch_size * self._world_size * self._accumulate / n)  # type: ignore[operator]
-        self.sample_rate, self.num_samples = q, n
-        accumulate, seed = self._accumulate, self.seed
-
-        def poisson_train_dataloader() -> DataLoader[Any]:
-            loader = original()
-            return DataLoader(
-                loader.dataset,
-                batch_sampler=PoissonBatchSampler(range(n), q, accumulate=accumulate, seed=seed),
-                num_workers=loader.num_workers,
-                collate_fn=loader.collate_fn,
-                pin_memory=loader.pin_memory,
-                persistent_workers=loader.persistent_workers,
+            q = min(1.0, loader.batch_size * self._world_size * self._accumulate / n)
+            seed, steps_per_epoch = self.seed, max(1, round(1.0 / q))
+        if self._planned and not (
+            math.isclose(q, self.sample_rate or 0.0, rel_tol=1e-12) and n == self.num_samples
+        ):
+            raise ConfigError(
+                f"the reloaded training loader has sample rate {q} over {n} examples, the run was planned with "
+                f"{self.sample_rate} over {self.num_samples}: keep the training data fixed under DP"
             )
+        if isinstance(loader.sampler, DistributedSampler):
+            base: Any = loader.sampler  # Lightning's: its rank / num_replicas pick this rank's shard
+        elif self._world_size > 1:
+            base = DistributedSampler(dataset, num_replicas=self._world_size, rank=trainer.global_rank, shuffle=False)
+        else:
+            base = range(n)
+        sampler = PoissonBatchSampler(base, q, steps_per_epoch, accumulate=self._accumulate, seed=seed)
+        private = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            worker_init_fn=loader.worker_init_fn,
+            persistent_workers=loader.persistent_workers,
+        )
+        if not self._planned:
+            self._plan(trainer, q, n, steps_per_epoch)
+        return private
 
-        source.train_dataloader = poisson_train_dataloader
-        self._patched = source
-        spe = max(1, round(1.0 / q))
-        planned = self.steps if self.steps is not None else self._steps_from_trainer(trainer, spe)
+    def _plan(self, trainer: pl.Trainer, q: float, n: int, steps_per_epoch: int) -> None:
+        self.sample_rate, self.num_samples, self._planned = q, n, True
+        planned = self.steps if self.steps is not None else self._steps_from_trainer(trainer, steps_per_epoch)
         if planned is None:
             raise ConfigError("DifferentialPrivacy needs steps=..., or Trainer max_epochs / max_steps, to plan ε")
         self.planned_steps = planned
-        self._trainer_steps = planned if self.steps is None else self._steps_from_trainer(trainer, spe)
+        self._trainer_steps = planned if self.steps is None else self._steps_from_trainer(trainer, steps_per_epoch)
         if self.target_epsilon is not None and self.noise_multiplier is None:
             self.noise_multiplier = float(
                 get_noise_multiplier(
@@ -382,11 +435,14 @@ class DifferentialPrivacy(Callback):
         optimizers = trainer.optimizers
         if len(optimizers) != 1:
             raise ConfigError(f"DifferentialPrivacy needs exactly one optimizer, got {len(optimizers)}")
+
+    def _wrap_optimizer(self, trainer: pl.Trainer) -> None:
+        """Wrap the user's optimizer in Opacus's (once the loader has fixed the sample rate)."""
         assert self.sample_rate is not None and self.num_samples is not None and self.noise_multiplier is not None
         if self._loaded is not None:
             self._apply_loaded()
         self.max_steps_in_budget = self._max_steps_within(self.budget)
-        original = optimizers[0]
+        original = trainer.optimizers[0]
         expected = self.sample_rate * self.num_samples / self._world_size
         kwargs: dict[str, Any] = {
             "noise_multiplier": self.noise_multiplier,
@@ -443,11 +499,10 @@ class DifferentialPrivacy(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
         sampler = getattr(loader, "batch_sampler", None)
-        if not isinstance(sampler, PoissonBatchSampler):
+        if not isinstance(sampler, PoissonBatchSampler) or not self._planned:
             raise ConfigError(
-                "DifferentialPrivacy could not replace the training loader (dataloaders passed to fit() directly "
-                "cannot be swapped through Lightning's public API): train from a LightningDataModule or the "
-                "module's train_dataloader, or pass secure_train.privacy.poisson_loader(loader)"
+                f"DifferentialPrivacy could not replace the training loader ({type(loader).__name__}) with a "
+                f"Poisson-sampled one: did the strategy {type(trainer.strategy).__name__} wrap it?"
             )
         if sampler.world_size != self._world_size:
             raise ConfigError(
@@ -455,6 +510,7 @@ class DifferentialPrivacy(Callback):
                 "keep Trainer(use_distributed_sampler=True) so each rank samples its own shard"
             )
         self._sampler = sampler
+        self._wrap_optimizer(trainer)
         if self.max_steps_in_budget is not None and self.planned_steps is not None:
             if self.max_steps_in_budget < self.planned_steps:
                 warnings.warn(
@@ -599,7 +655,7 @@ class DifferentialPrivacy(Callback):
             self._gsm._close()
             self._gsm = None
         if self._patched is not None:
-            del self._patched.train_dataloader  # the instance attribute; the class's method shows again
+            del self._patched.process_dataloader  # the instance attribute; the class's method shows again
             self._patched = None
         if self._original_optimizer is not None:
             trainer.optimizers = [self._original_optimizer]

@@ -6,8 +6,9 @@ logical batches. Shuffling with fixed-size batches is a different mechanism, and
 it as Poisson over-states the privacy it gives (the trap of ``dp-transformers``): this
 sampler is the only thing :class:`~secure_train.privacy.DifferentialPrivacy` trains on.
 
-Under DDP, Lightning re-creates this batch sampler with a ``DistributedSampler`` in
-``sampler``; only that sampler's ``rank`` / ``num_replicas`` are used: rank ``r`` owns the
+Under DDP, :class:`DifferentialPrivacy` builds this batch sampler over the ``DistributedSampler``
+Lightning injects into the training loader (or its own when ``use_distributed_sampler=False``);
+only that sampler's ``rank`` / ``num_replicas`` are used: rank ``r`` owns the
 examples ``r, r + W, r + 2W, ...`` (no padding, no duplicates) and samples them with the
 same rate, so the union over ranks is one Poisson batch of the whole dataset.
 
@@ -112,6 +113,10 @@ def poisson_loader(
     loader: DataLoader[Any], sample_rate: float | None = None, *, accumulate: int = 1, seed: int = 0
 ) -> DataLoader[Any]:
     """A copy of ``loader`` (same dataset, collate, workers) that samples with :class:`PoissonBatchSampler`.
+
+    ``trainer.fit(model, poisson_loader(loader, sample_rate=q))`` under
+    :class:`~secure_train.privacy.DifferentialPrivacy` trains and accounts at exactly this ``q``
+    (a plain ``loader`` is resampled at ``batch_size / N`` by the callback itself).
 
     Args:
         loader: the training loader to replace.
