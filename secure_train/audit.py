@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
-__all__ = ["GENESIS_HASH", "AuditLog", "VerifyResult", "get_audit_log", "read_events", "verify"]
+__all__ = ["GENESIS_HASH", "AuditLog", "VerifyResult", "get_audit_log", "iter_events", "read_events", "verify"]
 
 GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time", "type", "source", "payload", "prev", "hash")
@@ -160,7 +160,14 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All events of a log, in file order (no verification: use :func:`verify`)."""
-    return [json.loads(line) for _, line in _iter_lines(Path(path)) if line.strip()]
+    return list(iter_events(path))
+
+
+def iter_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The events of a log one at a time, in file order (streamed; no verification)."""
+    for _, line in _iter_lines(Path(path)):
+        if line.strip():
+            yield json.loads(line)
 
 
 def verify(path: str | os.PathLike[str]) -> VerifyResult:

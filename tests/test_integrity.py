@@ -323,7 +323,9 @@ def test_signed_audit_head_detects_truncation(tmp_path: Path, keys: tuple[Path, 
     sign_audit_head(log.path, key, reason="checkpoint")
     assert verify_audit_head(log.path, pub).ok
     log.record("run.end")
-    later = verify_audit_head(log.path, pub)
+    later = verify_audit_head(log.path, pub)  # an event after the last signed head: not vouched for
+    assert not later.ok and later.unsigned_tail == 1 and "not covered by any signature" in (later.error or "")
+    later = verify_audit_head(log.path, pub, allow_unsigned_tail=True)
     assert later.ok and later.unsigned_tail == 1
     lines = log.path.read_text().splitlines(keepends=True)
     log.path.write_text("".join(lines[:4]))  # chain still valid, tail cut

@@ -63,6 +63,7 @@ def test_every_checkpoint_signed_rotation_removes_sidecars_and_resume_verifies(
     assert types[-1] == "run.end"
     head = verify_audit_head(tmp_path / "audit.jsonl", pub)
     assert head.ok and head.unsigned_tail == 0, head  # the final head covers run.end
+    assert head.checkpoints == 3 and head.pinned_events > 0, head  # and agrees with every signed checkpoint's pin
     assert "BEGIN" not in (tmp_path / "audit.jsonl").read_text()
 
     # resume from last.ckpt: verified before loading, recorded in the audit log

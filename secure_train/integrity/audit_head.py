@@ -1,15 +1,25 @@
-"""Signed audit head: detect truncation of the audit log's tail.
+"""Signed audit head: detect truncation, rollback and rewriting of the audit log.
 
 The hash chain of :mod:`secure_train.audit` shows edits, insertions and reordering, but a
-log cut after any event still verifies. Signing the head (number of events, hash of the
-last one) at every checkpoint and at the end of the run closes that gap: a log with fewer
-events than its signed head, or whose event at the signed position has another hash, is
-refused. The head lives next to the log as ``<log>.head.json`` and is replaced atomically.
+log cut after any event, or rewritten and re-chained, still verifies. Signing the head
+(number of events, hash of the last one) at every checkpoint and at the end of the run
+closes that gap: a log with fewer events than its signed head, or whose event at the signed
+position has another hash, is refused. The head lives next to the log as
+``<log>.head.json`` and is replaced atomically.
 
-Limits: events appended after the last signed head are reported as not covered; an
-attacker holding an *older* genuine head file can roll the log back to that point. The
-head at each checkpoint is also part of that checkpoint's signed provenance
-(``audit_head``), which pins the log's state at that step.
+A head file can be swapped for an older genuine one. Every signed checkpoint also carries
+the head of the log at the time it was saved (``audit_head`` in its signed provenance), so
+:func:`verify_audit_head` also reads the signature sidecars of the run's checkpoints (next
+to the log, under ``<log dir>/checkpoints/``, the files the log's ``checkpoint.signed``
+events name, and any the caller adds), verifies each under the public key, and refuses a
+log or a head file older than the newest head a checkpoint pins, or whose event at a pinned
+position has another hash. Events after the last signed head are a failure unless
+``allow_unsigned_tail=True``: nothing signed vouches for them.
+
+Limit: protection reaches as far as the newest signed checkpoint sidecar that survives; one
+who can delete the run's checkpoints and sidecars too can roll back to the newest one left.
+Keep copies (a model registry, the exported ``.sig``) where they cannot and pass them as
+``checkpoints``.
 
 Example:
     >>> import os, tempfile
@@ -33,18 +43,32 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from secure_train.audit import read_events, verify
+from secure_train.audit import GENESIS_HASH, iter_events, verify
+from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
+from secure_train.integrity.signed_file import SIGNATURE_SUFFIX as _SIG
+from secure_train.integrity.signed_file import open_bundle, signature_path
 from secure_train.integrity.signing import sign_bytes, verify_bytes
 
-__all__ = ["HEAD_SUFFIX", "HeadCheck", "head_path", "sign_audit_head", "verify_audit_head"]
+__all__ = [
+    "HEAD_SUFFIX",
+    "CheckpointHead",
+    "HeadCheck",
+    "checkpoint_heads",
+    "head_path",
+    "sign_audit_head",
+    "verify_audit_head",
+]
 
 HEAD_SUFFIX = ".head.json"
+_MAX_SIDECAR = 16 << 20  # a checkpoint sidecar is a few kB; a larger one is refused unread
+_MAX_HEAD = 1 << 20
 
 
 def head_path(log_path: str | os.PathLike[str]) -> Path:
@@ -95,20 +119,35 @@ def sign_audit_head(log_path: str | os.PathLike[str], private_key: PrivateKey, *
 
 
 @dataclass(frozen=True)
+class CheckpointHead:
+    """The audit head a signed checkpoint pins: ``events`` in the log, ``head`` the hash of the last."""
+
+    path: Path
+    events: int
+    head: str
+
+
+@dataclass(frozen=True)
 class HeadCheck:
     """Outcome of :func:`verify_audit_head`.
 
     Attributes:
-        ok: chain valid, head signature valid, and the log reaches the signed head.
+        ok: chain valid, head signature valid, the log reaches the signed head and every head
+            the run's signed checkpoints pin, the head file is not older than any of them, and
+            (unless allowed) no event lies after the signed head.
         events: events in the log (verified part of the chain).
-        signed_events: events covered by the signed head.
+        signed_events: events covered by the signed head file.
         error: the first problem, or None.
+        checkpoints: signed checkpoints whose audit heads were checked.
+        pinned_events: the newest head those checkpoints pin (events), 0 when none.
     """
 
     ok: bool
     events: int
     signed_events: int
     error: str | None = None
+    checkpoints: int = 0
+    pinned_events: int = 0
 
     @property
     def unsigned_tail(self) -> int:
@@ -119,10 +158,108 @@ class HeadCheck:
         return self.ok
 
 
-def verify_audit_head(log_path: str | os.PathLike[str], public_key: PublicKeyLike) -> HeadCheck:
-    """Check an audit log's chain and its signed head.
+def _sidecars(log_path: Path, extra: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Checkpoint sidecars to read: next to the log, under ``checkpoints/``, named by the log's
+    ``checkpoint.signed`` events, and ``extra`` (files, or directories searched recursively)."""
+    found: list[Path] = []
+    log_dir = log_path.parent
+    found += log_dir.glob("*.ckpt" + _SIG)
+    if (log_dir / "checkpoints").is_dir():
+        found += (log_dir / "checkpoints").rglob("*.ckpt" + _SIG)
+    for event in iter_events(log_path):  # the chain was verified; paths are only hints
+        payload = event.get("payload") if isinstance(event, dict) else None
+        if event.get("type") == "checkpoint.signed" and isinstance(payload, dict) and payload.get("path"):
+            sig = signature_path(str(payload["path"]))
+            if sig.is_file():
+                found.append(sig)
+    for item in extra:
+        p = Path(item)
+        if p.is_dir():
+            found += p.rglob("*.ckpt" + _SIG)
+        elif p.is_file() or signature_path(p).is_file():
+            found.append(p if p.name.endswith(_SIG) else signature_path(p))
+        else:
+            raise FileNotFoundError(f"{p}: no such checkpoint or directory")
+    unique: dict[Path, Path] = {}
+    for sig in found:
+        unique.setdefault(sig.resolve(), sig)
+    return sorted(unique.values())
 
-    Never raises for a bad log or head; the result names the problem.
+
+def checkpoint_heads(
+    log_path: str | os.PathLike[str], public_key: PublicKeyLike, extra: Iterable[str | os.PathLike[str]] = ()
+) -> tuple[list[CheckpointHead], list[str]]:
+    """The audit heads pinned by the run's signed checkpoints, each sidecar verified under ``public_key``.
+
+    Only the signature sidecar is read: the head is part of the signed statement, so it is
+    authentic whatever became of the checkpoint's bytes. Sidecars without an ``audit_head``
+    (exports, attestations) are skipped.
+
+    Returns:
+        ``(heads, problems)``: a sidecar that does not verify under ``public_key`` is a problem
+        (it may hide a newer head), named by its path.
+    """
+    log_path = Path(log_path)
+    key = load_public_key(public_key)
+    heads: list[CheckpointHead] = []
+    problems: list[str] = []
+    for sig in _sidecars(log_path, extra):
+        ckpt = Path(os.fspath(sig)[: -len(_SIG)])
+        if sig.stat().st_size > _MAX_SIDECAR:
+            problems.append(f"{sig}: {sig.stat().st_size} bytes, not a checkpoint signature")
+            continue
+        try:
+            signed = open_bundle(sig.read_bytes(), key, ckpt)
+        except IntegrityError as err:
+            problems.append(f"{sig}: {err.reason} (cannot check the audit head it carries)")
+            continue
+        pin = signed.provenance.get("audit_head")
+        if not isinstance(pin, dict):
+            continue
+        try:
+            heads.append(CheckpointHead(ckpt, int(pin["events"]), str(pin["head"])))
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{sig}: the signed audit_head is malformed")
+    return heads, problems
+
+
+def _hashes_at(log_path: Path, positions: set[int]) -> dict[int, str]:
+    """Hashes of the events at the given 0-based positions, in one streaming pass."""
+    out: dict[int, str] = {}
+    if not positions:
+        return out
+    last = max(positions)
+    for i, event in enumerate(iter_events(log_path)):
+        if i in positions:
+            out[i] = str(event["hash"])
+        if i >= last:
+            break
+    return out
+
+
+def _fail(chain_events: int, signed: int, error: str, n: int = 0, pinned: int = 0) -> HeadCheck:
+    return HeadCheck(False, chain_events, signed, error, n, pinned)
+
+
+def verify_audit_head(
+    log_path: str | os.PathLike[str],
+    public_key: PublicKeyLike,
+    *,
+    checkpoints: Iterable[str | os.PathLike[str]] = (),
+    allow_unsigned_tail: bool = False,
+) -> HeadCheck:
+    """Check an audit log's chain, its signed head, and the heads its run's signed checkpoints pin.
+
+    Args:
+        log_path: the audit log.
+        public_key: the project key that signed the head and the checkpoints.
+        checkpoints: more checkpoints (files or directories) whose signed heads to check, on
+            top of those found next to the log, under ``<log dir>/checkpoints/`` and named by
+            the log's ``checkpoint.signed`` events.
+        allow_unsigned_tail: accept events after the last signed head (they are still counted
+            in ``unsigned_tail``).
+
+    Never raises for a bad log, head or sidecar; the result names the problem.
     """
     log_path = Path(log_path)
     chain = verify(log_path)
@@ -132,6 +269,8 @@ def verify_audit_head(log_path: str | os.PathLike[str], public_key: PublicKeyLik
     if not target.is_file():
         return HeadCheck(False, chain.events, 0, f"no signed head {target.name} next to the log")
     try:
+        if target.stat().st_size > _MAX_HEAD:
+            raise ValueError("too large")
         record = json.loads(target.read_text(encoding="utf-8"))
         payload = record["payload"]
         signature = base64.b64decode(record["signature"], validate=True)
@@ -145,20 +284,69 @@ def verify_audit_head(log_path: str | os.PathLike[str], public_key: PublicKeyLik
         return HeadCheck(
             False, chain.events, signed_events, f"signed head was made for {name!r}, not {log_path.name!r}"
         )
+    try:
+        pins, problems = checkpoint_heads(log_path, key, checkpoints)
+    except FileNotFoundError as err:
+        return _fail(chain.events, signed_events, str(err))
+    newest = max(pins, key=lambda h: h.events, default=None)
+    n, pinned = len(pins), newest.events if newest is not None else 0
+    if problems:
+        return _fail(chain.events, signed_events, problems[0], n, pinned)
     if chain.events < signed_events:
-        return HeadCheck(
-            False,
+        return _fail(
             chain.events,
             signed_events,
             f"log has {chain.events} events but the signed head covers {signed_events} (truncated)",
+            n,
+            pinned,
         )
-    if signed_events > 0:
-        actual = read_events(log_path)[signed_events - 1]["hash"]
-        if actual != signed_hash:
-            return HeadCheck(
-                False,
+    if newest is not None and chain.events < newest.events:
+        return _fail(
+            chain.events,
+            signed_events,
+            f"log has {chain.events} events but signed checkpoint {newest.path} pins {newest.events} "
+            "(truncated or rolled back)",
+            n,
+            pinned,
+        )
+    positions = {signed_events - 1} | {p.events - 1 for p in pins}
+    actual = _hashes_at(log_path, {i for i in positions if i >= 0})
+    if signed_events > 0 and actual[signed_events - 1] != signed_hash:
+        return _fail(
+            chain.events,
+            signed_events,
+            f"event {signed_events - 1} does not match the signed head (log rewritten)",
+            n,
+            pinned,
+        )
+    for pin in sorted(pins, key=lambda h: h.events):
+        expected = actual.get(pin.events - 1) if pin.events > 0 else GENESIS_HASH
+        if expected != pin.head:
+            return _fail(
                 chain.events,
                 signed_events,
-                f"event {signed_events - 1} does not match the signed head (log rewritten)",
+                f"event {pin.events - 1} does not match the audit head signed into checkpoint {pin.path} "
+                "(log rewritten, or the checkpoint belongs to another log)",
+                n,
+                pinned,
             )
-    return HeadCheck(True, chain.events, signed_events)
+    if newest is not None and signed_events < newest.events:
+        return _fail(
+            chain.events,
+            signed_events,
+            f"the signed head covers {signed_events} events but signed checkpoint {newest.path} pins "
+            f"{newest.events}: {target.name} is older than the checkpoint (head file rolled back)",
+            n,
+            pinned,
+        )
+    if chain.events > signed_events and not allow_unsigned_tail:
+        return _fail(
+            chain.events,
+            signed_events,
+            f"{chain.events - signed_events} event(s) after the last signed head (events {signed_events}.."
+            f"{chain.events - 1}) are not covered by any signature: appended later, or the head file was "
+            "rolled back (allow_unsigned_tail / --allow-unsigned-tail accepts them)",
+            n,
+            pinned,
+        )
+    return HeadCheck(True, chain.events, signed_events, None, n, pinned)
