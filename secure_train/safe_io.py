@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
@@ -41,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from secure_train.errors import InputError
+from secure_train.errors import InputError, SecureTrainError
 
 __all__ = [
     "CHUNK_SIZE",
@@ -53,6 +52,7 @@ __all__ = [
     "check_file",
     "check_yaml",
     "iter_lines",
+    "iter_raw_lines",
     "load_json_file",
     "load_yaml",
     "load_yaml_file",
@@ -282,11 +282,52 @@ def load_json_file(path: PathLike, *, what: str = "JSON file", max_bytes: int = 
         raise InputError(f"{what} {path}: JSON nested too deeply") from None
 
 
+def iter_raw_lines(
+    path: PathLike,
+    *,
+    what: str = "",
+    max_line_bytes: int = MAX_LINE_BYTES,
+    error: type[SecureTrainError] = InputError,
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, raw bytes with the newline)``, streaming in constant memory; a line
+    longer than ``max_line_bytes`` (a sparse or binary file has none shorter) raises ``error``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile("wb", delete=False) as fh:
+        ...     _ = fh.write(b"one\\r\\ntwo")
+        >>> list(iter_raw_lines(fh.name))
+        [(1, b'one\\r\\n'), (2, b'two')]
+    """
+    prefix = f"{what} " if what else ""
+    if not os.path.exists(path):
+        raise error(f"{prefix}{path}: no such file")
+    check_file(path, what=what or "file")
+    try:
+        fh = open(path, "rb", buffering=CHUNK_SIZE)  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise error(f"{prefix}{path}: cannot read ({err.strerror})") from None
+    with fh:
+        lineno = 0
+        while raw := fh.readline(max_line_bytes + 1):
+            lineno += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                raise error(f"{prefix}{path}:{lineno}: line longer than {max_line_bytes} bytes (not a text file?)")
+            yield lineno, raw
+
+
 def iter_lines(
-    path: PathLike, *, what: str = "file", max_line_bytes: int = MAX_LINE_BYTES
+    path: PathLike,
+    *,
+    what: str = "",
+    max_line_bytes: int = MAX_LINE_BYTES,
+    allow_nul: bool = False,
+    error: type[SecureTrainError] = InputError,
 ) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, text without the newline)``, streaming; a line longer than
-    ``max_line_bytes``, invalid UTF-8 or a NUL byte is an :class:`InputError` naming the line.
+    """Yield ``(line number, text without the newline)``, streaming in constant memory.
+
+    A line longer than ``max_line_bytes`` (a sparse or binary file has none shorter), invalid
+    UTF-8, or a NUL byte (unless ``allow_nul``) raises ``error`` naming ``PATH:LINE``.
 
     Example:
         >>> import tempfile
@@ -295,25 +336,15 @@ def iter_lines(
         >>> list(iter_lines(fh.name))
         [(1, 'one'), (2, 'two')]
     """
-    check_file(path, what=what)
-    try:
-        fh = open(path, "rb")
-    except OSError as err:
-        raise InputError(f"{what} {path}: cannot read ({err.strerror})") from None
-    with fh:
-        reader = io.BufferedReader(fh, buffer_size=CHUNK_SIZE) if not isinstance(fh, io.BufferedReader) else fh
-        lineno = 0
-        while True:
-            raw = reader.readline(max_line_bytes + 1)
-            if not raw:
-                return
-            lineno += 1
-            if len(raw) > max_line_bytes:
-                raise InputError(f"{what} {path}: line {lineno} is longer than {max_line_bytes} bytes")
-            if b"\x00" in raw:
-                raise InputError(f"{what} {path}: line {lineno} contains NUL bytes, not a text file")
-            text = _decode(raw, path, what, line=lineno)
-            yield lineno, text[:-1] if text.endswith("\n") else text
+    prefix = f"{what} " if what else ""
+    for lineno, raw in iter_raw_lines(path, what=what, max_line_bytes=max_line_bytes, error=error):
+        if not allow_nul and b"\x00" in raw:
+            raise error(f"{prefix}{path}:{lineno}: NUL bytes, not a text file")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise error(f"{prefix}{path}:{lineno}: invalid UTF-8 at byte {err.start}") from None
+        yield lineno, text[:-1] if text.endswith("\n") else text
 
 
 def sha256_file(path: PathLike, *, chunk_size: int = CHUNK_SIZE) -> str:

@@ -8,7 +8,9 @@ import sys
 
 from secure_train.commands import ArgumentParser
 from secure_train.integrity.errors import IntegrityError
+from secure_train.integrity.keys import load_public_key
 from secure_train.integrity.signed_file import verify_file
+from secure_train.safe_io import check_file
 
 __all__ = ["main"]
 
@@ -26,10 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    key = load_public_key(args.public_key)  # an unreadable key is bad input: one error line, exit 2
+    for path in args.paths:
+        check_file(path, what="file to verify")  # so is a missing file; a mismatch is FAILED, exit 1
     failed = 0
     for path in args.paths:
         try:
-            signed = verify_file(path, args.public_key)
+            signed = verify_file(path, key)
         except IntegrityError as err:
             print(f"FAILED: {err}", file=sys.stderr)
             failed += 1

@@ -53,6 +53,7 @@ from typing import Any
 
 from secure_train.data.records import TextRecord
 from secure_train.errors import ConfigError, DataError
+from secure_train.safe_io import iter_raw_lines, read_text
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -203,14 +204,13 @@ def _hash_file(path: Path) -> _FileState:
     leaves: list[bytes] = []
     lines: list[int] = []
     size = 0
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            whole.update(raw)
-            size += len(raw)
-            line = raw.rstrip(b"\r\n")
-            if line.strip():
-                leaves.append(_leaf(line))
-                lines.append(lineno)
+    for lineno, raw in iter_raw_lines(path, error=DataError):  # streamed, bounded line length
+        whole.update(raw)
+        size += len(raw)
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            leaves.append(_leaf(line))
+            lines.append(lineno)
     return _FileState(whole.hexdigest(), size, [x.hex() for x in leaves], merkle_root(leaves), lines)
 
 
@@ -460,7 +460,7 @@ class Manifest:
         if not p.is_file():
             raise DataError(f"{p}: no such manifest")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(read_text(p, what="manifest"))  # size-checked: a huge/sparse file is refused
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DataError(f"{p}: not a valid manifest ({err})") from None
         if not isinstance(data, dict):
