@@ -13,10 +13,10 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
+from secure_train.commands import ArgumentParser
 from secure_train.errors import ConfigError
 from secure_train.integrity.keys import (
     CURVES,
@@ -49,8 +49,8 @@ def git_work_tree(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="secure-train keygen",
         description="Write a private key (mode 0600, PEM; encrypted when the passphrase variable is set) "
         f"and its public key. Default: NAME.pem / NAME.pub in ${KEY_DIR_ENV} or ~/.config/secure-train/keys.",

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from secure_train.errors import ConfigError
+from secure_train.safe_io import read_bytes
 
 __all__ = [
     "CURVES",
@@ -46,6 +47,9 @@ __all__ = [
     "load_private_key",
     "load_public_key",
 ]
+
+MAX_KEY_FILE_BYTES = 2**20
+"""Largest key file read (size-checked before reading: a huge or sparse file is refused)."""
 
 DEFAULT_KEY_ENV = "SECURE_TRAIN_SIGNING_KEY"
 """Environment variable holding a private key path or its PEM text."""
@@ -204,7 +208,7 @@ def load_private_key(
             if not p.is_file():  # the value is not echoed: it could be a mangled key
                 raise ConfigError(f"${env} is neither PEM private key text nor the path of an existing file")
             _check_permissions(p)
-            pem, source = p.read_bytes(), str(p)
+            pem, source = read_bytes(p, what="key file", max_bytes=MAX_KEY_FILE_BYTES), str(p)
     elif _looks_like_pem(os.fspath(path)):
         pem, source = os.fspath(path).encode(errors="replace"), "(PEM text given as the key path)"
     else:
@@ -212,7 +216,7 @@ def load_private_key(
         if not p.is_file():
             raise ConfigError(f"private key {_shown(p)}: no such file")
         _check_permissions(p)
-        pem, source = p.read_bytes(), str(p)
+        pem, source = read_bytes(p, what="key file", max_bytes=MAX_KEY_FILE_BYTES), str(p)
     pem = _pem_bytes(pem, b"PRIVATE KEY")
     password = _passphrase(passphrase_env)
     try:
@@ -246,7 +250,7 @@ def load_public_key(path_or_pem: PublicKeyLike) -> PublicKey:
         p = Path(os.fsdecode(path_or_pem)).expanduser()
         if not p.is_file():
             raise ConfigError(f"public key {_shown(p)}: no such file")
-        pem, source = _pem_bytes(p.read_bytes(), b"PUBLIC KEY"), str(p)
+        pem, source = _pem_bytes(read_bytes(p, what="key file", max_bytes=MAX_KEY_FILE_BYTES), b"PUBLIC KEY"), str(p)
     if b"PRIVATE KEY-----" in pem and b"PUBLIC KEY-----" not in pem:
         raise ConfigError(f"public key {source}: this is a PRIVATE key; give the public key (.pub)")
     try:
