@@ -144,7 +144,7 @@ class _Package:
             self.version = importlib.metadata.version(name)
             pkg = self._root / name
             self._files = sorted(str(p.relative_to(self._root)) for p in pkg.rglob("*") if p.is_file())
-            meta = "\n".join(f"{k}: {v}" for k, v in importlib.metadata.metadata(name).items())
+            meta = str(importlib.metadata.metadata(name))
         self.licence = _licence(meta)
 
     @property

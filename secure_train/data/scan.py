@@ -54,7 +54,7 @@ from secure_train.data._scanners import (
     PIIScanner,
     UnicodeScanner,
 )
-from secure_train.data._scanners.normalize import _CONF_TABLE, _INVISIBLE_RE
+from secure_train.data._scanners.normalize import _INVISIBLE_RE, deconfuse
 from secure_train.data.provenance import CustodyEntry, _leaf, _record_bytes, merkle_root
 from secure_train.data.records import TextRecord, detect_format, iter_lines
 from secure_train.errors import ConfigError, DataError
@@ -224,7 +224,7 @@ class DataScanner:
     def _redact(self, text: str, findings: Sequence[Finding]) -> str:
         kinds = {(f.scanner, self.action_for(f)) for f in findings}
         if ("unicode", "redact") in kinds:
-            text = _INVISIBLE_RE.sub("", text).translate(_CONF_TABLE)
+            text = deconfuse(_INVISIBLE_RE.sub("", text))
         if ("pii", "redact") in kinds:
             text = self.pii.redact(text)
         return text
