@@ -36,14 +36,31 @@ class SecureTrainCLI(LightningCLI):
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse, then verify ``--ckpt_path`` when signing is configured: LightningCLI loads the
-        checkpoint's hyperparameters next, before the Trainer's verified ``CheckpointIO`` exists."""
-        from secure_train.integrity.cli_support import verify_ckpt_path
+        """Parse, then pin ``--ckpt_path`` to a private verified snapshot when signing is configured.
+
+        LightningCLI merges the checkpoint's hyper-parameters right after this
+        (``_parse_ckpt_path``), before the Trainer's verifying ``CheckpointIO`` exists, and the
+        Trainer reads the file again for the weights. Both now read one private copy whose
+        bytes were verified (:func:`~secure_train.integrity.cli_support.snapshot_ckpt_path`),
+        so a file swapped meanwhile is never used. ``config.yaml`` keeps the path as given
+        (:meth:`after_instantiate_classes`); the audit log names both.
+        """
+        from secure_train.integrity.cli_support import snapshot_ckpt_path
 
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
-            verify_ckpt_path(self.config[subcommand].clone().as_dict())
+            snapshot = snapshot_ckpt_path(self.config[subcommand].clone().as_dict())
+            if snapshot is not None:
+                self.ckpt_snapshot = snapshot  # lives (and keeps its folder) as long as this CLI
+                self.config[subcommand]["ckpt_path"] = str(snapshot.path)
+
+    def after_instantiate_classes(self) -> None:
+        """Put ``--ckpt_path`` back as given in the config ``config.yaml`` saves; the Trainer keeps the snapshot."""
+        super().after_instantiate_classes()
+        snapshot = getattr(self, "ckpt_snapshot", None)
+        if snapshot is not None and self.subcommand:
+            self.config[self.subcommand]["ckpt_path"] = str(snapshot.source)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         from secure_train.callbacks.audit_trail import AuditTrail

@@ -42,6 +42,7 @@ from typing_extensions import override
 
 from secure_train.audit import AuditLog, get_audit_log
 from secure_train.integrity.audit_head import sign_audit_head
+from secure_train.integrity.cli_support import snapshot_origin
 from secure_train.integrity.encryption import encrypt, encryption_info, load_encryption_key
 from secure_train.integrity.keys import (
     DEFAULT_KEY_ENV,
@@ -54,7 +55,7 @@ from secure_train.integrity.keys import (
 )
 from secure_train.integrity.loading import load_verified_bytes
 from secure_train.integrity.provenance import code_version, collect_provenance
-from secure_train.integrity.signed_file import DEFAULT_SHARD_SIZE, remove_signed, write_signed
+from secure_train.integrity.signed_file import DEFAULT_SHARD_SIZE, recover_signed, remove_signed, write_signed
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -86,8 +87,16 @@ class SignedCheckpointIO(TorchCheckpointIO):
         key_env: environment variable read when ``private_key`` is None.
         passphrase_env: environment variable holding the private key's passphrase.
 
+    Crash safety: before the first save into a folder and before every load, the saves a
+    killed process left unfinished there are completed or cleaned up
+    (:func:`~secure_train.integrity.signed_file.recover_signed`), so ``last.ckpt`` is
+    always the previous verified pair or the new one.
+
     Audit events: ``checkpoint.signed`` (path, sha256, size, global_step, key fingerprint),
-    ``checkpoint.removed``, ``checkpoint.verified``, ``checkpoint.refused`` (path, reason).
+    ``checkpoint.removed``, ``checkpoint.verified`` (with ``snapshot_of`` when loading the
+    CLI's private verified copy of ``--ckpt_path``), ``checkpoint.refused`` (path, reason),
+    ``checkpoint.recovered`` (a signature left in a temporary file by a killed save, renamed
+    into place), ``checkpoint.temp_removed`` (an abandoned temporary file).
     """
 
     def __init__(
@@ -132,6 +141,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
         self._pending: Future[None] | None = None
         self._lock = threading.Lock()
         self._before_signature: Callable[[], None] | None = None  # test hook: crash injection
+        self._recovered: set[Path] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable state (``ddp_spawn``): no lock, no thread pool, and never a loaded key."""
@@ -141,7 +151,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
                 "give private_key as a path or through $SECURE_TRAIN_SIGNING_KEY"
             )
         state = self.__dict__.copy()
-        state.update(_private_key=None, _executor=None, _pending=None, _lock=None, trainer=None)
+        state.update(_private_key=None, _executor=None, _pending=None, _lock=None, trainer=None, _recovered=set())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -173,6 +183,29 @@ class SignedCheckpointIO(TorchCheckpointIO):
 
     def _audit_log(self) -> AuditLog | None:
         return get_audit_log(self.trainer) if self.trainer is not None else None
+
+    def recover(self, directory: str | os.PathLike[str]) -> None:
+        """Finish or clean up the saves a killed process left in ``directory``; audit each step.
+
+        Done automatically before the first save into a folder and before every load.
+        """
+        public = self.public_key
+        if public is None:
+            return
+        log = self._audit_log()
+        for step in recover_signed(directory, public):
+            if log is not None:
+                event = "checkpoint.recovered" if step.action == "completed" else "checkpoint.temp_removed"
+                log.record(event, source=type(self).__name__, path=str(step.target), temp=str(step.temp))
+        self._recovered.add(Path(directory))
+
+    def _record_origin(self, origin: dict[str, Any]) -> None:
+        """Audit the recoveries the CLI did before this Trainer (and its audit log) existed."""
+        log = self._audit_log()
+        for step in origin.pop("recovered", []):
+            if log is not None:
+                event = "checkpoint.recovered" if step["action"] == "completed" else "checkpoint.temp_removed"
+                log.record(event, source="SecureTrainCLI", path=step["target"], temp=step["temp"])
 
     # -- save -------------------------------------------------------------------------
     def _provenance(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +258,9 @@ class SignedCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
         target = Path(path)
         _ = self.private_key  # fail on a missing or unsafe key before spending time serializing
+        if target.parent not in self._recovered:
+            self.wait()
+            self.recover(target.parent)
         provenance = self._provenance(checkpoint)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)  # on the training thread: a consistent snapshot
@@ -267,6 +303,11 @@ class SignedCheckpointIO(TorchCheckpointIO):
         self.wait()
         if weights_only is False:
             raise ValueError(f"{type(self).__name__} loads with weights_only=True only; got weights_only=False")
+        origin = snapshot_origin(path)
+        if origin is not None:
+            self._record_origin(origin)  # a private verified copy made by the CLI: nothing to recover
+        else:
+            self.recover(Path(path).parent)
         data, _ = load_verified_bytes(
             path,
             self.public_key,
@@ -274,6 +315,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
             encryption_key=self.encryption_key,
             audit_log=self._audit_log(),
             source=type(self).__name__,
+            audit_fields=origin,
         )
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
 

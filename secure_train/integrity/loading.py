@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -35,9 +36,9 @@ from secure_train.integrity.signed_file import SignedFile, read_verified, signat
 __all__ = ["load_checkpoint", "load_verified_bytes"]
 
 
-def _refuse(audit_log: AuditLog | None, err: IntegrityError, source: str) -> None:
+def _refuse(audit_log: AuditLog | None, err: IntegrityError, source: str, extra: Mapping[str, Any]) -> None:
     if audit_log is not None:
-        audit_log.record("checkpoint.refused", source=source, path=err.path, reason=err.reason)
+        audit_log.record("checkpoint.refused", source=source, path=err.path, reason=err.reason, **extra)
 
 
 def load_verified_bytes(
@@ -48,16 +49,20 @@ def load_verified_bytes(
     encryption_key: bytes | None = None,
     audit_log: AuditLog | None = None,
     source: str = "load_checkpoint",
+    audit_fields: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, SignedFile | None]:
     """The verified (and decrypted) bytes of ``path`` and what their signature commits to.
 
     With ``require_signature=False`` an *unsigned* file (no sidecar) is returned with a
     warning and ``None``; a sidecar that does not match is refused either way.
+    ``audit_fields`` are added to the audit event (e.g. ``snapshot_of``, the file a
+    private verified snapshot was taken from).
 
     Raises:
         IntegrityError: unsigned (when required), tampered, renamed, signed by another
             key, or not decryptable; recorded as ``checkpoint.refused`` in ``audit_log``.
     """
+    extra = dict(audit_fields or {})
     try:
         if not require_signature and not signature_path(path).exists():
             if not os.path.isfile(path):
@@ -67,7 +72,7 @@ def load_verified_bytes(
                 data = fh.read()
             signed = None
             if audit_log is not None:
-                audit_log.record("checkpoint.unsigned_loaded", source=source, path=str(path))
+                audit_log.record("checkpoint.unsigned_loaded", source=source, path=str(path), **extra)
         else:
             if public_key is None:
                 raise IntegrityError(path, "a public key is needed to verify it (require_signature is on)")
@@ -81,6 +86,7 @@ def load_verified_bytes(
                     size=signed.size,
                     key_fingerprint=signed.key_fingerprint,
                     global_step=signed.provenance.get("global_step"),
+                    **extra,
                 )
         if (signed is not None and signed.encryption) or is_encrypted(data):
             if encryption_key is None:
@@ -93,7 +99,7 @@ def load_verified_bytes(
                 raise IntegrityError(path, str(err)) from None
         return data, signed
     except IntegrityError as err:
-        _refuse(audit_log, err, source)
+        _refuse(audit_log, err, source, extra)
         raise
 
 

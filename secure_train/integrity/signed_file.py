@@ -12,11 +12,19 @@ the file size, SHA-256 digests of fixed-size shards (verified in parallel, so ch
 scales with cores), the provenance record, and the encryption scheme when the bytes are
 encrypted at rest. The subject name binds the file name: a renamed file is refused.
 
-Writing (:func:`write_signed`) never leaves a verifiable mismatch: the bytes go to a
-temporary file while being hashed (in parallel threads), the signature to a second
-temporary file, both are flushed to disk, then the old sidecar is removed, the data file
-is renamed into place and, last, the new sidecar. A crash at any point leaves either the
-old pair, a file with no sidecar (refused as unsigned), or the new pair.
+Writing (:func:`write_signed`) is crash-safe: the bytes go to a temporary file while being
+hashed (in parallel threads), the signature to a second temporary file (``.F.tmp-…`` and
+``.F.sig.tmp-…``, named after the host, process and thread that write them), then the data
+file is renamed into place and, last, the sidecar. Two renames are never atomic together,
+so the one state in between -- new ``F`` next to the old ``F.sig``, with the complete new
+signature in ``.F.sig.tmp-…`` -- is *recoverable*: :func:`recover_signed` (run by
+``SignedCheckpointIO`` at the next start, before anything is loaded or saved) finishes the
+publication when that temporary signature verifies the bytes at ``F``, and removes the
+temporary files of writers that are gone. A ``kill -9`` at any point therefore leaves,
+after recovery, either the previous verified pair untouched or the new verified pair;
+never bytes without a signature that checks. The previous pair's sidecar is never removed
+before the new one is complete. Durability across power loss (not only process death)
+needs ``fsync=True``.
 
 Example:
     >>> import os, tempfile
@@ -41,7 +49,10 @@ import hashlib
 import json
 import mmap
 import os
+import re
+import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,8 +69,11 @@ from secure_train.integrity.signing import ec_hash_for
 __all__ = [
     "DEFAULT_SHARD_SIZE",
     "SIGNATURE_SUFFIX",
+    "Recovery",
     "SignedFile",
     "read_verified",
+    "read_verified_pair",
+    "recover_signed",
     "remove_signed",
     "signature_path",
     "verify_buffer",
@@ -79,6 +93,11 @@ _EXTENSION = "secure_train"
 _EXTENSION_VERSION = 1
 _IGNORE_PATHS = [".git", ".gitattributes", ".github", ".gitignore"]
 _WRITE_CHUNK = 16 << 20
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.tmp-(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)-(?P<tid>\d+)$")
+"""A temporary file of :func:`write_signed`: ``.<target>.tmp-<host>-<pid>-<thread>`` (no host: older releases)."""
+FOREIGN_STALE_AFTER = 15 * 60.0
+"""Seconds after which a temporary file written on another host (shared storage) counts as abandoned."""
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -296,7 +315,9 @@ def _read_sidecar(path: Path) -> bytes:
     sig = signature_path(path)
     if not sig.is_file():
         raise IntegrityError(path, f"unsigned: no signature file {sig.name} next to it")
-    return sig.read_bytes()
+    from secure_train.safe_io import read_bytes  # size-checked: a huge or sparse sidecar is refused
+
+    return read_bytes(sig, what="signature file")
 
 
 def verify_file(path: str | os.PathLike[str], public_key: PublicKeyLike) -> SignedFile:
@@ -324,13 +345,26 @@ def read_verified(path: str | os.PathLike[str], public_key: PublicKeyLike) -> tu
     The caller then parses the returned bytes, never the file again, so the file cannot
     be swapped between the check and the use.
     """
+    data, _, signed = read_verified_pair(path, public_key)
+    return data, signed
+
+
+def read_verified_pair(path: str | os.PathLike[str], public_key: PublicKeyLike) -> tuple[bytes, bytes, SignedFile]:
+    """Like :func:`read_verified`, also returning the sidecar bytes that were checked.
+
+    Returns:
+        ``(data, sidecar, signed)``: each file read exactly once; ``data`` matches
+        ``sidecar``, which is signed by ``public_key`` for the name of ``path``. Written
+        together under the same file name elsewhere, they form a pair that verifies.
+    """
     p = Path(path)
     if not p.is_file():
         raise IntegrityError(p, "no such file")
-    signed = open_bundle(_read_sidecar(p), public_key, p)
+    sidecar = _read_sidecar(p)
+    signed = open_bundle(sidecar, public_key, p)
     data = p.read_bytes()
     verify_buffer(data, signed, p)
-    return data, signed
+    return data, sidecar, signed
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -342,7 +376,7 @@ def _write_all(fd: int, view: memoryview) -> None:
 
 
 def _write_temp(path: Path, view: memoryview, fsync: bool) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_HOST_TAG}-{os.getpid()}-{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         _write_all(fd, view)
@@ -377,7 +411,11 @@ def write_signed(
     fsync: bool = True,
     _before_signature: Callable[[], None] | None = None,
 ) -> SignedFile:
-    """Write ``data`` to ``path`` and its signature to ``path.sig``, atomically as a pair.
+    """Write ``data`` to ``path`` and its signature to ``path.sig``, crash-safely.
+
+    A process killed at any point leaves the previous pair untouched, the new pair, or the
+    new bytes with their complete signature still in a temporary file, which
+    :func:`recover_signed` renames into place (see the module docstring).
 
     Args:
         data: the exact bytes to store (already serialized, and encrypted if wanted).
@@ -403,6 +441,7 @@ def write_signed(
     slices = [view[a:b] for a, b in bounds]
     shards = [pool.submit(_sha256, s) for s in slices]
     tmp_data = tmp_sig = None
+    published = False
     try:
         tmp_data = _write_temp(p, view, fsync)  # hashing runs in the pool meanwhile
         signed = SignedFile(
@@ -417,20 +456,27 @@ def write_signed(
         )
         if _before_signature is not None:
             _before_signature()
-        tmp_sig = _write_temp(signature_path(p), memoryview(make_bundle(signed, private_key)), fsync)
+        bundle = make_bundle(signed, private_key)
         sig = signature_path(p)
-        sig.unlink(missing_ok=True)  # never a new file next to the old signature, nor the reverse
+        tmp_sig = _write_temp(sig, memoryview(bundle), fsync)
+        # Publish: data first, then its signature. In between, the new bytes sit next to the
+        # old sidecar (refused as a mismatch) and ``tmp_sig`` is their only signature: it is
+        # kept on any failure from here on, for recover_signed to finish the job.
         os.replace(tmp_data, p)
-        tmp_data = None
-        os.replace(tmp_sig, sig)
+        tmp_data, published = None, True
+        try:
+            os.replace(tmp_sig, sig)
+        except FileNotFoundError:  # a concurrent recover_signed finished the publication
+            if not (sig.is_file() and sig.read_bytes() == bundle):
+                raise
         tmp_sig = None
         if fsync:
             _fsync_dir(p.parent)
         return signed
     finally:
-        for tmp in (tmp_data, tmp_sig):
+        for tmp in (tmp_data, None if published else tmp_sig):
             if tmp is not None:
-                tmp.unlink(missing_ok=True)
+                _unlink(tmp)
         for fut in (whole, *shards):  # wait for the hashing threads before releasing the views they read
             if not fut.cancel():
                 fut.exception()
@@ -439,7 +485,125 @@ def write_signed(
         view.release()
 
 
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def remove_signed(path: str | os.PathLike[str]) -> None:
     """Remove a signed file and its sidecar (sidecar first, so no half of a pair looks valid)."""
-    signature_path(path).unlink(missing_ok=True)
-    Path(path).unlink(missing_ok=True)
+    _unlink(signature_path(path))
+    _unlink(Path(path))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One step :func:`recover_signed` took.
+
+    Attributes:
+        action: ``"completed"`` (a temporary signature was renamed into place: it verifies
+            the bytes published at ``target``) or ``"removed"`` (an abandoned temporary file).
+        temp: the temporary file.
+        target: the file it was written for.
+    """
+
+    action: str
+    temp: Path
+    target: Path
+
+
+def _abandoned(temp: Path, host: str | None, pid: int) -> bool:
+    """Whether the process that wrote ``temp`` is gone (same host: by pid; other host: by age)."""
+    if host is not None and host != _HOST_TAG:
+        try:
+            return time.time() - temp.stat().st_mtime > FOREIGN_STALE_AFTER
+        except FileNotFoundError:
+            return False
+    if pid == os.getpid():
+        return False  # a save of this very process may be in flight
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return False
+
+
+def _complete(target: Path, sig_temps: list[Path], key: PublicKeyLike) -> Path | None:
+    """Rename into place the temporary signature that verifies ``target``'s bytes, if its pair does not."""
+    try:
+        verify_file(target, key)
+        return None  # the published pair verifies: nothing to finish
+    except IntegrityError:
+        pass
+    for temp in sorted(sig_temps, key=lambda t: t.stat().st_mtime if t.exists() else 0.0, reverse=True):
+        try:
+            signed = open_bundle(temp.read_bytes(), key, target)
+            with target.open("rb") as fh:
+                if os.fstat(fh.fileno()).st_size == 0:
+                    verify_buffer(b"", signed, target)
+                else:
+                    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                        verify_buffer(mm, signed, target)
+            os.replace(temp, signature_path(target))
+        except (IntegrityError, OSError):
+            continue  # not this one (or another process finished first)
+        _fsync_dir(target.parent)
+        return temp
+    return None
+
+
+def recover_signed(directory: str | os.PathLike[str], public_key: PublicKeyLike) -> list[Recovery]:
+    """Finish or clean up the saves in ``directory`` that a crash interrupted.
+
+    For every file whose temporary files lie in ``directory``: when the published pair
+    does not verify but a temporary signature verifies the bytes at the file (the writer
+    died between its two renames), that signature is renamed into place; then the
+    temporary files of writers that are gone (a dead process on this host; on another
+    host, older than :data:`FOREIGN_STALE_AFTER`) are removed. Safe to run from several
+    processes at once (DDP ranks) and next to live writers, whose files are left alone.
+
+    Returns:
+        What was done, for the audit log; empty when nothing was left behind.
+
+    Example:
+        >>> import os, tempfile
+        >>> from cryptography.hazmat.primitives.asymmetric import ec
+        >>> key = ec.generate_private_key(ec.SECP256R1())
+        >>> d = tempfile.mkdtemp()
+        >>> _ = write_signed(b"old", os.path.join(d, "last.ckpt"), key)
+        >>> recover_signed(d, key.public_key())
+        []
+    """
+    d = Path(directory)
+    groups: dict[str, tuple[list[Path], list[Path]]] = {}
+    writers: dict[Path, tuple[str | None, int]] = {}
+    try:
+        entries = list(os.scandir(d))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        name, temp = match["target"], d / entry.name
+        writers[temp] = (match["host"], int(match["pid"]))
+        is_sig = name.endswith(SIGNATURE_SUFFIX)
+        data_temps, sig_temps = groups.setdefault(name[: -len(SIGNATURE_SUFFIX)] if is_sig else name, ([], []))
+        (sig_temps if is_sig else data_temps).append(temp)
+    actions: list[Recovery] = []
+    for name, (data_temps, sig_temps) in sorted(groups.items()):
+        target = d / name
+        if sig_temps and target.is_file():
+            done = _complete(target, sig_temps, public_key)
+            if done is not None:
+                actions.append(Recovery("completed", done, target))
+                sig_temps.remove(done)
+        for temp in data_temps + sig_temps:
+            if _abandoned(temp, *writers[temp]) and _unlink(temp):
+                actions.append(Recovery("removed", temp, target))
+    return actions
