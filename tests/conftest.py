@@ -41,6 +41,7 @@ MICRO_GPT2 = {
 @pytest.fixture(autouse=True, scope="session")
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["SECURE_TRAIN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["SECURE_TRAIN_VERDICTS"] = str(tmp_path_factory.mktemp("verdicts"))  # never ~/.local/state
 
 
 def tiny_classifier(**kwargs: Any) -> TextClassifier:

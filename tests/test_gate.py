@@ -25,6 +25,13 @@ from secure_train.gate.attestation import attestation_path
 from secure_train.integrity import SignedCheckpointIO, generate_keypair, load_private_key
 
 
+@pytest.fixture(autouse=True)
+def _verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One verdict store per test: the gate files verdicts by digest, and equal bytes recur."""
+    monkeypatch.setenv("SECURE_TRAIN_VERDICTS", str(tmp_path / "verdicts"))
+    return tmp_path / "verdicts"
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("keys")
@@ -158,7 +165,7 @@ def _export(ckpt: Path, keys: tuple[Path, Path], *extra: str) -> int:
 
 
 def test_export_requires_passing_attestation_for_exact_digest(
-    signed_ckpt: Path, keys, tokenizer_dir, tmp_path, capsys, monkeypatch
+    signed_ckpt: Path, keys, tokenizer_dir, tmp_path, capsys, monkeypatch, _verdicts
 ) -> None:
     monkeypatch.delenv("SECURE_TRAIN_RELEASE_POLICY", raising=False)
     priv, pub = keys
@@ -189,6 +196,10 @@ def test_export_requires_passing_attestation_for_exact_digest(
     assert {c["name"] for c in body["checks"]} == {"clean_accuracy", "integrity"}
     assert all({"metric", "value", "threshold", "passed"} <= set(c) for c in body["checks"])
     capsys.readouterr()
+    # the failing verdict, filed by digest, still blocks: a looser suite passing does not clear it
+    assert _export(signed_ckpt, keys, "--policy", str(policy)) == 2
+    assert "blocks every copy" in capsys.readouterr().err
+    shutil.rmtree(_verdicts)  # a reviewed override: the failing verdict removed from the store
     assert _export(signed_ckpt, keys, "--policy", str(policy)) == 0
     # the attestation of another checkpoint (different digest) is refused
     other = _save_ckpt(tiny_classifier(config=MICRO_BERT), tmp_path / "other.ckpt", priv)
@@ -217,24 +228,36 @@ def test_approvals_enforced_by_policy(signed_ckpt: Path, keys, tokenizer_dir, tm
     priv, pub = keys
     run_gate(signed_ckpt, GateSuite.load(_write_suite(tmp_path, tokenizer_dir, pub, 0.0)),
              private_key=load_private_key(priv))  # fmt: skip
+    people = {n: generate_keypair(tmp_path / f"{n}.pem", tmp_path / f"{n}.pub", passphrase_env=None)
+              for n in ("alice", "bob")}  # fmt: skip
+    (tmp_path / "approvers.yaml").write_text(yaml.safe_dump({"approvers": {
+        "alice": {"public_key": "alice.pub", "roles": ["security"]},
+        "bob": {"public_key": "bob.pub", "roles": ["ml-lead"]},
+    }}))  # fmt: skip
     policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump({"targets": {"production": {"require_roles": ["security", "ml-lead"]}}}))
+    production = {"production": {"require_roles": ["security", "ml-lead"]}}
+    policy.write_text(yaml.safe_dump({"keyring": "approvers.yaml", "targets": production}))
     assert _export(signed_ckpt, keys, "--policy", str(policy)) == 0  # staging: no approvals needed
     assert _export(signed_ckpt, keys, "--policy", str(policy), "--target", "production") == 2
     assert "missing ['security', 'ml-lead']" in capsys.readouterr().err
-    approve = ["approve", str(signed_ckpt), "--signing-key", str(priv), "--target", "production"]
-    assert cli_main([*approve, "--by", "alice", "--role", "security"]) == 0
+
+    def approve(by: str, role: str) -> int:
+        return cli_main(["approve", str(signed_ckpt), "--signing-key", str(people[by][0]), "--public-key", str(pub),
+                         "--target", "production", "--by", by, "--role", role])  # fmt: skip
+
+    assert approve("alice", "security") == 0
     assert _export(signed_ckpt, keys, "--policy", str(policy), "--target", "production") == 2
     assert "missing ['ml-lead']" in capsys.readouterr().err
     # an approval for another target or a forged approval does not count
-    write_approval(signed_ckpt, by="bob", role="ml-lead", target="staging", private_key=load_private_key(priv))
+    bob = load_private_key(people["bob"][0])
+    write_approval(signed_ckpt, by="bob", role="ml-lead", target="staging", private_key=bob, public_key=pub)
     forged = signed_ckpt.parent / "m.ckpt.approvals" / "ml-lead-mallory.json"
     doc = json.loads((signed_ckpt.parent / "m.ckpt.approvals" / "security-alice.json").read_text())
     doc["body"]["role"] = "ml-lead"
     forged.write_text(json.dumps(doc))
     assert _export(signed_ckpt, keys, "--policy", str(policy), "--target", "production") == 2
     capsys.readouterr()
-    assert cli_main([*approve, "--by", "bob", "--role", "ml-lead"]) == 0
+    assert approve("bob", "ml-lead") == 0
     assert _export(signed_ckpt, keys, "--policy", str(policy), "--target", "production") == 0
     events = read_events(signed_ckpt.parent / "audit.jsonl")
     assert [e["payload"]["role"] for e in events if e["type"] == "gate.approved"] == ["security", "ml-lead"]
@@ -244,7 +267,7 @@ def test_approvals_enforced_by_policy(signed_ckpt: Path, keys, tokenizer_dir, tm
         {"by": "bob", "role": "ml-lead"},
     ]
     with pytest.raises(ConfigError, match="role"):
-        write_approval(signed_ckpt, by="x", role="bad/role", private_key=load_private_key(priv))
+        write_approval(signed_ckpt, by="x", role="bad/role", private_key=load_private_key(priv), public_key=pub)
 
 
 def test_suite_errors_are_one_line(tmp_path: Path, capsys) -> None:

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 from secure_train.audit import AuditLog
+from secure_train.commands import ArgumentParser
 from secure_train.errors import ConfigError
+from secure_train.gate.verdicts import VERDICTS_ENV
 from secure_train.integrity.encryption import load_encryption_key
-from secure_train.integrity.export import ExportCheck, export_checkpoint
+from secure_train.integrity.export import ExportCheck, ExportContext, export_checkpoint
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
 
 __all__ = ["main"]
@@ -17,8 +19,8 @@ __all__ = ["main"]
 POLICY_ENV = "SECURE_TRAIN_RELEASE_POLICY"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="secure-train export",
         description="Verify a signed checkpoint, then write its state_dict as safetensors with a signature sidecar.",
     )
@@ -45,34 +47,51 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--attestation", default=None, help="attestation file (default CKPT.attestation.json)")
     gate.add_argument("--audit-log", default=None, help="audit log of gate decisions (default next to CKPT)")
     gate.add_argument(
+        "--verdicts",
+        default=None,
+        help=f"verdict store searched by the checkpoint's SHA-256 (default ${VERDICTS_ENV} or ~/.local/state)",
+    )
+    gate.add_argument(
         "--allow-ungated",
         action="store_true",
-        help="export without a gate attestation (development only; refused with --policy; audited)",
+        help="export without a passing attestation (development only; refused with --policy; a failing "
+        "verdict for the same bytes still blocks; audited)",
     )
     return parser
 
 
-def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog]:
-    """The release-policy check: a passing attestation for the checkpoint's exact digest is
-    required (plus approvals per ``--policy`` / ``--target``). Only ``--allow-ungated``, without
-    a policy, target or attestation, skips it; a failing or foreign ``CKPT.attestation.json``
-    next to the checkpoint blocks export even then."""
-    from secure_train.gate.attestation import ReleasePolicy, attestation_path
+def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog, bool]:
+    """The release-policy check, always run: a passing attestation for the checkpoint's exact
+    digest is required (plus approvals per ``--policy`` / ``--target``), and any failing verdict
+    for that digest (next to the file or in the verdict store, wherever the copy lies) blocks.
+    ``--allow-ungated``, without a policy, target or attestation, waives only the passing
+    attestation. Returns the checks, the audit log and whether the export is ungated."""
+    from secure_train.gate.attestation import ReleasePolicy
+    from secure_train.gate.verdicts import VerdictStore
 
     log = AuditLog(Path(args.audit_log) if args.audit_log else Path(args.checkpoint).parent / "audit.jsonl")
     if args.allow_ungated and (args.policy or args.target or args.attestation):
         raise ConfigError("--allow-ungated cannot be combined with --policy, --target or --attestation")
-    if args.allow_ungated and not attestation_path(args.checkpoint).is_file():
-        log.record("model.export_ungated", source="secure-train export", checkpoint=str(args.checkpoint))
-        return [], log
-    policy = ReleasePolicy.load(args.policy) if args.policy else ReleasePolicy()
+    store = VerdictStore(args.verdicts)
+    if args.allow_ungated:
+        policy = ReleasePolicy(require_attestation=False, verdicts=store)
+    else:
+        policy = ReleasePolicy.load(args.policy) if args.policy else ReleasePolicy()
+        policy.verdicts = store
     check = policy.export_check(args.public_key, target=args.target, attestation=args.attestation, audit_log=log)
-    return [check], log
+    if not args.allow_ungated:
+        return [check], log, False
+
+    def ungated(context: ExportContext) -> None:
+        check(context)  # a failing verdict for these bytes blocks even an ungated export
+        log.record("model.export_ungated", source="secure-train export", checkpoint=str(args.checkpoint))
+
+    return [ungated], log, True
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    checks, audit_log = _gate_checks(args)
+    checks, audit_log, ungated = _gate_checks(args)
     result = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -88,6 +107,6 @@ def main(argv: list[str]) -> int:
         f"OK: {result.path}: {result.tensors} tensors, {result.signed.size} bytes, "
         f"sha256 {result.signed.sha256}, signature {result.path}.sig"
     )
-    if not checks:
+    if ungated:
         print("note: exported WITHOUT a gate attestation (--allow-ungated); not for deployment")
     return 0

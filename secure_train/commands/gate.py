@@ -3,7 +3,8 @@
 - ``secure-train gate CKPT --suite SUITE.yaml``: run the validation suite, write
   ``CKPT.gate.json`` / ``CKPT.gate.md`` and the signed ``CKPT.attestation.json``; exit 1 when
   the gate fails.
-- ``secure-train approve CKPT --by NAME --role ROLE [--target production]``: signed approval.
+- ``secure-train approve CKPT --by NAME --role ROLE --public-key PROJECT.pub``: verify, then an
+  approval signed with the approver's own key.
 - ``secure-train drift REFERENCE CURRENT [--window N]``: compare inference logs; exit 1 on alert.
 - ``secure-train diff-train --config RECIPE --runs K --vary subset|seed``: differential
   training analysis; exit 1 when samples or runs are flagged.
@@ -32,6 +33,7 @@ def _audit(path: str | None, default_dir: Path) -> AuditLog:
 def main(argv: list[str]) -> int:
     """``secure-train gate``."""
     from secure_train.gate.suite import GateSuite, run_gate
+    from secure_train.gate.verdicts import VerdictStore
 
     p = argparse.ArgumentParser(prog="secure-train gate", description="Run the deployment gate on a checkpoint.")
     p.add_argument("checkpoint")
@@ -39,6 +41,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--signing-key", default=None, help=f"private key for the attestation (default ${DEFAULT_KEY_ENV})")
     p.add_argument("--no-attestation", action="store_true", help="report only, sign nothing")
     p.add_argument("--out-dir", default=None, help="where reports go (default: next to the checkpoint)")
+    p.add_argument("--verdicts", default=None, help="verdict store, by digest (default $SECURE_TRAIN_VERDICTS)")
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
     suite = GateSuite.load(args.suite)
@@ -49,36 +52,18 @@ def main(argv: list[str]) -> int:
     for c in report["checks"]:
         mark = "pass" if c["passed"] else "FAIL"
         print(f"{mark:4}  {c['name']:22} {c['metric']} = {c['value']:.4f} ({c['op']} {c['threshold']})")
+    filed = VerdictStore(args.verdicts).record_report(report)  # follows every copy of these bytes
+    print(f"verdict filed by digest: {filed}")
     verdict = "PASSED" if report["passed"] else "FAILED"
     print(f"gate {verdict}: {ckpt} sha256 {report['checkpoint_sha256']}; attestation {report['attestation']}")
     return 0 if report["passed"] else 1
 
 
 def approve_main(argv: list[str]) -> int:
-    """``secure-train approve``."""
-    from secure_train.gate.attestation import write_approval
+    """``secure-train approve`` (see :mod:`secure_train.gate._cli_approve`)."""
+    from secure_train.gate._cli_approve import main as approve
 
-    p = argparse.ArgumentParser(prog="secure-train approve", description="Write a signed approval record.")
-    p.add_argument("checkpoint")
-    p.add_argument("--by", required=True, help="approver name")
-    p.add_argument("--role", required=True, help="approver role (e.g. security, ml-lead)")
-    p.add_argument("--target", default="production")
-    p.add_argument("--note", default="")
-    p.add_argument("--signing-key", default=None, help=f"default ${DEFAULT_KEY_ENV}")
-    p.add_argument("--audit-log", default=None)
-    args = p.parse_args(argv)
-    ckpt = Path(args.checkpoint)
-    path = write_approval(
-        ckpt,
-        by=args.by,
-        role=args.role,
-        target=args.target,
-        note=args.note,
-        private_key=load_private_key(args.signing_key),
-        audit_log=_audit(args.audit_log, ckpt.parent),
-    )
-    print(f"OK: approval by {args.by} ({args.role}) for {args.target}: {path}")
-    return 0
+    return approve(argv)
 
 
 def drift_main(argv: list[str]) -> int:

@@ -2,7 +2,8 @@
 
 - :class:`TrojanScanner`: backdoor scan without trigger knowledge (vocabulary scan + inversion).
 - :class:`GateSuite` / :func:`run_gate`: validation suite on a checkpoint, signed attestation.
-- :class:`ReleasePolicy`, :func:`write_approval`: export enforcement and signed approvals.
+- :class:`ReleasePolicy`, :func:`write_approval`: export enforcement and signed approvals;
+  :class:`ApproverKeyring` (approver -> own key -> roles), :class:`VerdictStore` (verdicts by digest).
 - :class:`DriftMonitor`: output-distribution drift (PSI, KS, Jensen–Shannon), callback and CLI.
 - :class:`DifferentialTraining`: K varied runs, flags anomalous-influence samples and odd runs.
 """
@@ -17,10 +18,14 @@ if TYPE_CHECKING:
     from secure_train.gate.attestation import GateRefused, ReleasePolicy, read_signed_json, write_approval
     from secure_train.gate.diff_train import DifferentialTraining
     from secure_train.gate.drift import DriftMonitor, DriftReport, load_inference_log
+    from secure_train.gate.keyring import ApproverKeyring
     from secure_train.gate.suite import GateSuite, run_gate
     from secure_train.gate.trojan import TriggerCandidate, TrojanScanner, TrojanScanResult
+    from secure_train.gate.verdicts import VerdictStore
 
 _EXPORTS: dict[str, str] = {
+    "ApproverKeyring": "secure_train.gate.keyring",
+    "VerdictStore": "secure_train.gate.verdicts",
     "DifferentialTraining": "secure_train.gate.diff_train",
     "DriftMonitor": "secure_train.gate.drift",
     "DriftReport": "secure_train.gate.drift",
@@ -43,6 +48,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ApproverKeyring",
     "DifferentialTraining",
     "DriftMonitor",
     "DriftReport",
@@ -52,6 +58,7 @@ __all__ = [
     "TriggerCandidate",
     "TrojanScanResult",
     "TrojanScanner",
+    "VerdictStore",
     "load_inference_log",
     "read_signed_json",
     "run_gate",
