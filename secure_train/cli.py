@@ -39,6 +39,8 @@ COMMANDS: dict[str, str] = {
     "approve": "secure_train.gate._cli_approve",
     "drift": "secure_train.gate._cli_drift",
     "diff-train": "secure_train.gate._cli_diff_train",
+    "report": "secure_train.commands.report",
+    "incident": "secure_train.commands.incident",
 }
 """Command name -> module with ``main(argv: list[str]) -> int``."""
 
