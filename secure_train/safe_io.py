@@ -37,6 +37,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "load_json_file",
     "load_yaml",
     "load_yaml_file",
+    "open_lines",
     "read_bytes",
     "read_text",
     "sha256_file",
@@ -345,6 +347,32 @@ def iter_lines(
         except UnicodeDecodeError as err:
             raise error(f"{prefix}{path}:{lineno}: invalid UTF-8 at byte {err.start}") from None
         yield lineno, text[:-1] if text.endswith("\n") else text
+
+
+@contextmanager
+def open_lines(
+    path: PathLike,
+    *,
+    what: str = "",
+    max_line_bytes: int = MAX_LINE_BYTES,
+    error: type[SecureTrainError] = InputError,
+) -> Iterator[Iterator[str]]:
+    """Drop-in for ``with open(path) as fh: for line in fh`` (and ``csv.reader(fh)``) with the
+    limits of :func:`iter_lines`; lines come without their newline.
+
+    Example:
+        >>> import csv, tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as fh:
+        ...     _ = fh.write("pred,confidence\\n1,0.9\\n")
+        >>> with open_lines(fh.name) as lines:
+        ...     [row["pred"] for row in csv.DictReader(lines)]
+        ['1']
+    """
+    lines = iter_lines(path, what=what, max_line_bytes=max_line_bytes, error=error)
+    try:
+        yield (line for _, line in lines)
+    finally:
+        lines.close()
 
 
 def sha256_file(path: PathLike, *, chunk_size: int = CHUNK_SIZE) -> str:

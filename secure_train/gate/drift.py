@@ -54,6 +54,7 @@ from typing_extensions import override
 from secure_train.audit import get_audit_log
 from secure_train.distributed import destroy_process_group_at_exit
 from secure_train.errors import ConfigError, DataError
+from secure_train.safe_io import open_lines
 
 __all__ = ["DriftMonitor", "DriftReport", "load_inference_log"]
 
@@ -108,7 +109,7 @@ def load_inference_log(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     confs: list[float] = []
     try:
         if p.suffix in (".csv", ".tsv"):
-            with p.open(newline="") as fh:
+            with open_lines(p, what="inference log", error=DataError) as fh:  # bounded line length
                 for i, row in enumerate(csv.DictReader(fh, delimiter="\t" if p.suffix == ".tsv" else ",")):
                     try:
                         preds.append(int(row["pred"]))
@@ -116,7 +117,7 @@ def load_inference_log(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
                     except (KeyError, TypeError, ValueError):
                         raise DataError(f"{p} row {i + 2}: needs integer 'pred' and float 'confidence'") from None
         else:
-            with p.open() as fh:
+            with open_lines(p, what="inference log", error=DataError) as fh:  # bounded line length
                 for i, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
