@@ -11,13 +11,34 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-__all__ = ["TRAINER_DEFAULTS", "SecureTrainCLI"]
+__all__ = ["TRAINER_DEFAULTS", "RunConfigCallback", "SecureTrainCLI"]
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
 }
+
+
+class RunConfigCallback(SaveConfigCallback):
+    """Save ``config.yaml`` in the run's own folder, next to its audit log, whatever the logger
+    (:func:`~secure_train.callbacks.audit_trail.run_log_dir`), never over another run's."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from secure_train.callbacks.audit_trail import run_log_dir
+
+        if self.already_saved:
+            return
+        if self.save_to_log_dir:
+            log_dir = run_log_dir(trainer)  # every rank: the choice is broadcast
+            if trainer.is_global_zero:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                self.parser.save(self.config, str(log_dir / self.config_filename), skip_none=False,
+                                 overwrite=self.overwrite, multifile=self.multifile)  # fmt: skip
+        if trainer.is_global_zero:
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
 class SecureTrainCLI(LightningCLI):
@@ -32,7 +53,8 @@ class SecureTrainCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", RunConfigCallback)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": False})  # each run has its own folder
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
@@ -69,5 +91,6 @@ class SecureTrainCLI(LightningCLI):
         if not any(isinstance(cb, AuditTrail) for cb in trainer.callbacks):  # type: ignore[attr-defined]
             config = self.config.get(str(self.subcommand)) if self.subcommand else self.config
             as_dict = config.clone().as_dict() if config is not None else None
-            trainer.callbacks.append(AuditTrail(config=as_dict))  # type: ignore[attr-defined]
+            # first, so that its run.start opens the log and its setup runs before ModelCheckpoint's
+            trainer.callbacks.insert(0, AuditTrail(config=as_dict))  # type: ignore[attr-defined]
         return trainer
