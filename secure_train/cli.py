@@ -99,9 +99,9 @@ def _describe(err: BaseException) -> str | None:
 
 
 def _check_config_files(args: Sequence[str]) -> None:
-    """Size- and UTF-8-check every ``--config`` file and every YAML/JSON file named on the
-    command line before jsonargparse reads it whole (a 2 GB sparse file, random bytes)."""
-    from secure_train.safe_io import MAX_YAML_BYTES, read_text
+    """Size-, UTF-8- and YAML-bomb-check every ``--config`` file and every YAML/JSON file named
+    on the command line before Lightning is imported and jsonargparse reads it whole."""
+    from secure_train.safe_io import MAX_YAML_BYTES, check_yaml, read_text
 
     for i, arg in enumerate(args):
         value = None
@@ -114,7 +114,7 @@ def _check_config_files(args: Sequence[str]) -> None:
         elif "=" in arg and arg.lower().endswith(_CONFIG_SUFFIXES) and os.path.exists(arg.split("=", 1)[1]):
             value = arg.split("=", 1)[1]
         if value is not None and value != "-":
-            read_text(value, what="config", max_bytes=MAX_YAML_BYTES)
+            check_yaml(read_text(value, what="config", max_bytes=MAX_YAML_BYTES), source=f"config {value}")
 
 
 def _install_yaml_limits() -> None:
