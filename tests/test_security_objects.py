@@ -320,3 +320,38 @@ def test_checkpoint_bytes_are_parsed_once_from_memory(project: Path, monkeypatch
     monkeypatch.setattr(torch, "load", spy)
     GateSuite.load(SHIPPED_SUITE).read_checkpoint(ckpt, "keys/project.pub")
     assert seen == [(io.BytesIO, True)]
+
+
+def test_lightning_cli_ckpt_path_hyper_parameters_checked_before_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``fit|validate --ckpt_path``: LightningCLI's hyper-parameter merge would import ``_class_path``
+    (jsonargparse checks the class after importing its module); it is refused first."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SECURE_TRAIN_SIGNING_KEY", raising=False)
+    (tmp_path / "sidefx_on_import.py").write_text(f"open({str(tmp_path / 'IMPORTED')!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    marker = tmp_path / "PWNED"
+    cmd = ["touch", str(marker)]
+    cases = {
+        "class 'sidefx_on_import.Model' is not allowed": {"_class_path": "sidefx_on_import.Model", "lr": 0.1},
+        "class 'subprocess.Popen' is not allowed": {"_class_path": "subprocess.Popen", "args": cmd},
+        "hyper_parameters.config.x: holds 'class_path'": {
+            "_class_path": "secure_train.models.TextClassifier",
+            "config": {"model_type": "bert", "x": {"class_path": "subprocess.Popen", "init_args": {"args": cmd}}},
+        },
+    }
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    for expect, hparams in cases.items():
+        ckpt = tmp_path / "evil.ckpt"
+        torch.save({"state_dict": {}, "hyper_parameters": hparams}, ckpt)
+        rc, out, err = _cli(capsys, "validate", "--config", str(recipe), "--ckpt_path", str(ckpt))
+        _assert_refused(rc, out, err, marker, expect)
+        assert not (tmp_path / "IMPORTED").exists() and "sidefx_on_import" not in sys.modules
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = cli_main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err

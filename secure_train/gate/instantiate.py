@@ -163,6 +163,32 @@ class ClassAllowList:
             return [self._nested(v, f"{source}[{i}]") for i, v in enumerate(value)]
         return value
 
+    def check_hyper_parameters(
+        self, hparams: Any, *, source: str, skip: Iterable[str] = ()
+    ) -> tuple[str | None, dict[str, Any]]:
+        """A checkpoint's ``hyper_parameters`` as data: ``(allowed _class_path or None, values)``.
+
+        LightningCLI's metadata keys (``_class_path``, ``_instantiator``, any ``_*``) are not
+        passed on; ``_class_path`` must pass :meth:`allows` (a string check, nothing imported);
+        every other value goes through :meth:`refuse_objects`. Keys in ``skip`` (overridden by
+        the user's config) are dropped unexamined.
+
+        Raises:
+            ConfigError: not a mapping, a class not allowed, or an object in a value.
+        """
+        if not isinstance(hparams, Mapping):
+            raise ConfigError(f"{source}: hyper_parameters is a {type(hparams).__name__}, not a mapping")
+        class_path = hparams.get("_class_path")
+        if class_path is not None and not self.allows(class_path):
+            raise ConfigError(
+                f"{source}: hyper_parameters._class_path: class {class_path!r} is not allowed (allowed: the "
+                f"classes of {MODEL_PACKAGE} and classes named in the suite, recipe or --allow-class)"
+            )
+        skipped = set(skip)
+        values = {k: v for k, v in hparams.items() if not str(k).startswith("_") and k not in skipped}
+        self.refuse_objects(values, source=f"{source}: hyper_parameters")
+        return class_path, values
+
     @staticmethod
     def refuse_objects(value: Any, *, source: str) -> None:
         """Raise when data from a file would build an object: a key of :data:`OBJECT_KEYS` at any depth.

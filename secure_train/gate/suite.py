@@ -44,6 +44,7 @@ from secure_train.gate.instantiate import ClassAllowList
 from secure_train.gate.trojan import TrojanScanner
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey, PublicKeyLike, key_fingerprint, load_private_key
 from secure_train.integrity.signing import sha256_file
+from secure_train.safe_io import MAX_YAML_BYTES, load_yaml, read_bytes
 
 __all__ = ["GateSuite", "run_gate"]
 
@@ -105,9 +106,11 @@ class GateSuite:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"gate suite {p}: no such file")
-        raw = p.read_bytes()
+        raw = read_bytes(p, what="gate suite", max_bytes=MAX_YAML_BYTES)  # size-checked, never read whole
         try:
-            data = yaml.safe_load(raw) or {}
+            data = load_yaml(raw.decode("utf-8"), source=f"gate suite {p}") or {}  # alias/depth limits
+        except UnicodeDecodeError:
+            raise ConfigError(f"gate suite {p}: not UTF-8 text") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"gate suite {p}: bad YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -181,18 +184,15 @@ class GateSuite:
         """
         import lightning.pytorch as pl
 
-        hparams = state.get("hyper_parameters") or {}
-        if not isinstance(hparams, dict):
-            raise ConfigError(f"{source}: hyper_parameters is a {type(hparams).__name__}, not a mapping")
         overrides = self.model.get("init_args") or {}
-        # LightningCLI's own keys (_class_path, _instantiator) are metadata: never passed on
-        values = {k: v for k, v in hparams.items() if not str(k).startswith("_") and k not in overrides}
-        ClassAllowList.refuse_objects(values, source=f"{source}: hyper_parameters")
         allow = ClassAllowList(allow_classes, config=self.model)
+        saved_class, values = allow.check_hyper_parameters(
+            state.get("hyper_parameters") or {}, source=source, skip=overrides
+        )
         if self.model.get("class_path"):
             class_path, where = self.model["class_path"], f"gate suite {self.path or '<in-memory>'}: model.class_path"
-        elif "_class_path" in hparams:
-            class_path, where = hparams["_class_path"], f"{source}: hyper_parameters._class_path"
+        elif saved_class is not None:
+            class_path, where = saved_class, f"{source}: hyper_parameters._class_path"
         else:
             class_path, where = DEFAULT_MODEL, "the default model class"
         cls = allow.resolve(class_path, source=where, base=pl.LightningModule)
