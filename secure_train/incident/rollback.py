@@ -111,7 +111,15 @@ class RollbackPlanner:
                 raise SecureTrainError("no checkpoint qualifies for rollback: the run has no checkpoint")
             why = "; ".join(f"{ck.path}: {', '.join(p)}" for ck, p in judged[-8:])
             raise SecureTrainError(f"no checkpoint qualifies for rollback ({why})")
-        return max(good, key=lambda c: (c.global_step or -1, int((c.audit_head or {}).get("events", -1))))
+        # last.ckpt is overwritten by the next save: prefer the step-named copy of the same state
+        return max(
+            good,
+            key=lambda c: (
+                c.global_step or -1,
+                Path(c.path).name != "last.ckpt",
+                int((c.audit_head or {}).get("events", -1)),
+            ),
+        )
 
     def checkpoint_path(self, status: CheckpointStatus) -> Path:
         """The checkpoint's file (``status.path`` is relative to the run directory when inside it)."""

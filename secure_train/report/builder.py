@@ -23,7 +23,7 @@ from typing import Any
 from secure_train.integrity.keys import PublicKeyLike
 from secure_train.report.catalog import ControlCatalog
 from secure_train.report.evidence import RunEvidence
-from secure_train.report.svg import SvgChart
+from secure_train.report.svg import PALETTE, SvgChart
 
 __all__ = ["SecurityReport"]
 
@@ -458,45 +458,43 @@ class SecurityReport:
                     color="#868e96",
                     dash="4 3",
                 )
-            c.markers(self._markers(anomalies, "loss", loss_key))
+            c.markers(*self._markers(anomalies, "loss", loss_key))
             charts["loss"] = c.render()
         if m.has("grad_norm/global"):
             c = SvgChart("Gradient norm (global) with anomalies", y_label="‖g‖", chart_id="chart-gradnorm", log_y=True)
             c.line(m.downsample("grad_norm/global", MAX_BUCKETS), label="grad_norm/global")
             if m.has("grad_norm/global_clipped"):
                 c.line(m.downsample("grad_norm/global_clipped", MAX_BUCKETS), label="clipped", dash="4 3")
-            c.markers(self._markers(anomalies, "grad", "grad_norm/global"))
+            c.markers(*self._markers(anomalies, "grad", "grad_norm/global"))
             charts["gradnorm"] = c.render()
         p = self.privacy() if ev.events_of("privacy.start", "privacy.epsilon", "privacy.end") else None
         if p is not None:
             c = SvgChart("Privacy spent: ε over steps vs budget", y_label="ε", chart_id="chart-epsilon")
             curve = [(0.0, 0.0), *p["curve"]]
-            c.line(curve, label=f"ε (δ={p.get('delta')})", color="#2f9e44", width=2)
-            c.markers([(x, y, f"ε={y:.2f}", "#2f9e44") for x, y in p["curve"][-1:]])
+            final = f", final {curve[-1][1]:.3g}" if p["curve"] else ""
+            c.line(curve, label=f"ε (δ={p.get('delta')}){final}", color="#2f9e44", width=2)
+            c.markers(
+                [(x, y, f"ε={y:.3g} after {int(x)} steps", "#2f9e44") for x, y in p["curve"]],
+                labels=[""] * len(p["curve"]),
+            )
             if p.get("budget"):
                 c.hline(float(p["budget"]), label=f"budget ε={p['budget']}")
             charts["epsilon"] = c.render()
-        modules = sorted({k.rsplit("/", 1)[0] for k in m.matching(r"^activation/.*/mean$")})
+        modules = sorted({k.rsplit("/", 1)[0] for k in m.matching(r"^activation/.*/(std|max_abs)$")})
         if modules:
             c = SvgChart(
-                f"Activation bands (mean ± std), {min(len(modules), 4)} of {len(modules)} module(s)",
-                y_label="activation",
+                f"Activation bands: std to max |a| per module ({min(len(modules), 4)} of {len(modules)})",
+                y_label="activation magnitude",
                 chart_id="chart-activation",
+                log_y=True,
             )
             for i, mod in enumerate(modules[:4]):
-                mean = m.downsample(f"{mod}/mean", 300)
-                std = dict(m.downsample(f"{mod}/std", 300)) if m.has(f"{mod}/std") else {}
-                xs, ys = m.series[f"{mod}/mean"]
-                sx, sy = m.series.get(f"{mod}/std", ([], []))
-                sd = dict(zip(sx, sy, strict=True))
-                step = max(1, len(xs) // 300)
-                lo = [(x, y - sd.get(x, 0.0)) for x, y in list(zip(xs, ys, strict=True))[::step]]
-                hi = [(x, y + sd.get(x, 0.0)) for x, y in list(zip(xs, ys, strict=True))[::step]]
-                color = ("#1f6feb", "#d9480f", "#2f9e44", "#9c36b5")[i]
-                label = mod.removeprefix("activation/")[-40:]
-                c.band(lo, hi, label=f"±std {label}", color=color)
-                c.line(mean, label=label, color=color)
-                del std
+                color = PALETTE[i]
+                label = mod.removeprefix("activation/").removeprefix("model.")[-32:]
+                lower, upper = m.downsample(f"{mod}/std", 300), m.downsample(f"{mod}/max_abs", 300)
+                if lower and upper:
+                    c.band(lower, upper, label=f"{label} std..max|a|", color=color)
+                c.line(upper or lower, label=f"{label} {'max|a|' if upper else 'std'}", color=color)
             charts["activation"] = c.render()
         fam = self.scan_families()
         if fam:
@@ -529,10 +527,14 @@ class SecurityReport:
             charts["drift"] = c.render()
         return charts
 
-    def _markers(self, anomalies: list[dict[str, Any]], which: str, key: str) -> list[tuple[float, float, str, str]]:
+    def _markers(
+        self, anomalies: list[dict[str, Any]], which: str, key: str
+    ) -> tuple[list[tuple[float, float, str, str]], list[str]]:
+        """Markers (full text on hover) and their short labels for the loss or the gradient-norm chart."""
         xs, ys = self.evidence.metrics.series.get(key, ([], []))
         lookup = dict(zip(xs, ys, strict=True))
-        out = []
+        out: list[tuple[float, float, str, str]] = []
+        labels: list[str] = []
         for a in anomalies:
             monitor = str(a.get("monitor", ""))
             if which == "loss" and "Grad" in monitor or which == "grad" and "Grad" not in monitor:
@@ -548,7 +550,8 @@ class SecurityReport:
             restored = f" → restored step {a['restored_step']}" if a.get("restored_step") is not None else ""
             text = f"seq {a.get('seq')}: {monitor} {a.get('metric')} at step {int(step)}: {action}{restored}"
             out.append((step, y, text, ACTION_COLORS.get(action, "#c92a2a")))
-        return out
+            labels.append(f"#{a.get('seq')} {action} @{int(step)}" + (f"→{a['restored_step']}" if restored else ""))
+        return out, labels
 
     # -- output -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

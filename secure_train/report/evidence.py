@@ -311,7 +311,14 @@ class RunEvidence:
             if gate_error:
                 status.errors["gate"] = gate_error
             out.append(status)
+        # a copy of the run: its log still names the original's files; keep one of each (name, digest)
+        inside = {(Path(s.path).name, s.sha256) for s in out if not self._outside(s.path)}
+        out = [s for s in out if not (self._outside(s.path) and (Path(s.path).name, s.sha256) in inside)]
         return sorted(out, key=lambda s: (s.global_step if s.global_step is not None else -1, s.path))
+
+    def _outside(self, path: str) -> bool:
+        p = Path(path)
+        return p.is_absolute() or not (self.run_dir / p).exists()
 
     def _evidence_files(self) -> list[dict[str, Any]]:
         """Every non-weight file of the run (and of ``search_dirs``) with its SHA-256."""

@@ -25,7 +25,7 @@ from typing import Any
 __all__ = ["MetricLog"]
 
 DEFAULT_PATTERN = re.compile(
-    r"^(train/loss.*|val/.*|grad_norm/global.*|loss_spike/.*|activation/.*/(mean|std)|dp/.*|drift/.*|anomaly/.*)$"
+    r"^(train/loss.*|val/.*|grad_norm/global.*|loss_spike/.*|activation/.*/(mean|std|max_abs)|dp/.*|drift/.*|anomaly/.*)$"
 )
 
 

@@ -176,7 +176,8 @@ class ReportRenderer:
             def items(kind: str, c: dict[str, Any] = control) -> str:
                 return (
                     "<br>".join(
-                        f'<span class="tag" title="{escape(x["name"])}">{escape(x["id"])}</span> {escape(x["name"])}'
+                        f'<span class="tag" title="{escape(x["name"])}">{escape(x["id"])}</span>'
+                        + ("" if kind == "nist" else f" {escape(x['name'])}")
                         for x in c[kind]
                     )
                     or "—"
@@ -198,11 +199,13 @@ class ReportRenderer:
                 f"<td>{items('atlas')}</td><td>{items('nist')}</td><td>{' | '.join(evidence)}</td></tr>"
             )
         versions = "; ".join(f"{escape(v['name'])} <b>{escape(str(v['version']))}</b>" for v in fw.values())
+        nist = {x["id"]: x["name"] for c in self.docs[0]["controls"] for x in c["nist"]}
+        legend = "; ".join(f"<b>{escape(k)}</b> {escape(v)}" for k, v in sorted(nist.items()))
         return (
             f'<section id="mapping"><h2>Framework mapping</h2><p class="sub">{versions}. Evidence: audit events '
             f"by seq (⚠ = after the first event that fails verification), files by SHA-256.</p><table><tr>"
             f"<th>control</th><th>status</th><th>OWASP LLM Top 10</th><th>MITRE ATLAS</th><th>NIST AI RMF</th>"
-            f"<th>evidence</th></tr>" + "".join(rows) + "</table></section>"
+            f"<th>evidence</th></tr>" + "".join(rows) + f"</table><p class=sub>NIST AI RMF: {legend}</p></section>"
         )
 
     def _charts(self) -> str:

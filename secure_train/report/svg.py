@@ -29,6 +29,8 @@ def _fmt(v: float) -> str:
     if v == 0:
         return "0"
     a = abs(v)
+    if a >= 1e4 and float(v).is_integer():
+        return f"{v / 1e6:g}M" if a >= 1e6 else f"{v / 1e3:g}k"
     if a >= 1e4 or a < 1e-3:
         return f"{v:.1e}"
     if a >= 100:
@@ -79,6 +81,7 @@ class SvgChart:
         self._bands: list[dict[str, Any]] = []
         self._hlines: list[dict[str, Any]] = []
         self._markers: list[tuple[float, float, str, str]] = []
+        self._labels: list[str] = []
 
     # -- content ---------------------------------------------------------------------------
     def line(
@@ -110,9 +113,11 @@ class SvgChart:
         """A horizontal reference line (a budget, a threshold)."""
         self._hlines.append({"y": y, "label": label, "color": color, "dash": dash})
 
-    def markers(self, points: list[tuple[float, float, str, str]]) -> None:
-        """Event markers ``(x, y, text, color)``; the text shows on hover and beside the marker."""
+    def markers(self, points: list[tuple[float, float, str, str]], labels: list[str] | None = None) -> None:
+        """Event markers ``(x, y, text, color)``: ``text`` shows on hover, ``labels`` (default
+        ``text``) beside the first dozen markers."""
         self._markers.extend(points)
+        self._labels.extend(labels if labels is not None else [p[2] for p in points])
 
     @property
     def empty(self) -> bool:
@@ -217,6 +222,7 @@ class SvgChart:
                 f'<text x="{left + pw - 4}" y="{y - 4:.1f}" class="tk" text-anchor="end" '
                 f'fill="{hl["color"]}">{escape(hl["label"])}</text>'
             )
+        last_label_x = -1e9  # labels at least 110 px apart; every marker keeps its hover text
         for i, (x, y, text, color) in enumerate(self._markers[:200]):
             py = sy(y) if ok(y) else top + 8
             px = sx(x)
@@ -224,12 +230,14 @@ class SvgChart:
                 f'<g class="marker"><circle cx="{px:.1f}" cy="{py:.1f}" r="5" fill="{color}" '
                 f'stroke="#fff" stroke-width="1.5"><title>{escape(text)}</title></circle>'
             )
-            if i < 12:
-                anchor = "end" if px > left + pw * 0.75 else "start"
+            if i < 12 and px - last_label_x > 110 and self._labels[i]:
+                last_label_x = px
+                label = self._labels[i]
+                anchor = "end" if px + 8 + 5.6 * len(label) > left + pw else "start"
                 dx = -8 if anchor == "end" else 8
                 out.append(
                     f'<text x="{px + dx:.1f}" y="{py - 6 - (i % 2) * 10:.1f}" class="mk" '
-                    f'text-anchor="{anchor}" fill="{color}">{escape(text)}</text>'
+                    f'text-anchor="{anchor}" fill="{color}">{escape(label)}</text>'
                 )
             out.append("</g>")
         legend = [(ln["label"], ln["color"]) for ln in self._lines] + [(b["label"], b["color"]) for b in self._bands]
