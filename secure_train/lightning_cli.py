@@ -75,7 +75,15 @@ class SecureTrainCLI(LightningCLI):
             snapshot = snapshot_ckpt_path(self.config[subcommand].clone().as_dict())
             if snapshot is not None:
                 self.ckpt_snapshot = snapshot  # lives (and keeps its folder) as long as this CLI
-                self.config[subcommand]["ckpt_path"] = str(snapshot.path)
+                # encrypted at rest: the merge reads the verified hyper-parameters in plaintext
+                self.config[subcommand]["ckpt_path"] = str(snapshot.hparams_path or snapshot.path)
+
+    def before_instantiate_classes(self) -> None:
+        """After the hyper-parameter merge: the Trainer loads the verified snapshot (encrypted or not)."""
+        super().before_instantiate_classes()
+        snapshot = getattr(self, "ckpt_snapshot", None)
+        if snapshot is not None and self.subcommand:
+            self.config[self.subcommand]["ckpt_path"] = str(snapshot.path)
 
     def after_instantiate_classes(self) -> None:
         """Put ``--ckpt_path`` back as given in the config ``config.yaml`` saves; the Trainer keeps the snapshot."""

@@ -236,3 +236,57 @@ def test_write_failure_after_publishing_keeps_the_signature_for_recovery(
     assert verify_file(last, pub).size == 200 and last.read_bytes() == b"v2" * 100
     assert _temps(tmp_path) == []
     assert signature_path(last).is_file()
+
+
+@pytest.mark.slow
+def test_cli_resume_after_a_killed_save_recovers_then_loads_the_new_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fit --ckpt_path last.ckpt`` right after a kill between the two renames: recovered, audited, resumed."""
+    from secure_train.lightning_cli import SecureTrainCLI
+
+    root = Path(__file__).resolve().parents[1]
+    priv, _ = generate_keypair(tmp_path / "keys" / "k.pem", tmp_path / "keys" / "k.pub", passphrase_env=None)
+    monkeypatch.setenv("SECURE_TRAIN_SIGNING_KEY", str(priv))
+    monkeypatch.chdir(tmp_path)
+
+    def fit(save_dir: Path, *extra: str) -> SecureTrainCLI:
+        return SecureTrainCLI(
+            args=[
+                "fit",
+                "--config",
+                str(root / "recipes/quickstart-signed.yaml"),
+                "--trainer.max_steps=1",
+                "--trainer.limit_val_batches=1",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+                f"--trainer.logger.init_args.save_dir={save_dir}",
+                "--data.init_args.synthetic_size=64",
+                "--data.init_args.batch_size=32",
+                "--data.init_args.max_length=16",
+                *extra,
+            ]
+        )
+
+    fit(tmp_path / "runs")
+    last = tmp_path / "runs" / "quickstart-signed" / "version_0" / "checkpoints" / "last.ckpt"
+    newer = torch.load(last, weights_only=True)
+    newer["hyper_parameters"]["lr"] = 0.002  # a genuine later save, signed by the same key
+    buf = io.BytesIO()
+    torch.save(newer, buf)
+    payload = tmp_path / "v2.bin"
+    payload.write_bytes(buf.getvalue())
+    sequence = _run_child(priv, tmp_path / "probe" / "x.ckpt", payload, 0, "after").stdout.strip().split(",")
+    proc = _run_child(priv, last, payload, sequence.index("replace") + 1, "after")  # dies between the renames
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    with pytest.raises(IntegrityError):
+        verify_file(last, load_private_key(priv, passphrase_env=None).public_key())
+
+    cli = fit(tmp_path / "resumed", "--ckpt_path", str(last))
+    assert cli.model.hparams.lr == 0.002
+    assert _temps(last.parent) == []
+    events = read_events(tmp_path / "resumed" / "quickstart-signed" / "version_0" / "audit.jsonl")
+    recovered = [(e["payload"]["path"], e["source"]) for e in events if e["type"] == "checkpoint.recovered"]
+    assert recovered == [(str(last), "SecureTrainCLI")], events
+    verified = [e["payload"] for e in events if e["type"] == "checkpoint.verified"]
+    assert verified[0]["snapshot_of"] == str(last)

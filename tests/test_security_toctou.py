@@ -188,3 +188,54 @@ def test_snapshot_is_private_and_removed(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(IntegrityError, match="does not match|size"):
         snapshot_ckpt_path(config)
     assert snapshot_ckpt_path({"ckpt_path": str(ckpt), "trainer": {}}) is None  # signing not configured
+
+
+def test_encrypted_snapshot_gives_the_merge_only_verified_hyper_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from secure_train.integrity import encrypt, load_private_key
+    from secure_train.integrity.cli_support import snapshot_ckpt_path
+    from secure_train.integrity.encryption import encryption_info
+    from secure_train.integrity.signed_file import write_signed
+
+    priv, _ = generate_keypair(tmp_path / "keys" / "k.pem", tmp_path / "keys" / "k.pub", passphrase_env=None)
+    monkeypatch.setenv("SECURE_TRAIN_SIGNING_KEY", str(priv))
+    key = bytes(range(32))
+    monkeypatch.setenv("SECURE_TRAIN_ENCRYPTION_KEY", key.hex())
+    buf = io.BytesIO()
+    torch.save({"hyper_parameters": {"lr": 0.01}, "state_dict": {"w": torch.ones(3)}}, buf)
+    ckpt = tmp_path / "last.ckpt"
+    write_signed(encrypt(buf.getvalue(), key), ckpt, load_private_key(priv), encryption=encryption_info(key))
+    signing = {"class_path": "secure_train.integrity.CheckpointSigning", "init_args": {"encryption_key": "env"}}
+    config = {"ckpt_path": str(ckpt), "trainer": {"callbacks": [signing]}}
+    snap = snapshot_ckpt_path(config)
+    assert snap is not None and snap.hparams_path is not None
+    assert snap.path.read_bytes() == ckpt.read_bytes()  # the Trainer gets the encrypted, signed copy
+    assert torch.load(snap.hparams_path, weights_only=True) == {"hyper_parameters": {"lr": 0.01}}
+    assert stat.S_IMODE(snap.hparams_path.stat().st_mode) == 0o600
+    snap.cleanup()
+    monkeypatch.delenv("SECURE_TRAIN_ENCRYPTION_KEY")
+    with pytest.raises(IntegrityError, match="encryption key is needed"):
+        snapshot_ckpt_path(config)  # encryption_key="env", but the variable is unset
+    with pytest.raises(IntegrityError, match="encryption key is needed"):
+        snapshot_ckpt_path({"ckpt_path": str(ckpt), "trainer": {"callbacks": [{"class_path": "CheckpointSigning"}]}})
+
+
+@pytest.mark.slow
+def test_encrypted_checkpoint_resumes_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the snapshot, LightningCLI's merge parsed the ciphertext and resume failed."""
+    priv, _ = generate_keypair(tmp_path / "keys" / "k.pem", tmp_path / "keys" / "k.pub", passphrase_env=None)
+    monkeypatch.setenv("SECURE_TRAIN_SIGNING_KEY", str(priv))
+    monkeypatch.setenv("SECURE_TRAIN_ENCRYPTION_KEY", bytes(range(32)).hex())
+    monkeypatch.chdir(tmp_path)
+    encrypted = "--trainer.callbacks.init_args.encryption_key=env"
+    SecureTrainCLI(args=_args(tmp_path / "runs", encrypted))
+    last = tmp_path / "runs" / "quickstart-signed" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.read_bytes().startswith(b"STAESGCM1")
+    cli = SecureTrainCLI(args=_args(tmp_path / "resumed", encrypted, "--trainer.max_steps=2", "--ckpt_path", str(last)))
+    assert cli.trainer.global_step == 2 and cli.model.hparams.lr == GENUINE_LR
+    events = read_events(tmp_path / "resumed" / "quickstart-signed" / "version_0" / "audit.jsonl")
+    verified = [e["payload"] for e in events if e["type"] == "checkpoint.verified"]
+    assert [v["snapshot_of"] for v in verified] == [str(last)]

@@ -20,9 +20,15 @@ bytes. The snapshot is removed by :meth:`CheckpointSnapshot.cleanup`, when the s
 garbage-collected, or at interpreter exit. The Trainer's ``checkpoint.verified`` audit
 event names the original file (``snapshot_of``) and the crash recoveries done here.
 
+A checkpoint encrypted at rest is verified and copied the same way; since LightningCLI's
+merge cannot parse ciphertext, the snapshot also holds ``hparams.pt``: only the
+``hyper_parameters`` of the verified, decrypted bytes (``torch.load(weights_only=True)``),
+which ``SecureTrainCLI`` gives the merge before pointing ``ckpt_path`` at the encrypted copy
+for the Trainer (``before_instantiate_classes``).
+
 Not covered: a process running as the same user can write the private directory too (it
-can also read the signing key from the environment); checkpoints encrypted at rest cannot
-have their hyper-parameters merged by LightningCLI (it parses the ciphertext).
+can also read the signing key from the environment). The snapshot takes the checkpoint's
+size again in ``$TMPDIR``.
 
 Example:
     >>> snapshot_ckpt_path({"ckpt_path": None, "trainer": {}}) is None
@@ -41,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from secure_train.integrity.encryption import MAGIC, is_encrypted, load_encryption_key
 from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.keys import (
     DEFAULT_KEY_ENV,
@@ -71,26 +78,65 @@ def _entries(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _signing_settings(config: Mapping[str, Any]) -> tuple[PublicKey, bool] | None:
-    """The verification key and ``require_signature`` of the config's signing callback/plugin."""
+def _signing_args(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``init_args`` of the config's signing callback or plugin; None when signing is not configured."""
     trainer = config.get("trainer") or {}
     for entry in _entries(trainer.get("callbacks")) + _entries(trainer.get("plugins")):
-        if not isinstance(entry, Mapping):
-            continue
-        if str(entry.get("class_path", "")).rsplit(".", 1)[-1] not in _SIGNING_CLASSES:
-            continue
-        args = entry.get("init_args") or {}
-        public = args.get("public_key")
-        if public is None:
-            private = args.get("private_key")
-            key = load_private_key(
-                None if private is None else os.fspath(private),
-                env=args.get("key_env") or DEFAULT_KEY_ENV,
-                passphrase_env=args.get("passphrase_env", DEFAULT_PASSPHRASE_ENV),
-            )
-            return key.public_key(), bool(args.get("require_signature", True))
-        return load_public_key(public), bool(args.get("require_signature", True))
+        if isinstance(entry, Mapping) and str(entry.get("class_path", "")).rsplit(".", 1)[-1] in _SIGNING_CLASSES:
+            return entry.get("init_args") or {}
     return None
+
+
+def _signing_settings(config: Mapping[str, Any]) -> tuple[PublicKey, bool] | None:
+    """The verification key and ``require_signature`` of the config's signing callback/plugin."""
+    args = _signing_args(config)
+    if args is None:
+        return None
+    public = args.get("public_key")
+    if public is None:
+        private = args.get("private_key")
+        key = load_private_key(
+            None if private is None else os.fspath(private),
+            env=args.get("key_env") or DEFAULT_KEY_ENV,
+            passphrase_env=args.get("passphrase_env", DEFAULT_PASSPHRASE_ENV),
+        )
+        return key.public_key(), bool(args.get("require_signature", True))
+    return load_public_key(public), bool(args.get("require_signature", True))
+
+
+def _encryption_key(config: Mapping[str, Any]) -> bytes | None:
+    """The at-rest key the signing callback/plugin is configured with (as ``SignedCheckpointIO`` reads it)."""
+    value = (_signing_args(config) or {}).get("encryption_key")
+    if value is None or isinstance(value, bytes):
+        return value
+    return load_encryption_key() if value == "env" else load_encryption_key(value)
+
+
+def _hparams_only(copy: Path, public_key: PublicKey, encryption_key: bytes | None, source: Path, signed: bool) -> Path:
+    """Write ``hparams.pt`` (0600) next to the encrypted ``copy``: its verified, decrypted hyper-parameters."""
+    import io
+
+    import torch
+
+    from secure_train.integrity.loading import load_verified_bytes
+
+    if encryption_key is None:
+        raise IntegrityError(source, "is encrypted at rest: an encryption key is needed to load it")
+    try:
+        data, _ = load_verified_bytes(copy, public_key, require_signature=signed, encryption_key=encryption_key)
+    except IntegrityError as err:
+        raise IntegrityError(source, err.reason) from None
+    checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    buf = io.BytesIO()
+    torch.save({"hyper_parameters": hparams}, buf)
+    target = copy.parent / "hparams.pt"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.write(fd, buf.getvalue())
+    finally:
+        os.close(fd)
+    return target
 
 
 def _local_file(config: Mapping[str, Any]) -> Path | None:
@@ -134,12 +180,15 @@ class CheckpointSnapshot:
         signed: what the signature commits to; ``None`` for an unsigned file taken with
             ``require_signature=False``.
         recoveries: interrupted saves finished or cleaned up in ``source``'s folder first.
+        hparams_path: for a checkpoint encrypted at rest, a plaintext file holding only its
+            verified ``hyper_parameters``, for LightningCLI's merge; else None (``path`` serves).
     """
 
     path: Path
     source: Path
     signed: SignedFile | None
     recoveries: tuple[Recovery, ...] = ()
+    hparams_path: Path | None = None
     _finalizer: weakref.finalize | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -229,10 +278,14 @@ def snapshot_ckpt_path(config: Mapping[str, Any]) -> CheckpointSnapshot | None:
                 raise IntegrityError(source, err.reason) from None
         else:
             signed = None
+        with copy.open("rb") as fh:
+            encrypted = is_encrypted(fh.read(len(MAGIC))) or bool(signed is not None and signed.encryption)
+        key = _encryption_key(config) if encrypted else None
+        hparams = _hparams_only(copy, public_key, key, source, signed is not None) if encrypted else None
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    snapshot = CheckpointSnapshot(copy, source, signed, recoveries)
+    snapshot = CheckpointSnapshot(copy, source, signed, recoveries, hparams)
     origin: dict[str, Any] = {"snapshot_of": str(source)}
     if recoveries:
         origin["recovered"] = [{"action": r.action, "temp": str(r.temp), "target": str(r.target)} for r in recoveries]
