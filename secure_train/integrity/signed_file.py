@@ -99,6 +99,9 @@ _TEMP_RE = re.compile(r"^\.(?P<target>.+)\.tmp-(?:(?P<host>[0-9a-f]{8})-)?(?P<pi
 FOREIGN_STALE_AFTER = 15 * 60.0
 """Seconds after which a temporary file written on another host (shared storage) counts as abandoned."""
 
+_READ_SIZE = 2**20
+"""Bytes per ``pread`` when a file is verified in place."""
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -278,37 +281,55 @@ def verify_buffer(data: bytes | bytearray | memoryview | mmap.mmap, signed: Sign
         IntegrityError: size or content mismatch.
     """
     view = memoryview(data)  # type: ignore[arg-type]
-    slices: list[memoryview] = []
-    futures: list[Future[str]] = []
+
+    def digest(a: int, b: int) -> str:
+        with view[a:b] as piece:  # released at once, so a memory map can be closed
+            return _sha256(piece)
+
     try:
-        size = view.nbytes
-        if signed.size < 0:  # no shard list: whole-file digest
-            if _sha256(view) != signed.sha256:
-                raise IntegrityError(path, "content does not match its signature (SHA-256 differs)")
-            return
-        if size != signed.size:
-            how = "truncated" if size < signed.size else "bytes appended"
-            raise IntegrityError(path, f"size is {size} bytes but {signed.size} were signed ({how})")
-        bounds = _shard_bounds(size, signed.shard_size)
-        if len(bounds) != len(signed.shards):
-            raise IntegrityError(path, f"signed shard list has {len(signed.shards)} entries, expected {len(bounds)}")
-        slices = [view[a:b] for a, b in bounds]
-        futures = [_pool().submit(_sha256, s) for s in slices]
+        _check_digests(view.nbytes, signed, path, digest)
+    finally:
+        view.release()
+
+
+def _sha256_fd(fd: int, start: int, end: int) -> str:
+    """SHA-256 of bytes ``start..end`` of an open file, read with ``pread`` in 1 MiB pieces."""
+    h = hashlib.sha256()
+    while start < end:
+        chunk = os.pread(fd, min(_READ_SIZE, end - start), start)
+        if not chunk:  # the file shrank meanwhile: the digest differs
+            break
+        h.update(chunk)
+        start += len(chunk)
+    return h.hexdigest()
+
+
+def _check_digests(size: int, signed: SignedFile, path: object, digest: Callable[[int, int], str]) -> None:
+    """Compare ``size`` and the digests of ``digest(start, end)`` per shard (in parallel) with ``signed``."""
+    if signed.size < 0:  # no shard list: whole-file digest
+        if digest(0, size) != signed.sha256:
+            raise IntegrityError(path, "content does not match its signature (SHA-256 differs)")
+        return
+    if size != signed.size:
+        how = "truncated" if size < signed.size else "bytes appended"
+        raise IntegrityError(path, f"size is {size} bytes but {signed.size} were signed ({how})")
+    bounds = _shard_bounds(size, signed.shard_size)
+    if len(bounds) != len(signed.shards):
+        raise IntegrityError(path, f"signed shard list has {len(signed.shards)} entries, expected {len(bounds)}")
+    futures = [_pool().submit(digest, a, b) for a, b in bounds]
+    try:
         for i, ((a, b), fut, want) in enumerate(zip(bounds, futures, signed.shards, strict=True)):
             if fut.result() != want:
                 raise IntegrityError(
                     path,
                     f"content does not match its signature: bytes {a}..{b} differ (shard {i + 1} of {len(bounds)})",
                 )
-    finally:  # release every view of ``data`` so a memory map can be closed
+    finally:  # no hashing left running on the caller's buffer
         for fut in futures:
             fut.cancel()
         for fut in futures:
             if not fut.cancelled():
                 fut.exception()
-        for s in slices:
-            s.release()
-        view.release()
 
 
 def _read_sidecar(path: Path) -> bytes:
@@ -321,7 +342,7 @@ def _read_sidecar(path: Path) -> bytes:
 
 
 def verify_file(path: str | os.PathLike[str], public_key: PublicKeyLike) -> SignedFile:
-    """Verify ``path`` against ``path.sig`` without loading it (memory-mapped, parallel hashing).
+    """Verify ``path`` against ``path.sig`` without loading it (shards hashed in parallel, streamed).
 
     Raises:
         IntegrityError: missing file or sidecar, or any mismatch (the message says which).
@@ -330,12 +351,9 @@ def verify_file(path: str | os.PathLike[str], public_key: PublicKeyLike) -> Sign
     if not p.is_file():
         raise IntegrityError(p, "no such file")
     signed = open_bundle(_read_sidecar(p), public_key, p)
-    with p.open("rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            verify_buffer(b"", signed, p)
-            return signed
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            verify_buffer(mm, signed, p)
+    with p.open("rb") as fh:  # streamed per shard with pread: constant memory whatever the size
+        fd = fh.fileno()
+        _check_digests(os.fstat(fd).st_size, signed, p, lambda a, b: _sha256_fd(fd, a, b))
     return signed
 
 
