@@ -170,8 +170,11 @@ def _sidecars(log_path: Path, extra: Iterable[str | os.PathLike[str]]) -> list[P
         payload = event.get("payload") if isinstance(event, dict) else None
         if event.get("type") == "checkpoint.signed" and isinstance(payload, dict) and payload.get("path"):
             sig = signature_path(str(payload["path"]))
-            if sig.is_file():
-                found.append(sig)
+            try:
+                if sig.is_file():
+                    found.append(sig)
+            except (OSError, ValueError):  # a name no file system accepts: nothing to read
+                continue
     for item in extra:
         p = Path(item)
         if p.is_dir():
@@ -205,11 +208,17 @@ def checkpoint_heads(
     problems: list[str] = []
     for sig in _sidecars(log_path, extra):
         ckpt = Path(os.fspath(sig)[: -len(_SIG)])
-        if sig.stat().st_size > _MAX_SIDECAR:
-            problems.append(f"{sig}: {sig.stat().st_size} bytes, not a checkpoint signature")
+        try:
+            with sig.open("rb") as fh:
+                raw = fh.read(_MAX_SIDECAR + 1)
+        except OSError as err:
+            problems.append(f"{sig}: cannot be read ({err.strerror})")
+            continue
+        if len(raw) > _MAX_SIDECAR:
+            problems.append(f"{sig}: larger than {_MAX_SIDECAR} bytes, not a checkpoint signature")
             continue
         try:
-            signed = open_bundle(sig.read_bytes(), key, ckpt)
+            signed = open_bundle(raw, key, ckpt)
         except IntegrityError as err:
             problems.append(f"{sig}: {err.reason} (cannot check the audit head it carries)")
             continue
