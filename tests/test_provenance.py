@@ -128,7 +128,7 @@ def test_signed_manifest(data_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
     data = json.loads(path.read_text())
     data["license"] = "proprietary"
     path.write_text(json.dumps(data))
-    (problem,) = verify_manifest(path, public_key=str(pub)).problems
+    (problem,) = verify_manifest(path, public_key=str(pub)).problems  # an invalid signature: always a problem
     assert problem.startswith("manifest: signature does not verify under the trusted key")
     # no trusted key: the signature is not checked, and that is a problem when required
     assert verify_manifest(path).signature == "unchecked"
@@ -141,7 +141,8 @@ def test_signed_manifest(data_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("SECURE_TRAIN_SIGNING_KEY")
     unsigned = Manifest.build(data_dir, source="u", license="l").save(tmp_path / "u.json", sign=False)
     assert verify_manifest(unsigned, require_signature=True).problems == ["manifest: not signed"]
-    assert verify_manifest(unsigned, public_key=str(pub)).problems == ["manifest: not signed"]
+    assert verify_manifest(unsigned, public_key=str(pub), require_signature=True).problems == ["manifest: not signed"]
+    assert verify_manifest(unsigned, public_key=str(pub)).signature == "unsigned"
 
 
 def test_datamodule_refuses_tampered_data(data_dir: Path, tmp_path: Path, keypair: tuple[object, Path]) -> None:

@@ -528,7 +528,7 @@ def verify_manifest(
     *,
     paths: Sequence[str | os.PathLike[str]] | None = None,
     public_key: Any | None = None,
-    require_signature: bool | None = None,
+    require_signature: bool = False,
 ) -> ManifestCheck:
     """Recompute every hash and compare: the result's ``problems`` name changed files and records.
 
@@ -540,7 +540,8 @@ def verify_manifest(
         public_key: the trusted signer's key (object, PEM or path; see :func:`trusted_key`). The
             signature is checked only with it: without it a signed manifest is ``unchecked``.
         require_signature: a manifest whose signature is missing, or not checked for want of
-            ``public_key``, is a problem. Default: required when ``public_key`` is given.
+            ``public_key``, is a problem. Without it the result's ``signature`` still says whether
+            the signature was ``verified`` (an ``invalid`` one is always a problem).
     """
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
     problems: list[str] = []
@@ -588,8 +589,6 @@ def verify_manifest(
         keys, _ = _signing()  # type: ignore[misc]
         public_key = keys.load_public_key(public_key)
         fingerprint = keys.key_fingerprint(public_key)
-    if require_signature is None:
-        require_signature = public_key is not None
     if not m.signed:
         sig_state = "unsigned"
         if require_signature:
