@@ -22,7 +22,6 @@ from pathlib import Path
 
 from secure_train.commands import ArgumentParser
 from secure_train.data.provenance import Manifest, trusted_key, verify_manifest
-from secure_train.data.scan import ACTIONS, SCANNERS, DataScanner
 from secure_train.errors import ConfigError, DataError
 
 __all__ = ["main", "main_scan"]
@@ -118,6 +117,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_scan_parser() -> argparse.ArgumentParser:
+    from secure_train.data.scan import ACTIONS, SCANNERS  # scanners load datasketch/scipy: only for scan
+
     parser = ArgumentParser(
         prog="secure-train scan",
         description="Scan a data file for hidden instructions, invisible/bidi characters, PII and duplicates.",
@@ -167,6 +168,8 @@ def _manifest_to_extend(path: str) -> Manifest:
 
 
 def main_scan(argv: list[str]) -> int:
+    from secure_train.data.scan import DataScanner
+
     args = build_scan_parser().parse_args(argv)
     actions = {}
     for item in args.action:
