@@ -290,3 +290,51 @@ def test_cli_resume_after_a_killed_save_recovers_then_loads_the_new_pair(
     assert recovered == [(str(last), "SecureTrainCLI")], events
     verified = [e["payload"] for e in events if e["type"] == "checkpoint.verified"]
     assert verified[0]["snapshot_of"] == str(last)
+
+
+def _pending_state(tmp_path: Path, key: Any) -> tuple[Path, Path]:
+    """``last.ckpt`` = v2 next to v1's sidecar, v2's signature in a dead writer's temporary file."""
+    last = tmp_path / "ckpts" / "last.ckpt"
+    write_signed(b"v1" * 1000, last, key)
+    elsewhere = tmp_path / "elsewhere" / "last.ckpt"
+    write_signed(b"v2" * 1000, elsewhere, key)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pending = last.parent / f".last.ckpt.sig.tmp-{sf._HOST_TAG}-{int(dead.stdout)}-1"
+    pending.write_bytes(signature_path(elsewhere).read_bytes())
+    last.write_bytes(elsewhere.read_bytes())
+    return last, pending
+
+
+def test_concurrent_recoveries_complete_the_pair_once(tmp_path: Path) -> None:
+    """DDP ranks all recover before loading: one completes, none fails, the pair verifies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    priv, pub = generate_keypair(tmp_path / "keys" / "k.pem", tmp_path / "keys" / "k.pub", passphrase_env=None)
+    last, pending = _pending_state(tmp_path, load_private_key(priv, passphrase_env=None))
+    with pytest.raises(IntegrityError):
+        verify_file(last, pub)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: recover_signed(last.parent, pub), range(8)))
+    done = [s for steps in results for s in steps]
+    assert [(s.action, s.temp) for s in done] == [("completed", pending)]
+    assert verify_file(last, pub).size == 2000 and not pending.exists()
+
+
+def test_save_tolerates_a_recovery_that_finished_its_publication(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    priv, pub = generate_keypair(tmp_path / "keys" / "k.pem", tmp_path / "keys" / "k.pub", passphrase_env=None)
+    key = load_private_key(priv, passphrase_env=None)
+    last = tmp_path / "last.ckpt"
+    write_signed(b"v1", last, key)
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        if str(dst).endswith(".sig"):  # as if another process had renamed it a moment earlier
+            raise FileNotFoundError(2, "No such file or directory", str(src))
+
+    monkeypatch.setattr(sf.os, "replace", replace)
+    write_signed(b"v2", last, key)
+    monkeypatch.undo()
+    assert verify_file(last, pub).size == 2 and _temps(tmp_path) == []

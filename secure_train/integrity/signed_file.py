@@ -536,10 +536,8 @@ class Recovery:
 def _abandoned(temp: Path, host: str | None, pid: int) -> bool:
     """Whether the process that wrote ``temp`` is gone (same host: by pid; other host: by age)."""
     if host is not None and host != _HOST_TAG:
-        try:
-            return time.time() - temp.stat().st_mtime > FOREIGN_STALE_AFTER
-        except FileNotFoundError:
-            return False
+        modified = _mtime(temp)
+        return modified > 0 and time.time() - modified > FOREIGN_STALE_AFTER
     if pid == os.getpid():
         return False  # a save of this very process may be in flight
     try:
@@ -551,6 +549,13 @@ def _abandoned(temp: Path, host: str | None, pid: int) -> bool:
     return False
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _complete(target: Path, sig_temps: list[Path], key: PublicKeyLike) -> Path | None:
     """Rename into place the temporary signature that verifies ``target``'s bytes, if its pair does not."""
     try:
@@ -558,7 +563,7 @@ def _complete(target: Path, sig_temps: list[Path], key: PublicKeyLike) -> Path |
         return None  # the published pair verifies: nothing to finish
     except IntegrityError:
         pass
-    for temp in sorted(sig_temps, key=lambda t: t.stat().st_mtime if t.exists() else 0.0, reverse=True):
+    for temp in sorted(sig_temps, key=_mtime, reverse=True):  # the newest first
         try:
             signed = open_bundle(temp.read_bytes(), key, target)
             with target.open("rb") as fh:
