@@ -36,7 +36,9 @@ class CheckpointSigning(Callback):
     saved with a signature sidecar covering its bytes and the run's provenance, and every
     resume is verified before a byte is unpickled (``require_signature`` is on). The
     audit log's head is signed after each checkpoint and once more at the end of the run,
-    after ``AuditTrail`` has written ``run.end``.
+    after ``AuditTrail`` has written ``run.end``. Saves are crash-safe: a save killed midway
+    is finished or cleaned up (audited) before the next load or first save in its folder,
+    so ``last.ckpt`` is always the previous verified pair or the new one.
 
     Args:
         private_key: key object or path; ``None``: ``$SECURE_TRAIN_SIGNING_KEY`` (path or PEM).
