@@ -148,4 +148,6 @@ def load_encryption_key(
     mode = p.stat().st_mode
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"encryption key {p} is accessible by group or others ({stat.filemode(mode)}); chmod 600 {p}")
-    return _parse_key(p.read_text(), str(p))
+    from secure_train.safe_io import read_text  # size-checked, UTF-8: a huge or binary file is one error line
+
+    return _parse_key(read_text(p, what="encryption key", max_bytes=2**16), str(p))
