@@ -6,14 +6,17 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
+from secure_train.data.arrow import ArrowRecords, CompactShuffle, first_texts, hash_split, is_arrow_path
 from secure_train.data.records import TextRecord
 from secure_train.data.tokenizer import load_tokenizer, train_tokenizer
 from secure_train.errors import ConfigError, DataError
@@ -28,16 +31,25 @@ _SPLITS = ("train", "val", "test")
 
 
 class RecordDataset(Dataset[dict[str, Any]]):
-    """Records tokenized once, up front; items are plain dicts the collate function batches."""
+    """Records encoded into plain dicts that the collate function batches.
 
-    def __init__(self, records: Sequence[TextRecord], encode: Callable[[TextRecord], dict[str, Any]]) -> None:
-        self.records = list(records)
-        self.items = [encode(r) for r in self.records]
+    In-memory records are tokenized once, up front; :class:`~secure_train.data.arrow.ArrowRecords`
+    (``lazy=True``) are read and tokenized per item, so nothing proportional to the corpus is held.
+    """
+
+    def __init__(
+        self, records: Sequence[TextRecord], encode: Callable[[TextRecord], dict[str, Any]], *, lazy: bool = False
+    ) -> None:
+        self.records = records if lazy else list(records)
+        self.encode = encode
+        self.items = None if lazy else [encode(r) for r in self.records]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.items is None:
+            return self.encode(self.records[index])
         return self.items[index]
 
 
@@ -56,6 +68,15 @@ class TextDataModule(pl.LightningDataModule):
     (contents still verified) with a warning and a ``data.manifest_unsigned`` audit event; a
     signature that does not verify is refused regardless. :meth:`provenance` reports the
     manifest digest, its signature state and the transforms' chain of custody.
+
+    ``backend="arrow"`` (what ``"auto"`` picks for Parquet files, globs of shards and
+    ``save_to_disk`` directories) reads the data into memory-mapped Arrow with
+    :func:`~secure_train.data.arrow.read_arrow`: records, splits and transformed splits live in
+    Arrow files, items are tokenized lazily per item, the validation split is a seeded hash of
+    ``sample_id`` (``val_fraction`` of the rows in expectation), the tokenizer (when trained
+    here) sees the first ``tokenizer_sample`` training texts, and transforms run as batched
+    ``Dataset.map`` calls of ``transform_batch_size`` records (``None``: the whole split in
+    one call, as on a list). ``backend="memory"`` is the list-of-records path.
     """
 
     tokenizer_kind = "wordpiece"
@@ -81,8 +102,17 @@ class TextDataModule(pl.LightningDataModule):
         manifest: str | None = None,
         manifest_public_key: str | None = None,
         allow_unsigned_manifest: bool = False,
+        backend: str = "auto",
+        transform_batch_size: int | None = None,
+        tokenizer_sample: int = 200_000,
     ) -> None:
         super().__init__()
+        if backend not in ("auto", "memory", "arrow"):
+            raise ConfigError(f"backend must be 'auto', 'memory' or 'arrow', got {backend!r}")
+        if transform_batch_size is not None and transform_batch_size < 1:
+            raise ConfigError(f"transform_batch_size must be >= 1, got {transform_batch_size}")
+        if tokenizer_sample < 1:
+            raise ConfigError(f"tokenizer_sample must be >= 1, got {tokenizer_sample}")
         for name, value in (("max_length", max_length), ("batch_size", batch_size), ("synthetic_size", synthetic_size)):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
@@ -112,7 +142,10 @@ class TextDataModule(pl.LightningDataModule):
         self.allow_unsigned_manifest = allow_unsigned_manifest
         self._manifest_summary: dict[str, Any] | None = None
         self._audited = False
-        self.records: dict[str, list[TextRecord]] = {}
+        self.backend = backend
+        self.transform_batch_size = transform_batch_size
+        self.tokenizer_sample = tokenizer_sample
+        self.records: dict[str, Sequence[TextRecord]] = {}
         self.datasets: dict[str, RecordDataset] = {}
         self.tokenizer: PreTrainedTokenizerBase | None = None
 
@@ -123,6 +156,26 @@ class TextDataModule(pl.LightningDataModule):
     def _synthetic(self, n: int, seed: int) -> list[TextRecord]:
         raise NotImplementedError
 
+    def _read_arrow(self, path: str, id_offset: int) -> ArrowRecords:
+        raise NotImplementedError(f"{type(self).__name__} has no Arrow reader; use backend='memory'")
+
+    def _arrow_cache_dir(self) -> str | None:
+        """Where ``datasets`` writes Arrow files: ``<cache_dir>/datasets`` (``None``: its own default)."""
+        if self.cache_dir is None:
+            return None
+        from secure_train.data.tokenizer import default_cache_dir
+
+        root = default_cache_dir() if self.cache_dir == "default" else Path(self.cache_dir)
+        return str(root / "datasets")
+
+    @property
+    def uses_arrow(self) -> bool:
+        """Whether the records live in memory-mapped Arrow (``backend``, or ``"auto"`` on Arrow-only inputs)."""
+        if self.backend != "auto":
+            return self.backend == "arrow"
+        paths = [p for p in (self.train_path, self.val_path, self.test_path) if p is not None]
+        return any(is_arrow_path(p) for p in paths if not p.startswith("hf://"))
+
     def _encode(self, record: TextRecord) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -130,7 +183,7 @@ class TextDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     # -- loading --------------------------------------------------------------------------
-    def load_records(self) -> dict[str, list[TextRecord]]:
+    def load_records(self) -> dict[str, Sequence[TextRecord]]:
         """Read (or generate) and split the records, then apply ``transforms`` to train. Idempotent.
 
         Sample ids: train rows ``0..``, validation rows from ``10**9``, test rows from ``2*10**9``
@@ -153,6 +206,9 @@ class TextDataModule(pl.LightningDataModule):
                     "the data can also rewrite an unsigned manifest; sign it (secure-train data manifest with "
                     "$SECURE_TRAIN_SIGNING_KEY set) and drop allow_unsigned_manifest"
                 )
+        if self.uses_arrow:
+            self.records = self._load_arrow()
+            return self.records
         if self.train_path is None:
             pool = self._synthetic(self.synthetic_size, self.seed)
         else:
@@ -177,13 +233,41 @@ class TextDataModule(pl.LightningDataModule):
         self.records = {"train": train, "val": val, "test": test}
         return self.records
 
+    def _load_arrow(self) -> dict[str, Sequence[TextRecord]]:
+        """The Arrow path of :meth:`load_records`: splits and transforms without a list of records."""
+        if self.train_path is None:
+            pool = ArrowRecords.from_records(self._synthetic(self.synthetic_size, self.seed))
+        else:
+            pool = self._read_arrow(self.train_path, 0)
+        if self.train_limit is not None and self.train_limit < len(pool):
+            chosen = np.random.default_rng(self.seed).choice(len(pool), self.train_limit, replace=False)
+            pool = pool.select(np.sort(chosen))
+        val: Sequence[TextRecord]
+        if self.val_path is not None:
+            train, val = pool, self._read_arrow(self.val_path, 10**9)
+        else:
+            fraction, seed = self.val_fraction, self.seed + 1
+            train = pool.filter_ids(lambda ids: ~hash_split(ids, fraction, seed))
+            val = pool.filter_ids(lambda ids: hash_split(ids, fraction, seed))
+        test = self._read_arrow(self.test_path, 2 * 10**9) if self.test_path is not None else val
+        for transform in self.transforms:
+            train = train.map_records(transform, batch_size=self.transform_batch_size)
+        if not len(train):
+            raise DataError("no training records left after the transforms")
+        return {"train": train, "val": val, "test": test}
+
     def get_tokenizer(self) -> PreTrainedTokenizerBase:
         """The pretrained tokenizer at ``tokenizer``, or one trained on the training texts (cached)."""
         if self.tokenizer is None:
             if self.tokenizer_path is not None:
                 self.tokenizer = load_tokenizer(self.tokenizer_path)
             else:
-                texts = [self._full_text(r) for r in self.load_records()["train"]]
+                train = self.load_records()["train"]
+                texts = (
+                    first_texts(train, self.tokenizer_sample)
+                    if self.uses_arrow
+                    else [self._full_text(r) for r in train]
+                )
                 self.tokenizer = train_tokenizer(
                     texts, kind=self.tokenizer_kind, vocab_size=self.vocab_size, cache_dir=self.cache_dir
                 )
@@ -220,7 +304,7 @@ class TextDataModule(pl.LightningDataModule):
         self.get_tokenizer()
         for split in _SPLITS:
             if split not in self.datasets:
-                self.datasets[split] = RecordDataset(records[split], self._encode)
+                self.datasets[split] = RecordDataset(records[split], self._encode, lazy=self.uses_arrow)
 
     def record_index(self) -> dict[int, TextRecord]:
         """``sample_id -> record`` over every split, for reports that name samples."""
@@ -232,11 +316,14 @@ class TextDataModule(pl.LightningDataModule):
             self.setup(split)
         tok = self.get_tokenizer()
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        dataset = self.datasets[split]
+        compact = shuffle and self.uses_arrow  # no per-record Python list for the epoch's order
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            shuffle=shuffle and not compact,
+            sampler=CompactShuffle(len(dataset), generator) if compact else None,
+            generator=None if compact else generator,
             num_workers=self.num_workers,
             collate_fn=partial(self._collate, pad_id=int(tok.pad_token_id or 0)),
             persistent_workers=self.num_workers > 0,

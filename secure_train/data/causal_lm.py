@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from secure_train.data.arrow import ArrowRecords, read_arrow
 from secure_train.data.base import TextDataModule
 from secure_train.data.collate import collate_causal_lm
 from secure_train.data.records import TextRecord, detect_format, read_records
@@ -21,7 +22,9 @@ class CausalLMDataModule(TextDataModule):
     Plain-text files hold one example per line; JSONL holds ``text_column`` and, optionally,
     ``completion_column`` (then the loss covers the completion only). With no ``train_path``
     it serves synthetic "Review: ... Sentiment: positive." pairs. Each sequence is one
-    privacy unit. Batches carry ``input_ids, attention_mask, position_ids, labels, sample_id``.
+    privacy unit. Parquet / JSONL shards and saved datasets are read as memory-mapped Arrow
+    (``backend="arrow"``, see :class:`~secure_train.data.base.TextDataModule`). Batches carry
+    ``input_ids, attention_mask, position_ids, labels, sample_id``.
 
     Example:
         >>> dm = CausalLMDataModule(synthetic_size=100, batch_size=4, cache_dir=None)
@@ -57,6 +60,16 @@ class CausalLMDataModule(TextDataModule):
             label_column=None,
             completion_column=self.completion_column if fmt != "text" else None,
             id_offset=id_offset,
+        )
+
+    def _read_arrow(self, path: str, id_offset: int) -> ArrowRecords:
+        return read_arrow(
+            path,
+            text_column=self.text_column,
+            label_column=None,
+            completion_column=self.completion_column,
+            id_offset=id_offset,
+            cache_dir=self._arrow_cache_dir(),
         )
 
     def _synthetic(self, n: int, seed: int) -> list[TextRecord]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from secure_train.data.arrow import ArrowRecords, read_arrow
 from secure_train.data.base import TextDataModule
 from secure_train.data.collate import collate_classification
 from secure_train.data.records import TextRecord, read_records
@@ -22,7 +23,10 @@ class TextClassificationDataModule(TextDataModule):
     """Labeled text for :class:`~secure_train.models.TextClassifier`.
 
     With no ``train_path`` it serves the built-in synthetic sentiment corpus. GLUE SST-2's
-    ``sentence<TAB>label`` files work with the defaults. A path of the form
+    ``sentence<TAB>label`` files work with the defaults. Parquet files, globs of shards
+    (``data/train-*.parquet``) and ``save_to_disk`` directories are read as memory-mapped
+    Arrow (``backend="arrow"``, also available for CSV / TSV / JSONL): see
+    :class:`~secure_train.data.base.TextDataModule`. A path of the form
     ``hf://NAME[#CONFIG][:SPLIT]`` (e.g. ``hf://nyu-mll/glue#sst2:train``) loads a hub
     dataset with the optional ``datasets`` package (online only). Batches carry ``input_ids,
     attention_mask, token_type_ids, position_ids, labels, sample_id``.
@@ -77,6 +81,19 @@ class TextClassificationDataModule(TextDataModule):
             num_labels=self.num_labels,
             fmt=self.format,
             id_offset=id_offset,
+        )
+
+    def _read_arrow(self, path: str, id_offset: int) -> ArrowRecords:
+        if path.startswith(_HUB_PREFIX):
+            raise ConfigError(f"{path}: hub datasets are read in memory; use backend='memory'")
+        return read_arrow(
+            path,
+            text_column=self.text_column,
+            label_column=self.label_column,
+            num_labels=self.num_labels,
+            fmt=self.format,
+            id_offset=id_offset,
+            cache_dir=self._arrow_cache_dir(),
         )
 
     def _read_hub(self, spec: str, id_offset: int) -> list[TextRecord]:
