@@ -74,6 +74,10 @@ MAX_SIDECAR_BYTES = 64 << 20
 """Largest signature sidecar read by :func:`verify_streaming` (64 MiB: ~1 PB of 32 MiB shards)."""
 
 
+CHECK_NAMES = ("clean_accuracy", "trojan_scan", "injection_resistance", "privacy_leakage", "integrity")
+"""The gate's checks (``suite.KNOWN_CHECKS``, kept here so that a policy loads without torch)."""
+
+
 class GateRefused(SecureTrainError):
     """An export (or other release step) refused by the gate policy; the message says why."""
 
@@ -397,8 +401,6 @@ class ReleasePolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base_dir: str | os.PathLike[str] | None = None) -> ReleasePolicy:
         """Build from the ``release:`` mapping; a relative ``keyring`` path is taken from ``base_dir``."""
-        from secure_train.gate.suite import KNOWN_CHECKS
-
         if not isinstance(data, dict):
             raise ConfigError("a release policy must be a mapping")
         unknown = set(data) - {"require_attestation", "suite_sha256", "required_checks", "keyring", "targets"}
@@ -425,8 +427,8 @@ class ReleasePolicy:
             raise ConfigError("policy required_checks must map check names to {min: x} or {max: x}")
         checks: dict[str, dict[str, float]] = {}
         for name, spec in required.items():
-            if name not in KNOWN_CHECKS:
-                raise ConfigError(f"policy required_checks: unknown check {name!r}; known: {list(KNOWN_CHECKS)}")
+            if name not in CHECK_NAMES:
+                raise ConfigError(f"policy required_checks: unknown check {name!r}; known: {list(CHECK_NAMES)}")
             spec = spec or {}
             if (
                 not isinstance(spec, dict)
