@@ -192,7 +192,11 @@ def test_rollback_before_anomaly_and_refusals(
     spike = next(e for e in events if e["type"] == "monitor.anomaly" and e["source"] == "LossSpikeMonitor")
     planner = RollbackPlanner(monitored_run, keys[1], require_gate=False)
     chosen = planner.select(before_anomaly=spike["seq"])
-    assert chosen.global_step == 18 and chosen.audit_head["events"] <= spike["seq"]
+    # the spike hits the 25th optimizer step; the step-24 checkpoint was saved just before it
+    assert spike["payload"]["step"] == SPIKE_STEP
+    assert chosen.global_step == SPIKE_STEP and chosen.audit_head["events"] <= spike["seq"]
+    later = [problems for ck, problems in planner.judge(before_anomaly=spike["seq"]) if ck.global_step == 30]
+    assert later and any(f"saved after audit event {spike['seq']}" in p for p in later[0])
     assert RollbackPlanner(monitored_run, keys[1]).select(before_anomaly=spike["seq"]).global_step == 12  # gated
     assert RollbackPlanner(monitored_run, keys[1], require_gate=False).select(before_step=13).global_step == 12
     # nothing gated before step 12: refused, exit 1, nothing recorded
@@ -203,7 +207,9 @@ def test_rollback_before_anomaly_and_refusals(
     # an audit log edited before the checkpoints: no checkpoint's trail verifies; the log is never extended
     run = _copy(monitored_run, tmp_path)
     lines = (run / "audit.jsonl").read_text().splitlines(keepends=True)
-    lines[1] = lines[1].replace('"stage":"fit"', '"stage":"test"')
+    start = next(i for i, line in enumerate(lines) if '"run.start"' in line)
+    assert start < 3
+    lines[start] = lines[start].replace('"stage":"fit"', '"stage":"test"')
     (run / "audit.jsonl").write_text("".join(lines))
     broken = RollbackPlanner(run, keys[1], require_gate=False)
     assert all(ck.trail == "broken" for ck, _ in broken.judge())
