@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from secure_train.audit import AuditLog
 from secure_train.commands import ArgumentParser
 from secure_train.errors import ConfigError
 from secure_train.gate.verdicts import VERDICTS_ENV
 from secure_train.integrity.encryption import load_encryption_key
-from secure_train.integrity.export import ExportCheck, ExportContext, export_checkpoint
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
+
+if TYPE_CHECKING:
+    from secure_train.integrity.export import ExportCheck, ExportContext
 
 __all__ = ["main"]
 
@@ -91,6 +94,8 @@ def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog,
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from secure_train.integrity.export import export_checkpoint  # torch: after --help
+
     checks, audit_log, ungated = _gate_checks(args)
     result = export_checkpoint(
         args.checkpoint,
