@@ -36,7 +36,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -325,7 +325,7 @@ def iter_lines(
     max_line_bytes: int = MAX_LINE_BYTES,
     allow_nul: bool = False,
     error: type[SecureTrainError] = InputError,
-) -> Iterator[tuple[int, str]]:
+) -> Generator[tuple[int, str], None, None]:
     """Yield ``(line number, text without the newline)``, streaming in constant memory.
 
     A line longer than ``max_line_bytes`` (a sparse or binary file has none shorter), invalid
