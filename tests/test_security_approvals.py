@@ -439,3 +439,13 @@ def test_failing_verdict_blocks_every_copy(tmp_path: Path, people, _store: Path,
     assert _export(third, people) == 2
     assert "no gate attestation" in capsys.readouterr().err
     assert sorted(p.name for p in _store.iterdir()) == sorted({_digest(ckpt), _digest(other), _digest(third)})
+
+
+def test_unwritable_store_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot file the gate verdict"):
+        VerdictStore(blocker / "store").record({"body": {"checkpoint_sha256": "ab" * 32, "passed": False}})
+    with pytest.raises(ConfigError, match="checkpoint_sha256"):
+        VerdictStore(tmp_path / "s").record({"body": {"checkpoint_sha256": "../../etc"}})
+    assert VerdictStore(tmp_path / "s").paths("../../etc") == []

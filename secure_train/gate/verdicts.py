@@ -71,7 +71,7 @@ class VerdictStore:
         writes one file. Returns its path.
 
         Raises:
-            ConfigError: the document names no valid checkpoint digest.
+            ConfigError: the document names no valid checkpoint digest, or the store is not writable.
         """
         body = document.get("body") if isinstance(document, dict) else None
         digest = body.get("checkpoint_sha256") if isinstance(body, dict) else None
@@ -79,11 +79,17 @@ class VerdictStore:
             raise ConfigError("a gate verdict needs body.checkpoint_sha256 (64 hex digits)")
         raw = (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode()
         folder = self.root / digest
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{hashlib.sha256(raw).hexdigest()[:32]}.json"
         tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-        tmp.write_bytes(raw)
-        os.replace(tmp, path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(raw)
+            os.replace(tmp, path)
+        except OSError as err:  # an unfiled failing verdict would let a copy through: stop here
+            raise ConfigError(
+                f"cannot file the gate verdict in {self.root} ({err.strerror or type(err).__name__}); "
+                f"set ${VERDICTS_ENV} or --verdicts to a writable folder"
+            ) from None
         return path
 
     def paths(self, digest: str) -> list[Path]:
