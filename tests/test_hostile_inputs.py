@@ -453,6 +453,20 @@ def test_no_abbreviated_options(tmp_path):
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [[name] for name in __import__("secure_train.cli").cli.COMMANDS]
+    + [["audit", "verify"], ["data", "manifest"], ["data", "verify"]],
+)
+def test_every_command_refuses_abbreviations(argv, capsys):
+    """``--hel`` would be completed to ``--help`` (exit 0) by a parser that guesses abbreviations."""
+    from secure_train.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--hel"])
+    assert exc.value.code == 2, f"{' '.join(argv)} completed --hel to --help"
+
+
 def test_no_abbreviated_lightning_options():
     """jsonargparse (under LightningCLI) completes abbreviations unless ``allow_abbrev=False``."""
     from secure_train.cli import main
@@ -464,6 +478,46 @@ def test_no_abbreviated_lightning_options():
     with pytest.raises(SystemExit) as exc:  # the full name is accepted
         main([*argv, "--trainer.max_epochs", "2"])
     assert exc.value.code == 0
+
+
+def test_last_resort_handler_maps_hostile_file_errors():
+    """What escapes the per-site checks still becomes one line; anything else (a bug) is re-raised."""
+    import pickle
+
+    from secure_train.cli import _describe
+
+    assert "x.ckpt: No such file or directory" in _describe(FileNotFoundError(2, "No such file or directory", "x.ckpt"))
+    assert "not UTF-8" in _describe(_unicode_error())
+    assert "out of memory" in _describe(MemoryError())
+    assert "safe unpickler" in _describe(pickle.UnpicklingError("Weights only load failed\nlong help"))
+    assert _describe(RuntimeError("a bug")) is None  # not raised inside torch.load: keep the traceback
+    assert _describe(KeyError("a bug")) is None
+
+
+def test_last_resort_handler_maps_torch_load_errors():
+    """A RuntimeError raised inside ``torch.load`` (a zip that is no checkpoint) is a bad file."""
+    import io
+    import zipfile
+
+    import torch
+
+    from secure_train.cli import _describe
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/other", "x")
+    buf.seek(0)
+    with pytest.raises(RuntimeError) as exc:
+        torch.load(buf, weights_only=True)
+    assert (_describe(exc.value) or "").startswith("not a loadable checkpoint")
+
+
+def _unicode_error() -> UnicodeDecodeError:
+    try:
+        b"\xff".decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err
+    raise AssertionError
 
 
 def test_debug_flag_shows_traceback(tmp_path, capsys):

@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from secure_train.commands import ArgumentParser
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="secure-train incident", description="Incident response.")
+    parser = ArgumentParser(prog="secure-train incident", description="Incident response.")
     sub = parser.add_subparsers(dest="action", required=True)
     op = sub.add_parser("open", help="freeze the run's evidence into a signed forensic bundle")
     op.add_argument("run_dir")

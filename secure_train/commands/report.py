@@ -12,11 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from secure_train.commands import ArgumentParser
+
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="secure-train report",
         description="Security report of a run (HTML, Markdown, JSON): integrity, controls, framework mapping, plots.",
     )
