@@ -502,7 +502,11 @@ class SecurityReport:
             charts["scan"] = SvgChart.bars("Scan findings per family", rows, chart_id="chart-scan")
         gates = self.gate_checks()
         if gates:
-            g = gates[-1]
+            # the gate of the newest checkpoint file the run still has (verdicts belong to digests)
+            steps = {c.sha256: c.global_step or -1 for c in ev.checkpoints if c.sha256}
+            current = [g for g in gates if g["sha256"] in steps]
+            g = max(current, key=lambda g: steps[g["sha256"]]) if current else gates[-1]
+            stale = "" if current else "; no checkpoint file of the run has this digest now"
             rows = [
                 {
                     "label": str(ch.get("name")),
@@ -513,7 +517,8 @@ class SecurityReport:
                 }
                 for ch in g["checks"]
             ]
-            title = f"Gate checks vs thresholds ({g.get('checkpoint')}, {'PASSED' if g.get('passed') else 'FAILED'})"
+            verdict = "PASSED" if g.get("passed") else "FAILED"
+            title = f"Gate checks vs thresholds ({g.get('checkpoint')} {g['sha256'][:10]}, {verdict}{stale})"
             charts["gate"] = SvgChart.bars(title, rows, chart_id="chart-gate")
         drift_keys = [k for k in ("drift/psi", "drift/js", "drift/ks") if m.has(k)]
         if drift_keys:
