@@ -48,7 +48,9 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 """Subcommands run by :class:`~secure_train.lightning_cli.SecureTrainCLI` (these import Lightning)."""
 
 DEBUG_ENV = "SECURE_TRAIN_DEBUG"
-_CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".jsonnet")
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+"""Other command-line values checked like ``--config`` files: jsonargparse reads a YAML file given
+as a value (``--model model.yaml``); ``.json`` is left alone, as data files use it too."""
 
 
 def __getattr__(name: str) -> Any:
@@ -90,6 +92,8 @@ def _describe(err: BaseException) -> str | None:
     if isinstance(err, OSError):
         target = f"{err.filename}: " if err.filename is not None else ""
         return f"{target}{err.strerror or err}"
+    if type(err).__name__ == "Error" and type(err).__module__ == "_csv":
+        return f"malformed CSV/TSV input ({err})"
     yaml = sys.modules.get("yaml")
     if yaml is not None and isinstance(err, yaml.YAMLError):
         return f"not valid YAML ({err})"
@@ -131,7 +135,7 @@ def _install_yaml_limits() -> None:
     import yaml
 
     def bounded_yaml_load(value: str) -> Any:
-        check_yaml(value, source="config", loader_cls=get_yaml_default_loader())
+        check_yaml(value, source="YAML value (command line or config)", loader_cls=get_yaml_default_loader())
         return current(value)
 
     bounded_yaml_load.__secure_train_bounded__ = True  # type: ignore[attr-defined]
