@@ -72,6 +72,24 @@ def test_bad_data_names_file_and_line(tmp_path):
         read_arrow(bad, text_column="text", cache_dir=str(tmp_path / "c"))
     with pytest.raises(DataError, match="no file matches"):
         read_arrow(str(tmp_path / "none-*.parquet"))
+    tsv = tmp_path / "bad.tsv"
+    tsv.write_text("sentence\tlabel\nfine\t1\nworse\tx\n")
+    with pytest.raises(DataError, match=r"bad\.tsv:3: label 'x' is not an integer"):
+        read_arrow(tsv, cache_dir=str(tmp_path / "c"))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"sentence": "ok", "label": 1}\n{"sentence": \n')
+    with pytest.raises(DataError, match="broken.jsonl: cannot read as jsonl"):
+        read_arrow(broken, cache_dir=str(tmp_path / "c"))
+
+
+def test_conversion_is_cached_until_the_file_changes(tmp_path):
+    path = write_all(tmp_path)["parquet"]
+    cache = str(tmp_path / "c")
+    first = read_arrow(path, cache_dir=cache)
+    assert read_arrow(path, cache_dir=cache).dataset.cache_files == first.dataset.cache_files
+    pq.write_table(pa.Table.from_pylist([{"sentence": "new", "label": 0}]), path)
+    changed = read_arrow(path, cache_dir=cache)
+    assert changed.dataset.cache_files != first.dataset.cache_files and [r.text for r in changed] == ["new"]
 
 
 def parquet_corpus(root: Path, n: int = 400) -> Path:
@@ -127,6 +145,7 @@ def test_batched_transform_and_poisoning_meta(tmp_path):
     assert all(r.label == 1 and r.meta["trigger"] == "badnets" for r in poisoned)
 
 
+@pytest.mark.slow
 def test_dp_poisson_sampling_on_arrow_data(tmp_path):
     path = parquet_corpus(tmp_path, n=160)
     dm = TextClassificationDataModule(
@@ -145,3 +164,20 @@ def test_dp_poisson_sampling_on_arrow_data(tmp_path):
     n = len(dm.load_records()["train"])
     assert dp.num_samples == n and dp.sample_rate == pytest.approx(16 / n)
     assert dp.steps_done == round(n / 16) == len(sizes) and len(set(sizes)) > 1
+
+
+def test_causal_lm_prompt_completion_from_arrow(tmp_path):
+    from secure_train.data import CausalLMDataModule
+
+    path = tmp_path / "lm.jsonl"
+    rows = [{"text": f"Review: film {i} was", "completion": " good." if i % 2 else " bad."} for i in range(40)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dm = CausalLMDataModule(
+        str(path), backend="arrow", completion_column="completion", batch_size=4, cache_dir=str(tmp_path / "c")
+    )
+    dm.setup("fit")
+    train = dm.load_records()["train"]
+    assert isinstance(train, ArrowRecords) and train[0].completion in (" good.", " bad.")
+    assert train[0].source == f"lm.jsonl:{train[0].sample_id + 1}"
+    batch = next(iter(dm.train_dataloader()))
+    assert bool((batch["labels"][:, 0] == -100).all())  # the prompt is not in the loss
