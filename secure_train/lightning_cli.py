@@ -85,6 +85,43 @@ class SecureTrainCLI(LightningCLI):
         if snapshot is not None and self.subcommand:
             self.config[self.subcommand]["ckpt_path"] = str(snapshot.path)
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's merge of the ``--ckpt_path`` hyper-parameters, with the values checked first.
+
+        The file is read once (weights-only); its hyper-parameters are data
+        (:meth:`~secure_train.gate.instantiate.ClassAllowList.check_hyper_parameters`): a
+        ``_class_path`` outside :mod:`secure_train.models` and the classes the config names, or
+        a nested ``class_path``, is refused in one line before jsonargparse imports anything.
+        """
+        import sys
+        from pathlib import Path
+
+        import torch
+
+        from secure_train.errors import ConfigError
+        from secure_train.gate.instantiate import ClassAllowList
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        try:
+            state = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        except Exception as err:  # UnpicklingError, EOFError, ...: not a weights-only checkpoint
+            raise ConfigError(f"{ckpt_path}: not a weights-only checkpoint ({type(err).__name__})") from None
+        hparams = state.get("hyper_parameters") or {} if isinstance(state, dict) else {}
+        model = self.config[subcommand].get("model")
+        allow = ClassAllowList(config=model.as_dict() if hasattr(model, "as_dict") else model)
+        class_path, values = allow.check_hyper_parameters(hparams, source=str(ckpt_path))
+        if not values and class_path is None:
+            return
+        merged = {"class_path": class_path, "dict_kwargs": values} if class_path is not None else values
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": merged}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
+
     def after_instantiate_classes(self) -> None:
         """Put ``--ckpt_path`` back as given in the config ``config.yaml`` saves; the Trainer keeps the snapshot."""
         super().after_instantiate_classes()

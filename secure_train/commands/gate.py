@@ -15,12 +15,12 @@ goes to the audit log (``--audit-log``, default ``audit.jsonl`` next to the chec
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from secure_train.audit import AuditLog
+from secure_train.commands import ArgumentParser
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
 
 __all__ = ["approve_main", "diff_train_main", "drift_main", "main"]
@@ -32,10 +32,9 @@ def _audit(path: str | None, default_dir: Path) -> AuditLog:
 
 def main(argv: list[str]) -> int:
     """``secure-train gate``."""
-    from secure_train.gate.suite import GateSuite, run_gate
     from secure_train.gate.verdicts import VerdictStore
 
-    p = argparse.ArgumentParser(prog="secure-train gate", description="Run the deployment gate on a checkpoint.")
+    p = ArgumentParser(prog="secure-train gate", description="Run the deployment gate on a checkpoint.")
     p.add_argument("checkpoint")
     p.add_argument("--suite", required=True, help="gate suite YAML (e.g. recipes/gate/gate-suite.yaml)")
     p.add_argument("--signing-key", default=None, help=f"private key for the attestation (default ${DEFAULT_KEY_ENV})")
@@ -43,12 +42,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out-dir", default=None, help="where reports go (default: next to the checkpoint)")
     p.add_argument("--verdicts", default=None, help="verdict store, by digest (default $SECURE_TRAIN_VERDICTS)")
     p.add_argument("--audit-log", default=None)
+    p.add_argument("--allow-class", action="append", default=[], metavar="MODULE.CLASS",
+                   help="also allow this model class from a checkpoint's _class_path (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
+    from secure_train.gate.suite import GateSuite, run_gate  # heavy: after --help
     suite = GateSuite.load(args.suite)
     key = None if args.no_attestation else load_private_key(args.signing_key)
     ckpt = Path(args.checkpoint)
     log = _audit(args.audit_log, Path(args.out_dir) if args.out_dir else ckpt.parent)
-    report = run_gate(ckpt, suite, private_key=key, out_dir=args.out_dir, audit_log=log)
+    verify_key = key.public_key() if key is not None else None  # the suite's public_key comes first
+    report = run_gate(ckpt, suite, private_key=key, out_dir=args.out_dir, audit_log=log,
+                      public_key=verify_key, allow_classes=args.allow_class)  # fmt: skip
     for c in report["checks"]:
         mark = "pass" if c["passed"] else "FAIL"
         print(f"{mark:4}  {c['name']:22} {c['metric']} = {c['value']:.4f} ({c['op']} {c['threshold']})")
@@ -68,9 +72,8 @@ def approve_main(argv: list[str]) -> int:
 
 def drift_main(argv: list[str]) -> int:
     """``secure-train drift``."""
-    from secure_train.gate.drift import DriftMonitor, load_inference_log, summarize
 
-    p = argparse.ArgumentParser(prog="secure-train drift", description="Compare two inference logs for drift.")
+    p = ArgumentParser(prog="secure-train drift", description="Compare two inference logs for drift.")
     p.add_argument("reference", help="reference inference log (JSONL with probs, or pred+confidence)")
     p.add_argument("current", help="current inference log")
     p.add_argument("--window", type=int, default=None, help="judge consecutive windows of N predictions")
@@ -80,6 +83,7 @@ def drift_main(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="write the JSON report here")
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
+    from secure_train.gate.drift import DriftMonitor, load_inference_log, summarize  # heavy: after --help
     monitor = DriftMonitor(
         args.reference, psi_threshold=args.psi_threshold, ks_alpha=args.ks_alpha, js_threshold=args.js_threshold
     )
@@ -101,9 +105,8 @@ def drift_main(argv: list[str]) -> int:
 
 def diff_train_main(argv: list[str]) -> int:
     """``secure-train diff-train``."""
-    from secure_train.gate.diff_train import DifferentialTraining
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="secure-train diff-train", description="Train K variants and flag samples and runs that disagree."
     )
     p.add_argument("--config", required=True, help="training recipe (LightningCLI YAML)")
@@ -114,6 +117,7 @@ def diff_train_main(argv: list[str]) -> int:
     p.add_argument("--z-threshold", type=float, default=4.0)
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
+    from secure_train.gate.diff_train import DifferentialTraining  # heavy: after --help
     out = Path(args.out_dir)
     analysis = DifferentialTraining(runs=args.runs, vary=args.vary, z_threshold=args.z_threshold)
     report = analysis.run_recipe(args.config, max_epochs=args.max_epochs)
