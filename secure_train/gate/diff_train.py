@@ -45,6 +45,7 @@ import yaml
 
 from secure_train.data.records import TextRecord
 from secure_train.errors import ConfigError
+from secure_train.safe_io import load_yaml_file
 
 __all__ = ["DifferentialTraining"]
 
@@ -174,7 +175,7 @@ class DifferentialTraining:
         if not p.is_file():
             raise ConfigError(f"recipe {p}: no such file")
         try:
-            cfg = yaml.safe_load(p.read_text()) or {}
+            cfg = load_yaml_file(p, what="recipe") or {}  # bounded: size, aliases (YAML bombs), depth
         except yaml.YAMLError as err:
             raise ConfigError(f"recipe {p}: bad YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
