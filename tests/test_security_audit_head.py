@@ -172,3 +172,11 @@ def test_usage_errors(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no such checkpoint" in capsys.readouterr().err
     assert cli_main(["audit", "verify", str(run.log)]) == 0
     assert "chain only" in capsys.readouterr().out
+
+
+def test_fifo_named_like_a_sidecar_is_refused_unread(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    os.mkfifo(run.ckpt_dir / "step=7.ckpt.sig")  # opening it for reading would block forever
+    assert _verify(run) == 1
+    assert "step=7.ckpt.sig: missing or not a regular file" in capsys.readouterr().err

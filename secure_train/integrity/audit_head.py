@@ -208,6 +208,9 @@ def checkpoint_heads(
     problems: list[str] = []
     for sig in _sidecars(log_path, extra):
         ckpt = Path(os.fspath(sig)[: -len(_SIG)])
+        if not sig.is_file():  # a named checkpoint without its sidecar, or a FIFO / device: never opened
+            problems.append(f"{sig}: missing or not a regular file")
+            continue
         try:
             with sig.open("rb") as fh:
                 raw = fh.read(_MAX_SIDECAR + 1)
