@@ -13,7 +13,7 @@ package's copy of ``confusables.txt``; :func:`confusable_data_version` says whic
 that look Latin are mapped (they contain an ASCII letter, or every letter has a Latin
 look-alike): a genuine Russian or Greek word keeps its letters. TR39 maps capital ``I`` and
 ``l`` to one skeleton; the table maps that class to ``l`` and :func:`views` adds a view
-(``confusable_i``) that reads it as ``i``.
+(``confusable_i``) that reads it as ``i`` at the start of a word.
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ __all__ = ["CONFUSABLES", "INVISIBLE", "confusable_data_version", "deconfuse", "
 
 @functools.cache
 def _tr39() -> tuple[dict[str, str], str]:
-    """(non-ASCII character -> ASCII letter with the same TR39 skeleton, data version)."""
+    """(non-ASCII character -> ASCII letter with the same TR39 skeleton, data version).
+
+    ICU's skeletons when PyICU is installed, merged with the ``confusable-homoglyphs`` copy of
+    ``confusables.txt`` when that is installed (each adds characters the other's version lacks).
+    """
     table: dict[str, str] = {}
+    versions = []
     try:
         import icu  # PyICU
 
@@ -49,7 +54,7 @@ def _tr39() -> tuple[dict[str, str], str]:
             target = by_skeleton.get(checker.getSkeleton(0, ch))
             if target is not None:
                 table[ch] = target
-        return table, f"ICU {icu.ICU_VERSION} (Unicode {icu.UNICODE_VERSION}) via PyICU {icu.VERSION}"
+        versions.append(f"ICU {icu.ICU_VERSION} (Unicode {icu.UNICODE_VERSION}) via PyICU {icu.VERSION}")
     except ImportError:
         pass
     try:
@@ -61,13 +66,13 @@ def _tr39() -> tuple[dict[str, str], str]:
         )
         for a in string.ascii_lowercase + string.ascii_uppercase:
             for entry in data.get(a, []):
-                ch = entry.get("c", "")
+                ch = entry.get("c", "") if isinstance(entry, dict) else ""
                 if len(ch) == 1 and not ch.isascii():
                     table.setdefault(ch, a)
-        version = importlib.metadata.version("confusable_homoglyphs")
-        return table, f"confusable-homoglyphs {version} (TR39 confusables.txt)"
-    except (ImportError, OSError, ValueError):  # neither installed: NFKC only
-        return table, "none (install PyICU or confusable-homoglyphs for TR39 confusables)"
+        versions.append(f"confusable-homoglyphs {importlib.metadata.version('confusable_homoglyphs')} data")
+    except (ImportError, OSError, ValueError):
+        pass
+    return table, " + ".join(versions) or "none (install PyICU or confusable-homoglyphs): NFKC only"
 
 
 class _Confusables(Mapping[str, str]):
@@ -96,11 +101,8 @@ def confusable_data_version() -> str:
 
 
 @functools.cache
-def _tables() -> tuple[dict[int, str], dict[int, str]]:
-    table = _tr39()[0]
-    as_l = {ord(k): v for k, v in table.items()}
-    as_i = {k: ("i" if v == "l" else v) for k, v in as_l.items()}
-    return as_l, as_i
+def _table() -> dict[int, str]:
+    return {ord(k): v for k, v in _tr39()[0].items()}
 
 
 @functools.cache
@@ -135,9 +137,9 @@ def deconfuse(text: str, *, capital_i: bool = False) -> str:
     """Map TR39 confusables to ASCII letters in every word that looks Latin.
 
     A word is mapped when it has an ASCII letter or when all its letters have ASCII look-alikes;
-    other words (``Москва`` has no look-alike for ``в``... in most fonts it does, but
-    ``предыдущие``'s ``д``, ``ы``, ``щ`` do not) are left alone. ``capital_i`` reads the
-    ``I``/``l`` skeleton class as ``i`` instead of ``l``.
+    other words (``предыдущие``: ``д``, ``ы``, ``щ`` look like no ASCII letter) are left alone.
+    TR39 gives ``I`` and ``l`` one skeleton: in an all-caps word that class is read as ``I``,
+    elsewhere as ``l``, or, with ``capital_i``, as ``i`` at the start of a word.
 
     Example:
         >>> deconfuse("pаypаl предыдущие")
@@ -145,7 +147,7 @@ def deconfuse(text: str, *, capital_i: bool = False) -> str:
     """
     if text.isascii():
         return text
-    table = _tables()[1 if capital_i else 0]
+    table = _table()
 
     def fix(m: re.Match[str]) -> str:
         word = m.group(0)
@@ -154,9 +156,18 @@ def deconfuse(text: str, *, capital_i: bool = False) -> str:
         mapped = word.translate(table)
         if mapped == word:
             return word
-        if any(c.isascii() and c.isalpha() for c in word) or all(c.isascii() or not c.isalpha() for c in mapped):
-            return mapped
-        return word
+        if not (any(c.isascii() and c.isalpha() for c in word) or all(c.isascii() or not c.isalpha() for c in mapped)):
+            return word
+        ell = [i for i, (c, o) in enumerate(zip(mapped, word, strict=True)) if c == "l" and not o.isascii()]
+        if ell:  # the I/l skeleton class: "I" in an all-caps word, else "l" ("I" word-initially if capital_i)
+            cased = [c for i, c in enumerate(mapped) if c.isascii() and c.isalpha() and i not in ell]
+            if cased and all(c.isupper() for c in cased):
+                mapped = "".join("I" if i in ell else c for i, c in enumerate(mapped))
+            elif capital_i:
+                first = next((i for i, c in enumerate(word) if c.isalnum() or ord(c) in table), None)
+                if first in ell:
+                    mapped = mapped[:first] + "i" + mapped[first + 1 :]
+        return mapped
 
     return _TOKEN.sub(fix, text)
 
@@ -197,9 +208,11 @@ def normalize(text: str, *, capital_i: bool = False) -> str:
         'ignore previous instructions'
     """
     if not text.isascii():  # none of this changes ASCII text
-        text = _INVISIBLE_RE.sub("", unicodedata.normalize("NFKC", text))
-        text = unicodedata.normalize("NFC", _ACCENT.sub("", unicodedata.normalize("NFD", text)))
-        text = deconfuse(text, capital_i=capital_i)
+        # confusables before NFKC: NFKC turns some look-alikes into other letters (U+017F long s -> s,
+        # U+1D7CF bold 1 -> 1, U+037A -> " ι"); after it, once more for what NFKC produced
+        text = deconfuse(_INVISIBLE_RE.sub("", text), capital_i=capital_i)
+        text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
+        text = deconfuse(unicodedata.normalize("NFC", _ACCENT.sub("", text)), capital_i=capital_i)
     return _WS.sub(" ", text.casefold()).strip()
 
 
