@@ -188,6 +188,13 @@ def test_export_requires_passing_attestation_for_exact_digest(
     assert _export(signed_ckpt, keys) == 2
     assert _export(signed_ckpt, keys, "--allow-ungated") == 2
     capsys.readouterr()
+    # ... and so does the verdict filed by digest, for a copy in another folder (no attestation there)
+    copy = tmp_path / "copy" / signed_ckpt.name
+    copy.parent.mkdir()
+    shutil.copy(signed_ckpt, copy)
+    shutil.copy(str(signed_ckpt) + ".sig", str(copy) + ".sig")
+    assert _export(copy, keys, "--allow-ungated") == 2
+    assert "blocks every copy" in capsys.readouterr().err and not (copy.parent / "out.safetensors").exists()
     # passing attestation
     passing = _write_suite(tmp_path, tokenizer_dir, pub, 0.0)
     assert cli_main(["gate", str(signed_ckpt), "--suite", str(passing), "--signing-key", str(priv)]) == 0
