@@ -154,16 +154,25 @@ def test_pickled_object_and_random_bytes_one_line(project: Path, capsys) -> None
     pickled = project / "pickled.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": _Reduce(marker)}}, pickled)
     raw_pickle = project / "raw.pkl"
-    raw_pickle.write_bytes(pickle.dumps(_Reduce(marker)))
+    raw_pickle.write_bytes(pickle.dumps(_Reduce(marker), protocol=4))
     noise = project / "noise.ckpt"
     noise.write_bytes(os.urandom(4096))
     empty = project / "empty.ckpt"
     empty.write_bytes(b"")
     listed = project / "list.ckpt"
     torch.save([torch.ones(2)], listed)
-    for path in (pickled, raw_pickle, noise, empty):
+    legacy = project / "legacy.ckpt"  # the legacy (non-zip) format's header, with a pickle gadget after it
+    legacy.write_bytes(pickle.dumps(_Reduce(marker), protocol=2))
+    expected = {
+        pickled: "not a weights-only checkpoint",
+        legacy: "not a weights-only checkpoint",
+        raw_pickle: "not a PyTorch checkpoint",
+        noise: "not a PyTorch checkpoint",
+        empty: "not a PyTorch checkpoint",
+    }
+    for path, expect in expected.items():
         rc, out, err = _gate(capsys, str(path), "--suite", "suite.yaml", "--no-attestation")
-        _assert_refused(rc, out, err, marker, "not a weights-only checkpoint")
+        _assert_refused(rc, out, err, marker, expect)
         # with signing configured the same files are refused before a byte is parsed
         rc, out, err = _gate(capsys, str(path), "--suite", str(SHIPPED_SUITE), "--no-attestation")
         _assert_refused(rc, out, err, marker, "unsigned")
@@ -355,3 +364,18 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     rc = cli_main(list(argv))
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+def test_pretrained_from_checkpoint_must_be_a_local_directory(tmp_path: Path) -> None:
+    """A checkpoint naming a hub model would make the gate download (and maybe run) what it names."""
+    suite = GateSuite.from_dict({"checks": {"clean_accuracy": {}}})
+    for value in ("attacker/model-with-remote-code", str(tmp_path / "missing"), 3):
+        with pytest.raises(ConfigError, match="hyper_parameters.pretrained .* is not a local directory"):
+            suite.build_model({"state_dict": {}, "hyper_parameters": {"pretrained": value}})
+    # the suite's own model.init_args.pretrained overrides (and so skips) the checkpoint's value
+    overridden = GateSuite.from_dict(
+        {"checks": {"clean_accuracy": {}}, "model": {"init_args": {"pretrained": None, "config": MICRO_BERT}}}
+    )
+    model = tiny_classifier(config=MICRO_BERT)
+    state = {"state_dict": model.state_dict(), "hyper_parameters": {"pretrained": "attacker/x", "vocab_size": 512}}
+    assert type(overridden.build_model(state)).__name__ == "TextClassifier"

@@ -50,6 +50,7 @@ __all__ = ["GateSuite", "run_gate"]
 
 KNOWN_CHECKS = ("clean_accuracy", "trojan_scan", "injection_resistance", "privacy_leakage", "integrity")
 DEFAULT_MODEL = "secure_train.models.TextClassifier"
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")  # torch.save's zip archive; the legacy format's pickle protocol 2
 
 
 def _check(name: str, metric: str, value: float, threshold: float, op: str, **details: Any) -> dict[str, Any]:
@@ -156,7 +157,13 @@ class GateSuite:
                 ckpt, public_key, require_signature=require_signature, audit_log=audit_log, source="gate"
             )
         else:
-            data = ckpt.read_bytes()
+            with ckpt.open("rb") as fh:  # a file without a PyTorch header is refused before it is read
+                head = fh.read(len(_TORCH_MAGIC[0]))
+                if not head.startswith(_TORCH_MAGIC):
+                    raise ConfigError(f"{ckpt}: not a PyTorch checkpoint (neither a zip archive nor a legacy pickle)")
+                data = head + fh.read()
+        if not data.startswith(_TORCH_MAGIC):
+            raise ConfigError(f"{ckpt}: not a PyTorch checkpoint (neither a zip archive nor a legacy pickle)")
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as err:  # UnpicklingError, RuntimeError, EOFError, ...: all mean "not for us"
@@ -175,7 +182,8 @@ class GateSuite:
         (as LightningCLI records it), else ``TextClassifier``; it must be one of
         :mod:`secure_train.models`' classes or named by the user (the suite, ``allow_classes``).
         Hyper-parameter values are passed as data: one that holds a ``class_path`` /
-        ``init_args`` (or another object key) is refused, never built. The suite's
+        ``init_args`` (or another object key) is refused, never built, and a ``pretrained``
+        that is not a local directory (a hub name: a download) is refused. The suite's
         ``model.init_args`` override them.
 
         Raises:
@@ -189,6 +197,12 @@ class GateSuite:
         saved_class, values = allow.check_hyper_parameters(
             state.get("hyper_parameters") or {}, source=source, skip=overrides
         )
+        pretrained = values.get("pretrained")
+        if pretrained is not None and not (isinstance(pretrained, str) and Path(pretrained).expanduser().is_dir()):
+            raise ConfigError(
+                f"{source}: hyper_parameters.pretrained {str(pretrained)[:200]!r} is not a local directory; the "
+                "gate fetches nothing a checkpoint names (set model.init_args.pretrained in the suite)"
+            )
         if self.model.get("class_path"):
             class_path, where = self.model["class_path"], f"gate suite {self.path or '<in-memory>'}: model.class_path"
         elif saved_class is not None:
