@@ -225,3 +225,23 @@ def test_rollback_before_anomaly_and_refusals(
     assert check.ok and "does not verify" in check.manifest["notes"][0]
     assert check.manifest["integrity"]["audit_log"]["ok"] is False
     assert [e["type"] for e in read_events(run / "incidents" / "audit.jsonl")] == ["incident.opened", "incident.bundle"]
+
+
+@pytest.mark.slow
+def test_truncated_log_is_never_resigned(monitored_run: Path, keys: tuple[Path, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Cutting the log's tail keeps the chain valid; only the signed head shows it. An incident
+    must not append and re-sign (that would cover the cut up): it is recorded beside the log."""
+    run = _copy(monitored_run, tmp_path)
+    lines = (run / "audit.jsonl").read_bytes().splitlines(keepends=True)
+    (run / "audit.jsonl").write_bytes(b"".join(lines[:-2]))
+    cut = (run / "audit.jsonl").read_bytes()
+    assert verify(run / "audit.jsonl").ok and not verify_audit_head(run / "audit.jsonl", keys[1]).ok
+    assert main(["incident", "open", str(run), "--reason", "log looks short", "--signing-key", str(keys[0])]) == 0
+    assert "the signed audit head does not verify" in capsys.readouterr().out
+    assert (run / "audit.jsonl").read_bytes() == cut
+    assert not verify_audit_head(run / "audit.jsonl", keys[1]).ok
+    assert [e["type"] for e in read_events(run / "incidents" / "audit.jsonl")] == ["incident.opened", "incident.bundle"]
+    code = main(["incident", "rollback", str(run), "--public-key", str(keys[1]), "--signing-key", str(keys[0])])
+    assert code == 2 and "is not extended" in capsys.readouterr().err
+    assert (run / "audit.jsonl").read_bytes() == cut

@@ -130,15 +130,15 @@ class ForensicBundle:
         now = datetime.now(timezone.utc)
         incident_id = f"incident-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
         target = Path(out) if out is not None else run / "incidents" / f"{incident_id}.tar"
-        # 1. the opening is an audit event (in the run's log when it verifies; else beside it)
+        # 1. the opening is an audit event: in the run's log when it and its signed head verify;
+        # else beside it -- appending to (and re-signing) a failing log would cover the failure up
         notes: list[str] = []
-        if evidence.audit_path is not None and evidence.chain.ok:
+        extendable, why = evidence.extendable()
+        if extendable and evidence.audit_path is not None:
             log = AuditLog(evidence.audit_path)
         else:
             log = AuditLog(run / "incidents" / "audit.jsonl")
-            notes.append(
-                f"the run's audit log does not verify ({evidence.chain.error}); the incident is recorded in {log.path}"
-            )
+            notes.append(f"{why}; the run's log is left as found and the incident is recorded in {log.path}")
         opened = _record(log, private_key, "incident.opened", id=incident_id, reason=reason, bundle=str(target))
         # 2. collect the files (read once: the digest is of the bytes that go into the tar)
         members: list[tuple[str, bytes]] = []

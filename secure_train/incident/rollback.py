@@ -138,12 +138,14 @@ class RollbackPlanner:
         """Write ``incident.rollback`` to the run's audit log (and sign its head when a key is given).
 
         Raises:
-            SecureTrainError: the run's audit log does not verify (it is never extended then).
+            SecureTrainError: the run's audit log or its signed head does not verify (re-signing
+                would cover the gap up, so the log is never extended then).
         """
         ev = self.evidence
-        if ev.audit_path is None or not ev.chain.ok:
+        extendable, why = ev.extendable()
+        if not extendable or ev.audit_path is None:
             raise SecureTrainError(
-                f"the run's audit log does not verify ({ev.chain.error}); open an incident "
+                f"{why}: the run's audit log is not extended; open an incident "
                 "(`secure-train incident open`) and resume into a new log"
             )
         rejected = [{"path": ck.path, "problems": p} for ck, p in self.judge(**(criteria or {})) if p]

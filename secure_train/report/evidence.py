@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from secure_train.audit import VerifyResult, verify
-from secure_train.errors import ConfigError
+from secure_train.errors import ConfigError, InputError
 from secure_train.integrity.audit_head import HeadCheck, head_path, verify_audit_head
 from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.keys import PublicKey, PublicKeyLike, load_public_key
@@ -37,6 +37,7 @@ from secure_train.integrity.signed_file import signature_path, verify_file
 from secure_train.integrity.signing import sha256_file
 from secure_train.report.checkpoints import CheckpointStatus
 from secure_train.report.metrics import MetricLog
+from secure_train.safe_io import load_json_file, load_yaml_file
 
 __all__ = ["RunEvidence"]
 
@@ -55,8 +56,8 @@ def _walk(root: Path) -> Iterable[Path]:
 
 def _load_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (yaml.YAMLError, UnicodeDecodeError):
+        return load_yaml_file(path, what="run file") if path.is_file() else None  # bounded (size, aliases)
+    except (yaml.YAMLError, InputError):
         return None
 
 
@@ -169,8 +170,8 @@ class RunEvidence:
         for f in self._all_files:
             if f.name.endswith(suffix):
                 try:
-                    doc = json.loads(f.read_text(encoding="utf-8"))
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                    doc = load_json_file(f, what="evidence file")  # size-checked, never read whole
+                except InputError:
                     continue
                 if isinstance(doc, dict):
                     out.append((f, doc))
@@ -181,9 +182,9 @@ class RunEvidence:
         from secure_train.gate.attestation import GateRefused, read_signed_json
 
         try:
-            doc = json.loads(f.read_text(encoding="utf-8"))
+            doc = load_json_file(f, what="gate verdict")  # size-checked, never read whole
             body = doc["body"]
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        except (InputError, KeyError, TypeError):
             return None
         if not isinstance(body, dict) or not body.get("checkpoint_sha256"):
             return None
@@ -332,6 +333,23 @@ class RunEvidence:
     def file_entry(self, path: Path | str) -> dict[str, Any] | None:
         rel = self.rel(Path(path)) if Path(path).is_absolute() or Path(path).exists() else str(path)
         return next((f for f in self.files if f["path"] == rel), None)
+
+    def extendable(self) -> tuple[bool, str | None]:
+        """Whether new events (an incident) may be appended to the run's audit log and its head re-signed.
+
+        Not when the chain is broken, nor when the signed head fails: re-signing would cover up
+        a truncated or rolled-back log. A log that never had a signed head (an unsigned run) may
+        be extended, unless signed checkpoints exist (then the head file was removed).
+        """
+        if self.audit_path is None:
+            return False, "no audit log"
+        if not self.chain.ok:
+            return False, f"the audit log does not verify ({self.chain.error})"
+        if self.head is not None and not self.head.ok:
+            signed = any(c.signature == "verified" for c in self.checkpoints)
+            if self.head_file is not None or signed:
+                return False, f"the signed audit head does not verify ({self.head.error})"
+        return True, None
 
     @property
     def head_file(self) -> Path | None:
