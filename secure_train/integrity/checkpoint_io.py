@@ -8,10 +8,20 @@ goes through its ``load_checkpoint``. Wrapping one ``ModelCheckpoint`` would mis
 others. The :class:`~secure_train.integrity.CheckpointSigning` callback installs this plugin
 and gives it the Trainer, which the provenance record and the audit log need.
 
-Not covered: ``ModelCheckpoint(save_last="link")`` makes ``last.ckpt`` a symlink or copy
-outside ``CheckpointIO``; it has no sidecar of its own and is refused on load (use the
-default ``save_last=True``). Sharded (FSDP / DeepSpeed) checkpoints are directories written
-by the strategy itself and are not signed.
+Sharded checkpoints: ``FSDPStrategy`` and ``ModelParallelStrategy`` write a
+``torch.distributed.checkpoint`` directory themselves, past ``CheckpointIO``. When bound to a
+Trainer, the plugin therefore also hooks that strategy's ``save_checkpoint`` (global rank 0
+signs the finished directory as one artifact, ``DIR.sig``: see
+:mod:`~secure_train.integrity.sharded`; the Trainer's own barrier follows) and
+``load_checkpoint`` (every rank verifies the whole directory before the strategy reads a
+shard; a strategy that reads single files itself has them verified first as well). Removal
+(top-k rotation) goes through :meth:`remove_checkpoint` for files and directories alike.
+
+``ModelCheckpoint(save_last="link")``: ``last.ckpt`` is a symbolic link to the newest
+checkpoint, made outside ``CheckpointIO``; it verifies through its target, and a link that
+points outside its folder is refused
+(:func:`~secure_train.integrity.signed_file.signed_target`). Lightning's fallback where
+links are not allowed (a plain copy) has no sidecar and is refused as unsigned.
 
 Example:
     >>> import tempfile, os, torch
@@ -31,6 +41,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -38,12 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import Strategy
 from typing_extensions import override
 
 from secure_train.audit import AuditLog, get_audit_log
 from secure_train.integrity.audit_head import sign_audit_head
 from secure_train.integrity.cli_support import snapshot_origin
 from secure_train.integrity.encryption import encrypt, encryption_info, load_encryption_key
+from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.keys import (
     DEFAULT_KEY_ENV,
     DEFAULT_PASSPHRASE_ENV,
@@ -55,7 +68,15 @@ from secure_train.integrity.keys import (
 )
 from secure_train.integrity.loading import load_verified_bytes
 from secure_train.integrity.provenance import code_version, collect_provenance
-from secure_train.integrity.signed_file import DEFAULT_SHARD_SIZE, recover_signed, remove_signed, write_signed
+from secure_train.integrity.sharded import SignedDirectory, sign_directory, verify_directory
+from secure_train.integrity.signed_file import (
+    DEFAULT_SHARD_SIZE,
+    recover_signed,
+    remove_signed,
+    signature_path,
+    signed_target,
+    write_signed,
+)
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -178,8 +199,34 @@ class SignedCheckpointIO(TorchCheckpointIO):
         return None
 
     def bind(self, trainer: pl.Trainer) -> None:
-        """Give the plugin the Trainer (provenance record, audit log). Done by ``CheckpointSigning``."""
+        """Give the plugin the Trainer (provenance record, audit log) and hook its strategy's directory saves.
+
+        Done by ``CheckpointSigning``.
+        """
         self.trainer = trainer
+        self._hook_strategy(trainer.strategy)
+
+    def _hook_strategy(self, strategy: Strategy) -> None:
+        """Sign what ``strategy`` saves as a directory; verify directories (and files it reads itself) before load."""
+        if getattr(strategy, "_secure_train_io", None) is self:
+            return
+        save, load = strategy.save_checkpoint, strategy.load_checkpoint
+        reads_files_itself = type(strategy).load_checkpoint is not Strategy.load_checkpoint
+
+        def save_checkpoint(checkpoint: dict[str, Any], filepath: Any, storage_options: Any | None = None) -> None:
+            step: dict[str, Any] = {key: checkpoint[key] for key in ("global_step", "epoch") if key in checkpoint}
+            save(checkpoint, filepath, storage_options=storage_options)
+            path = Path(filepath)
+            if strategy.is_global_zero and path.is_dir() and not path.is_symlink():
+                self.sign_directory(path, step)  # the Trainer's barrier follows: no rank reads it unsigned
+
+        def load_checkpoint(checkpoint_path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            self.verify(checkpoint_path, files=reads_files_itself)
+            return load(checkpoint_path, *args, **kwargs)
+
+        strategy.save_checkpoint = save_checkpoint  # type: ignore[method-assign]
+        strategy.load_checkpoint = load_checkpoint  # type: ignore[method-assign]
+        strategy._secure_train_io = self  # type: ignore[attr-defined]
 
     def _audit_log(self) -> AuditLog | None:
         return get_audit_log(self.trainer) if self.trainer is not None else None
@@ -318,6 +365,112 @@ class SignedCheckpointIO(TorchCheckpointIO):
             audit_fields=origin,
         )
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+
+    # -- directories (sharded checkpoints) ----------------------------------------------
+    def _refused(self, err: IntegrityError) -> None:
+        log = self._audit_log()
+        if log is not None:
+            log.record("checkpoint.refused", source=type(self).__name__, path=err.path, reason=err.reason)
+
+    def sign_directory(self, path: str | os.PathLike[str], checkpoint: dict[str, Any] | None = None) -> SignedDirectory:
+        """Sign a finished checkpoint directory (DCP shards, ``.metadata``, ``meta.pt``) as one artifact.
+
+        Called on global rank zero by the hooked strategy after its save; the audit event is
+        ``checkpoint.signed`` with ``kind="directory"``.
+
+        Args:
+            path: the checkpoint directory.
+            checkpoint: its ``global_step`` / ``epoch`` (for the provenance record).
+
+        Raises:
+            ConfigError: ``encryption_key`` is set: shards are written in plaintext by the
+                strategy, and signing them would pretend otherwise.
+        """
+        if self.encryption_key is not None:
+            from secure_train.errors import ConfigError
+
+            raise ConfigError(
+                f"{path}: sharded checkpoints are written by the strategy in plaintext; "
+                "encryption_key is not supported with them (drop it, or save full state dicts)"
+            )
+        target = Path(path)
+        provenance = self._provenance(checkpoint or {})
+        signed = sign_directory(target, self.private_key, provenance=provenance, fsync=self.fsync)
+        log = self._audit_log()
+        if log is not None:
+            log.record(
+                "checkpoint.signed",
+                source=type(self).__name__,
+                path=str(target),
+                kind="directory",
+                sha256=signed.sha256,
+                size=signed.size,
+                files=len(signed.digests),
+                global_step=signed.provenance.get("global_step"),
+                encrypted=False,
+                key_fingerprint=signed.key_fingerprint,
+            )
+            if self.sign_audit_head and log.enabled:
+                sign_audit_head(log.path, self.private_key, reason=f"checkpoint {target.name}")
+        return signed
+
+    def verify(self, path: str | os.PathLike[str], *, files: bool = True) -> SignedDirectory | None:
+        """Verify a checkpoint directory (every file) -- or, with ``files``, a checkpoint file -- without loading it.
+
+        Audited as ``checkpoint.verified`` / ``checkpoint.refused`` (``kind="directory"`` for
+        directories). With ``require_signature=False`` an unsigned one passes with a warning.
+
+        Returns:
+            What a directory's signature commits to; None for a file or an unsigned directory.
+
+        Raises:
+            IntegrityError: unsigned (when required), tampered, renamed, a link pointing
+                outside its folder, or signed by another key; the message names the file.
+        """
+        self.wait()
+        log = self._audit_log()
+        try:
+            target = signed_target(path)  # a ``save_last="link"`` link: its target, if in its folder
+        except IntegrityError as err:
+            self._refused(err)
+            raise
+        if not target.is_dir():
+            if files:  # audited by load_verified_bytes itself
+                load_verified_bytes(
+                    path,
+                    self.public_key,
+                    require_signature=self.require_signature,
+                    encryption_key=self.encryption_key,
+                    audit_log=log,
+                    source=type(self).__name__,
+                )
+            return None
+        if not self.require_signature and not signature_path(target).exists():
+            warnings.warn(f"loading UNSIGNED checkpoint directory {path} (require_signature=False)", stacklevel=2)
+            if log is not None:
+                log.record("checkpoint.unsigned_loaded", source=type(self).__name__, path=str(path), kind="directory")
+            return None
+        try:
+            public = self.public_key
+            if public is None:
+                raise IntegrityError(path, "a public key is needed to verify it (require_signature is on)")
+            signed = verify_directory(target, public)
+        except IntegrityError as err:
+            self._refused(err)
+            raise
+        if log is not None:
+            log.record(
+                "checkpoint.verified",
+                source=type(self).__name__,
+                path=str(path),
+                kind="directory",
+                sha256=signed.sha256,
+                size=signed.size,
+                files=len(signed.digests),
+                key_fingerprint=signed.key_fingerprint,
+                global_step=signed.provenance.get("global_step"),
+            )
+        return signed
 
     @override
     def teardown(self) -> None:

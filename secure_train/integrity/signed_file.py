@@ -50,7 +50,9 @@ import json
 import mmap
 import os
 import re
+import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -75,7 +77,9 @@ __all__ = [
     "read_verified_pair",
     "recover_signed",
     "remove_signed",
+    "sign_statement",
     "signature_path",
+    "signed_target",
     "verify_buffer",
     "verify_file",
     "write_signed",
@@ -184,7 +188,16 @@ def _statement(signed: SignedFile) -> dict[str, Any]:
 
 def make_bundle(signed: SignedFile, private_key: PrivateKey) -> bytes:
     """The sidecar bytes (Sigstore bundle JSON) signing ``signed`` with ``private_key``."""
-    payload = json.dumps(_statement(signed), sort_keys=True, separators=(",", ":"), default=str).encode()
+    return sign_statement(_statement(signed), private_key)
+
+
+def sign_statement(statement: dict[str, Any], private_key: PrivateKey) -> bytes:
+    """A Sigstore bundle (DSSE envelope, ECDSA over the PAE) signing the in-toto ``statement``.
+
+    The one signing path of every sidecar: single files (:func:`make_bundle`) and
+    directories (:mod:`~secure_train.integrity.sharded`).
+    """
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":"), default=str).encode()
     sig = private_key.sign(_pae(payload), ec.ECDSA(ec_hash_for(private_key.curve)))
     bundle = {
         "mediaType": _BUNDLE_MEDIA_TYPE,
@@ -204,6 +217,20 @@ def open_bundle(sidecar: bytes, public_key: PublicKeyLike, path: str | os.PathLi
     Raises:
         IntegrityError: malformed sidecar, another key, bad signature, or a statement made
             for another file name.
+    """
+    payload, fingerprint = open_envelope(sidecar, public_key, path)
+    return _file_statement(payload, fingerprint, path)
+
+
+def open_envelope(sidecar: bytes, public_key: PublicKeyLike, path: str | os.PathLike[str]) -> tuple[bytes, str]:
+    """Check a sidecar's bundle structure, key and ECDSA signature; return the authentic payload.
+
+    Returns:
+        ``(payload, key_fingerprint)``: the signed in-toto statement bytes (not yet
+        checked against ``path``) and the fingerprint of ``public_key``.
+
+    Raises:
+        IntegrityError: malformed sidecar, another key or a bad signature.
     """
     key = load_public_key(public_key)
     sig_name = signature_path(path).name
@@ -231,7 +258,11 @@ def open_bundle(sidecar: bytes, public_key: PublicKeyLike, path: str | os.PathLi
         key.verify(raw_sig, _pae(payload), ec.ECDSA(ec_hash_for(key.curve)))
     except (InvalidSignature, ValueError, KeyError, TypeError):
         raise IntegrityError(path, f"signature in {sig_name} is not valid for the given public key") from None
-    # The payload is authentic from here on; check that it describes this file.
+    return payload, fingerprint
+
+
+def _file_statement(payload: bytes, fingerprint: str, path: str | os.PathLike[str]) -> SignedFile:
+    """What an authentic single-file statement commits to, once checked to describe ``path``."""
     try:
         statement = json.loads(payload)
         subject = statement["subject"]
@@ -332,6 +363,51 @@ def _check_digests(size: int, signed: SignedFile, path: object, digest: Callable
                 fut.exception()
 
 
+def signed_target(path: str | os.PathLike[str]) -> Path:
+    """The path whose signature vouches for ``path``: itself, or the checkpoint a link points to.
+
+    ``ModelCheckpoint(save_last="link")`` makes ``last.ckpt`` a symbolic link to the newest
+    checkpoint file or directory, by a name in the same folder; that link has no sidecar
+    of its own and verifies through its target (whose signature binds the target's name).
+    A hard link (a second name for a signed file's inode, without a sidecar) verifies
+    through the signed name in the same folder that shares its inode.
+
+    Raises:
+        IntegrityError: a symbolic link that points anywhere else (another folder, an
+            absolute path, another link): refused, naming the link and its target.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> open(os.path.join(d, "step=3.ckpt"), "wb").close()
+        >>> os.symlink("step=3.ckpt", os.path.join(d, "last.ckpt"))
+        >>> signed_target(os.path.join(d, "last.ckpt")).name
+        'step=3.ckpt'
+    """
+    p = Path(path)
+    if p.is_symlink():
+        target = os.readlink(p)
+        resolved = p.parent / target
+        if os.path.isabs(target) or os.path.basename(target) != target or target in ("", ".", ".."):
+            raise IntegrityError(p, f"is a link to {target}, outside its folder: refused")
+        if resolved.is_symlink():
+            raise IntegrityError(p, f"is a link to {target}, itself a link: refused")
+        return resolved
+    try:
+        st = p.stat()
+    except OSError:
+        return p
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and not signature_path(p).exists():
+        with os.scandir(p.parent) as entries:
+            for entry in entries:
+                if entry.name == p.name or entry.is_symlink() or not signature_path(p.parent / entry.name).is_file():
+                    continue
+                other = entry.stat(follow_symlinks=False)
+                if (other.st_ino, other.st_dev) == (st.st_ino, st.st_dev):
+                    return p.parent / entry.name
+    return p
+
+
 def _read_sidecar(path: Path) -> bytes:
     sig = signature_path(path)
     if not sig.is_file():
@@ -347,7 +423,7 @@ def verify_file(path: str | os.PathLike[str], public_key: PublicKeyLike) -> Sign
     Raises:
         IntegrityError: missing file or sidecar, or any mismatch (the message says which).
     """
-    p = Path(path)
+    p = signed_target(path)
     if not p.is_file():
         raise IntegrityError(p, "no such file")
     signed = open_bundle(_read_sidecar(p), public_key, p)
@@ -375,7 +451,7 @@ def read_verified_pair(path: str | os.PathLike[str], public_key: PublicKeyLike) 
         ``sidecar``, which is signed by ``public_key`` for the name of ``path``. Written
         together under the same file name elsewhere, they form a pair that verifies.
     """
-    p = Path(path)
+    p = signed_target(path)
     if not p.is_file():
         raise IntegrityError(p, "no such file")
     sidecar = _read_sidecar(p)
@@ -512,9 +588,13 @@ def _unlink(path: Path) -> bool:
 
 
 def remove_signed(path: str | os.PathLike[str]) -> None:
-    """Remove a signed file and its sidecar (sidecar first, so no half of a pair looks valid)."""
+    """Remove a signed file or checkpoint directory and its sidecar (sidecar first: no half pair looks valid)."""
     _unlink(signature_path(path))
-    _unlink(Path(path))
+    p = Path(path)
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    else:
+        _unlink(p)
 
 
 @dataclass(frozen=True)
