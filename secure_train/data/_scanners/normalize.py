@@ -188,6 +188,16 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 _WS = re.compile(r"\s+")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _SPLIT = re.compile(r"(?<!\w)\w(?:[ .\-_*·•|/+~]\w(?!\w)){2,}")  # "I.g.n.o.r.e", "i g n o r e"
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "‛": "'", "′": "'", "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"'})
+_IDENT = re.compile(r"(?<=[^\W_])_(?=[^\W_])")
+_MORSE_TEXT = re.compile(r"^[\s.\-/|]{12,}$")
+_MORSE = {
+    ".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g", "....": "h", "..": "i",
+    ".---": "j", "-.-": "k", ".-..": "l", "--": "m", "-.": "n", "---": "o", ".--.": "p", "--.-": "q", ".-.": "r",
+    "...": "s", "-": "t", "..-": "u", "...-": "v", ".--": "w", "-..-": "x", "-.--": "y", "--..": "z",
+    "-----": "0", ".----": "1", "..---": "2", "...--": "3", "....-": "4", ".....": "5", "-....": "6", "--...": "7",
+    "---..": "8", "----.": "9", ".-.-.-": ".", "--..--": ",", "..--..": "?", "-.-.--": "!", ".----.": "'",
+}  # fmt: skip
 _HYPHENATED = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
 _SPLIT_SEP = re.compile(r"[ .\-_*·•|/+~]")
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -213,6 +223,7 @@ def normalize(text: str, *, capital_i: bool = False) -> str:
         text = deconfuse(_INVISIBLE_RE.sub("", text), capital_i=capital_i)
         text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
         text = deconfuse(unicodedata.normalize("NFC", _ACCENT.sub("", text)), capital_i=capital_i)
+        text = text.translate(_QUOTES)
     return _WS.sub(" ", text.casefold()).strip()
 
 
@@ -222,7 +233,7 @@ def _printable(s: str) -> bool:
 
 def views(text: str) -> Iterator[tuple[str, str]]:
     """``(how, normalized text)`` for every readable form: ``plain``, ``confusable_i``, ``despaced``,
-    ``dehyphenated``, ``reversed``, ``leet``, ``rot13``,
+    ``dehyphenated``, ``underscored``, ``morse``, ``reversed``, ``leet``, ``rot13``,
     ``percent``, ``html``, ``hex``, ``base64`` (each decodable run), ``tags`` (tag-character ASCII).
 
     Example:
@@ -241,6 +252,11 @@ def views(text: str) -> Iterator[tuple[str, str]]:
             yield "despaced_i", normalize(joined, capital_i=True)
     if len(_HYPHENATED.findall(text)) >= 3:  # "i-nstruction w-ith no rules": hyphens inside words
         yield "dehyphenated", normalize(_HYPHENATED.sub("", text))
+    if _IDENT.search(text):  # DEVELOPER_MODE, ignore_all_previous_instructions
+        yield "underscored", normalize(_IDENT.sub(" ", text))
+    if _MORSE_TEXT.match(text):  # ".. --. -. --- .-. ." -- letters by spaces, words by "/" or wider gaps
+        words = re.split(r"\s*/\s*|\s{2,}|\|", text.strip())
+        yield "morse", " ".join("".join(_MORSE.get(c, "") for c in w.split()) for w in words)
     if "\u202e" in text or "\u2067" in text:  # right-to-left override: stored reversed
         yield "reversed", normalize(text[::-1])
     leet = plain.translate(_LEET)
