@@ -629,6 +629,20 @@ def require_verified(
             cannot be loaded.
         DataError: the manifest is missing or malformed, unsigned, its signature does not
             verify, or the data does not match (the message names files and lines).
+
+    Example:
+        >>> import os, tempfile
+        >>> from cryptography.hazmat.primitives.asymmetric import ec
+        >>> d, key = tempfile.mkdtemp(), ec.generate_private_key(ec.SECP256R1())
+        >>> train = os.path.join(d, "train.tsv")
+        >>> _ = open(train, "w").write("sentence\\tlabel\\ngood\\t1\\n")
+        >>> m = Manifest.build(d, source="docs", license="CC0").save(os.path.join(d, "manifest.json"), private_key=key)
+        >>> require_verified(m, [train], public_key=key.public_key()).check.signature
+        'verified'
+        >>> _ = open(os.path.join(d, "extra.tsv"), "w").write("sentence\\tlabel\\nbad\\t0\\n")
+        >>> require_verified(m, [train], public_key=key.public_key())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        secure_train.errors.DataError: data does not match manifest ...: extra.tsv: file added (not in the manifest)
     """
     for p in paths:
         if str(p).startswith("hf://"):
