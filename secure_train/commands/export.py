@@ -94,9 +94,9 @@ def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog,
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from secure_train.integrity.export import export_checkpoint  # torch: after --help
+    checks, audit_log, ungated = _gate_checks(args)  # a bad policy is refused before torch is imported
+    from secure_train.integrity.export import export_checkpoint
 
-    checks, audit_log, ungated = _gate_checks(args)
     result = export_checkpoint(
         args.checkpoint,
         args.out,
