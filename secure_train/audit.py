@@ -153,9 +153,9 @@ def _last_event_head(path: Path) -> tuple[int, str]:
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            yield lineno, line.rstrip("\n")
+    from secure_train.safe_io import iter_lines  # streamed, bounded line length, UTF-8 errors name the line
+
+    yield from iter_lines(path, what="audit log")
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
