@@ -95,7 +95,9 @@ class AuditLog:
             if self.path.exists() and self.path.stat().st_size > 0:
                 result = verify(self.path)
                 if not result.ok:
-                    raise ValueError(f"audit log {self.path} is corrupt: {result.error}")
+                    from secure_train.errors import DataError  # a ValueError: one error line in the CLI
+
+                    raise DataError(f"audit log {self.path} is corrupt: {result.error}")
                 self._seq = result.events
                 self._prev = result.head
                 self._size = self.path.stat().st_size

@@ -304,6 +304,22 @@ def _cases() -> list[Case]:
                 torch=True,
             )
         )
+    c.append(
+        Case(
+            "export --audit-log",
+            "JSONL that is no audit log",
+            (
+                "export",
+                "{random_ckpt}",
+                "--out",
+                "{dir}/o2.safetensors",
+                "--public-key",
+                pub,
+                "--audit-log",
+                "{good_jsonl}",
+            ),
+        )
+    )
     c.append(Case("keygen", "missing folder", ("keygen", "--out", "{missing}/key.pem", "--passphrase-env", "")))
     return c
 
