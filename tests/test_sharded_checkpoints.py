@@ -48,11 +48,11 @@ def _zeros_like(state: dict[str, Any]) -> dict[str, Any]:
     return {k: {kk: torch.zeros_like(v) for kk, v in d.items()} for k, d in state.items()}
 
 
-def _save(path: Path, seed: int, key_path: Path) -> Path:
+def _save(path: Path, seed: int, key_path: Path, hash_type: str = "blake3") -> Path:
     """A DCP checkpoint of several shard files (one per tensor), with a meta.pt as Lightning writes, signed."""
     dcp.save(_state(seed), storage_writer=FileSystemWriter(path, single_file_per_rank=False))
     torch.save({"global_step": seed, "epoch": 0}, path / "meta.pt")
-    sign_directory(path, load_private_key(key_path), provenance={"global_step": seed})
+    sign_directory(path, load_private_key(key_path), provenance={"global_step": seed}, hash_type=hash_type)
     return path
 
 
@@ -68,11 +68,13 @@ def _flip(path: Path, offset: int = 100) -> None:
         fh.write(bytes([byte[0] ^ 0x01]))
 
 
-def test_signed_directory_verifies_and_is_model_signing_compatible(tmp_path, keys):
+@pytest.mark.parametrize("hash_type", ["blake3", "sha256"])
+def test_signed_directory_verifies_and_is_model_signing_compatible(tmp_path, keys, hash_type):
     priv, pub = keys
-    ckpt = _save(tmp_path / "step=3.ckpt", 3, priv)
+    ckpt = _save(tmp_path / "step=3.ckpt", 3, priv, hash_type)
     assert len(_shards(ckpt)) >= 3  # really sharded: one file per tensor
     signed = verify_directory(ckpt, pub)
+    assert signed.hash_type == hash_type
     assert set(signed.digests) == {p.name for p in ckpt.iterdir()}
     assert signed.provenance == {"global_step": 3}
     assert signed.size == sum(p.stat().st_size for p in ckpt.iterdir())
@@ -421,3 +423,28 @@ def test_lightning_model_parallel_strategy_cpu_signs_resumes_and_refuses(tmp_pat
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert result["resumed_step"] == 6
         assert result["refused"] and "__1_0.distcp: content does not match the signature" in result["refused"]
+
+
+def test_cli_snapshot_of_a_last_ckpt_link_verifies_its_target(tmp_path, keys, monkeypatch):
+    """``--ckpt_path last.ckpt`` made by ``save_last="link"``: the CLI's private snapshot is of the signed target."""
+    from secure_train.integrity.cli_support import snapshot_ckpt_path
+
+    priv, pub = keys
+    monkeypatch.setenv("SECURE_TRAIN_SIGNING_KEY", str(priv))
+    folder = tmp_path / "checkpoints"
+    write_signed(b"genuine bytes", folder / "epoch=0-step=4.ckpt", load_private_key(priv))
+    link = folder / "last.ckpt"
+    os.symlink("epoch=0-step=4.ckpt", link)
+    config = {
+        "ckpt_path": str(link),
+        "trainer": {"callbacks": [{"class_path": "secure_train.integrity.CheckpointSigning"}]},
+    }
+    snap = snapshot_ckpt_path(config)
+    assert snap is not None and snap.path.name == "epoch=0-step=4.ckpt" and snap.path.read_bytes() == b"genuine bytes"
+    verify_file(snap.path, pub)
+    snap.cleanup()
+    link.unlink()
+    os.symlink(os.path.join("..", "elsewhere.ckpt"), link)
+    (tmp_path / "elsewhere.ckpt").write_bytes(b"x")
+    with pytest.raises(IntegrityError, match="outside its folder"):
+        snapshot_ckpt_path(config)

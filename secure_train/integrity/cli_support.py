@@ -61,6 +61,7 @@ from secure_train.integrity.signed_file import (
     SignedFile,
     recover_signed,
     signature_path,
+    signed_target,
     verify_file,
 )
 
@@ -261,6 +262,7 @@ def snapshot_ckpt_path(config: Mapping[str, Any]) -> CheckpointSnapshot | None:
     if source is None or settings is None:
         return None
     public_key, require_signature = settings
+    source = signed_target(source)  # a save_last="link" last.ckpt: its signed target (a link elsewhere: refused)
     recoveries = tuple(recover_signed(source.parent, public_key))
     with_sidecar = require_signature or signature_path(source).exists()
     directory = Path(tempfile.mkdtemp(prefix="secure-train-ckpt-"))  # 0700, ours alone

@@ -58,11 +58,10 @@ class _PreadFile(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = os.pread(self._fd, view.nbytes, self._pos)
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        with memoryview(buffer) as view, view.cast("B") as target:
+            n = os.preadv(self._fd, [target], self._pos)  # straight into the caller's buffer
+        self._pos += n
+        return n
 
 
 class _PinnedFileSystem(FileSystem):
@@ -80,7 +79,7 @@ class _PinnedFileSystem(FileSystem):
             rel = None
         if mode != "rb" or rel not in self._files.fds:
             raise IntegrityError(p, f"is not a verified file of {self._files.directory.name} (mode {mode!r})")
-        with io.BufferedReader(_PreadFile(self._files.fds[rel]), buffer_size=1 << 20) as stream:
+        with io.BufferedReader(_PreadFile(self._files.fds[rel])) as stream:  # small buffer, like open()
             yield stream
 
     def init_path(self, path: str | os.PathLike[str]) -> Path:

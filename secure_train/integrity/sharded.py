@@ -6,7 +6,10 @@ Lightning's ``meta.pt`` -- is signed as *one* artifact by a sidecar ``DIR.sig`` 
 The sidecar is the same Sigstore bundle (DSSE, in-toto, ECDSA) as a single file's, made by
 :func:`~secure_train.integrity.signed_file.sign_statement`, with ``model_signing``'s
 directory serialization: one resource per file (path relative to the directory, SHA-256),
-the subject digest the SHA-256 over those digests. The standard tool verifies it::
+the subject digest the SHA-256 over those digests. The per-file hash is BLAKE3 by default
+(``hash_type="blake3"``, one of ``model_signing``'s own hash types: about 4x SHA-256's speed
+on one core, and it uses every core on a large file) or SHA-256. The standard tool verifies
+either::
 
     model_signing verify key DIR --signature DIR.sig --public_key pub.pem
 
@@ -57,7 +60,6 @@ from secure_train.integrity.signed_file import (
     _STATEMENT_TYPE,
     _fsync_dir,
     _pool,
-    _sha256_fd,
     _unlink,
     _write_temp,
     open_envelope,
@@ -66,9 +68,13 @@ from secure_train.integrity.signed_file import (
     signed_target,
 )
 
-__all__ = ["SignedDirectory", "sign_directory", "verify_directory"]
+__all__ = ["HASH_TYPES", "SignedDirectory", "sign_directory", "verify_directory"]
 
 _KIND = "directory"
+HASH_TYPES = ("blake3", "sha256")
+"""Per-file hashes a directory manifest may use (both ``model_signing`` hash types)."""
+_CHUNK = 8 << 20
+"""Bytes per ``preadv`` when hashing a file (into one reused buffer)."""
 _MAX_SIDECAR = 64 << 20
 """Largest directory sidecar read (a manifest of ~500k files)."""
 
@@ -80,10 +86,11 @@ class SignedDirectory:
     Attributes:
         name: the directory name the signature was made for.
         sha256: the subject digest: SHA-256 over the files' digests in manifest order.
-        digests: SHA-256 of every file, by POSIX path relative to the directory.
+        digests: digest (``hash_type``) of every file, by POSIX path relative to the directory.
         sizes: bytes of every file (empty for a plain ``model_signing`` signature).
         provenance: the signed provenance record.
         key_fingerprint: SHA-256 of the signer's public key PEM.
+        hash_type: the per-file hash, ``"blake3"`` or ``"sha256"``.
     """
 
     name: str
@@ -92,6 +99,7 @@ class SignedDirectory:
     sizes: Mapping[str, int] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     key_fingerprint: str = ""
+    hash_type: str = "sha256"
 
     @property
     def size(self) -> int:
@@ -119,12 +127,13 @@ def _statement(signed: SignedDirectory) -> dict[str, Any]:
         "predicate": {
             "serialization": {
                 "method": "files",
-                "hash_type": "sha256",
+                "hash_type": signed.hash_type,
                 "allow_symlinks": False,
                 "ignore_paths": _IGNORE_PATHS,
             },
             "resources": [
-                {"name": name, "algorithm": "sha256", "digest": signed.digests[name]} for name in _order(signed.digests)
+                {"name": name, "algorithm": signed.hash_type, "digest": signed.digests[name]}
+                for name in _order(signed.digests)
             ],
             _EXTENSION: {
                 "version": _EXTENSION_VERSION,
@@ -173,12 +182,27 @@ class _OpenFiles:
     def size(self, rel: str) -> int:
         return os.fstat(self.fds[rel]).st_size
 
-    def sha256(self, rel: str) -> str:
+    def digest(self, rel: str, hash_type: str) -> str:
+        """The file's digest, read with ``preadv`` into one reused buffer (constant memory)."""
         fd = self.fds[rel]
-        return _sha256_fd(fd, 0, os.fstat(fd).st_size)
+        if hash_type == "blake3":
+            import blake3  # model_signing's own dependency
 
-    def digests(self) -> dict[str, str]:
-        futures = {rel: _pool().submit(self.sha256, rel) for rel in self.fds}
+            hasher: Any = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        else:
+            hasher = hashlib.sha256()
+        size, pos = os.fstat(fd).st_size, 0
+        view = memoryview(bytearray(min(_CHUNK, max(size, 1))))
+        while pos < size:
+            n = os.preadv(fd, [view[: min(view.nbytes, size - pos)]], pos)
+            if n == 0:  # the file shrank meanwhile: the digest differs
+                break
+            hasher.update(view[:n])
+            pos += n
+        return str(hasher.hexdigest())
+
+    def digests(self, hash_type: str) -> dict[str, str]:
+        futures = {rel: _pool().submit(self.digest, rel, hash_type) for rel in self.fds}
         return {rel: fut.result() for rel, fut in futures.items()}
 
     def close(self) -> None:
@@ -199,6 +223,7 @@ def sign_directory(
     private_key: PrivateKey,
     *,
     provenance: dict[str, Any] | None = None,
+    hash_type: str = "blake3",
     fsync: bool = False,
 ) -> SignedDirectory:
     """Hash every file under ``path`` (in parallel) and write the signed manifest ``path.sig``.
@@ -211,6 +236,7 @@ def sign_directory(
         path: the checkpoint directory, complete (every rank has finished writing).
         private_key: EC signing key.
         provenance: JSON-serializable record the signature covers.
+        hash_type: per-file hash, ``"blake3"`` (default) or ``"sha256"``.
         fsync: flush the sidecar and the parent directory to disk.
 
     Returns:
@@ -219,12 +245,14 @@ def sign_directory(
     Raises:
         IntegrityError: ``path`` is not a directory or holds a symbolic link or special file.
     """
+    if hash_type not in HASH_TYPES:
+        raise ValueError(f"hash_type must be one of {HASH_TYPES}, got {hash_type!r}")
     directory = Path(path)
     if directory.is_symlink() or not directory.is_dir():
         raise IntegrityError(directory, "is not a directory: only a checkpoint directory is signed this way")
     files = _OpenFiles(directory)
     try:
-        digests = files.digests()
+        digests = files.digests(hash_type)
         sizes = {rel: files.size(rel) for rel in files.fds}
     finally:
         files.close()
@@ -235,6 +263,7 @@ def sign_directory(
         sizes=sizes,
         provenance=json.loads(json.dumps(provenance or {}, sort_keys=True, default=str)),
         key_fingerprint=key_fingerprint(private_key.public_key()),
+        hash_type=hash_type,
     )
     bundle = sign_statement(_statement(signed), private_key)
     sig = signature_path(directory)
@@ -261,9 +290,10 @@ def _parse(payload: bytes, fingerprint: str, directory: Path) -> SignedDirectory
             and statement["predicateType"] == _PREDICATE_TYPE
             and len(subject) == 1
             and predicate["serialization"]["method"] == "files"
-            and predicate["serialization"]["hash_type"] == "sha256"
-            and all(r["algorithm"] == "sha256" for r in resources)
+            and predicate["serialization"]["hash_type"] in HASH_TYPES
+            and all(r["algorithm"] == predicate["serialization"]["hash_type"] for r in resources)
         )
+        hash_type = predicate["serialization"]["hash_type"]
         digests = {str(r["name"]): str(r["digest"]) for r in resources}
         h = hashlib.sha256()
         for r in resources:  # model_signing recomputes the subject digest in listed order
@@ -282,12 +312,13 @@ def _parse(payload: bytes, fingerprint: str, directory: Path) -> SignedDirectory
         )
     ext = predicate.get(_EXTENSION)
     if not isinstance(ext, dict):  # signed by plain model_signing: digests only
-        return SignedDirectory(name, root, digests, {}, {}, fingerprint)
+        return SignedDirectory(name, root, digests, {}, {}, fingerprint, hash_type)
     try:
         sizes = {str(k): int(v) for k, v in ext["sizes"].items()}
         if ext.get("kind") != _KIND or set(sizes) != set(digests):
             raise ValueError
-        return SignedDirectory(name, root, digests, sizes, dict(ext.get("provenance") or {}), fingerprint)
+        provenance = dict(ext.get("provenance") or {})
+        return SignedDirectory(name, root, digests, sizes, provenance, fingerprint, hash_type)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrityError(directory, f"the {_EXTENSION} part of the signed statement is malformed") from None
 
@@ -315,7 +346,7 @@ def _check(files: _OpenFiles, signed: SignedDirectory) -> None:
                 directory / rel,
                 f"size is {files.size(rel)} bytes but {signed.sizes[rel]} were signed as part of {directory.name}",
             )
-    for rel, digest in files.digests().items():
+    for rel, digest in files.digests(signed.hash_type).items():
         if digest != signed.digests[rel]:
             raise IntegrityError(directory / rel, f"content does not match the signature of {directory.name}")
 
