@@ -53,7 +53,14 @@ class SpikeClassifier(TextClassifier):
 
 
 def quickstart_recipe(
-    *, name: str, spike: bool = True, signed: bool = True, dp: bool = False, monitors: bool = True, max_epochs: int = 2
+    *,
+    name: str,
+    spike: bool = True,
+    signed: bool = True,
+    dp: bool = False,
+    monitors: bool = True,
+    max_epochs: int = 2,
+    synthetic_size: int = 320,
 ) -> dict[str, Any]:
     """``recipes/quickstart-monitored.yaml`` shrunk to seconds (micro BERT, 320 samples), plus
     signing (``quickstart-signed.yaml``) and optionally DP; checkpoints every 6 steps."""
@@ -106,7 +113,7 @@ def quickstart_recipe(
         },
     }
     recipe["data"]["init_args"] = {
-        "synthetic_size": 320,
+        "synthetic_size": synthetic_size,
         "batch_size": 16,
         "max_length": 32,
         "vocab_size": 512,
@@ -156,32 +163,53 @@ def gate(ckpt: Path, key: Path, *, min_accuracy: float = 0.0, out_dir: Path | No
     return run_gate(ckpt, suite, private_key=load_private_key(key), out_dir=out_dir)
 
 
+_SHARED: dict[str, Any] = {}
+
+
+def _shared(name: str, make: Any) -> Any:
+    """Build once per test session, also when ``test_incident.py`` imports these fixtures (pytest
+    registers an imported fixture again in the importing module, with its own session cache)."""
+    if name not in _SHARED:
+        _SHARED[name] = make()
+    return _SHARED[name]
+
+
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("report-keys")
-    return generate_keypair(d / "k.pem", d / "k.pub", passphrase_env=None)
+    def make() -> tuple[Path, Path]:
+        d = tmp_path_factory.mktemp("report-keys")
+        return generate_keypair(d / "k.pem", d / "k.pub", passphrase_env=None)
+
+    return _shared("keys", make)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
 def verdict_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("verdicts")
-    os.environ["SECURE_TRAIN_VERDICTS"] = str(store)  # never the user's own store
-    return store
+    def make() -> Path:
+        store = tmp_path_factory.mktemp("verdicts")
+        os.environ["SECURE_TRAIN_VERDICTS"] = str(store)  # never the user's own store
+        return store
+
+    return _shared("verdicts", make)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
 def monitored_run(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path], verdict_store: Path) -> Path:
     """Quickstart with monitors and signing, a loss spike injected at step 24; the gate passes
     the step-12 checkpoint. Shared with ``test_incident.py`` (copy it before changing it)."""
-    root = tmp_path_factory.mktemp("monitored")
-    run = make_run(root, keys[0], name="monitored")
-    gate(run / "checkpoints" / "epoch=0-step=12.ckpt", keys[0])
-    return run
+
+    def make() -> Path:
+        run = make_run(tmp_path_factory.mktemp("monitored"), keys[0], name="monitored")
+        gate(run / "checkpoints" / "epoch=0-step=12.ckpt", keys[0])
+        return run
+
+    return _shared("monitored", make)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
 def dp_run(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -> Path:
-    return make_run(tmp_path_factory.mktemp("dp"), keys[0], name="dp", spike=False, monitors=False, dp=True)
+    root = tmp_path_factory.mktemp("dp")
+    return make_run(root, keys[0], name="dp", spike=False, monitors=False, dp=True, synthetic_size=160)
 
 
 # -- fast units -------------------------------------------------------------------------------------
