@@ -379,3 +379,17 @@ def test_pretrained_from_checkpoint_must_be_a_local_directory(tmp_path: Path) ->
     model = tiny_classifier(config=MICRO_BERT)
     state = {"state_dict": model.state_dict(), "hyper_parameters": {"pretrained": "attacker/x", "vocab_size": 512}}
     assert type(overridden.build_model(state)).__name__ == "TextClassifier"
+
+
+def test_signing_key_env_configures_verification(project: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """No public key in the suite, but $SECURE_TRAIN_SIGNING_KEY set: checkpoints are verified first."""
+    suite = yaml.safe_load(SHIPPED_SUITE.read_text())
+    del suite["checks"]["integrity"]
+    (project / "suite.yaml").write_text(yaml.safe_dump(suite))
+    marker = project / "PWNED"
+    gadgets = _gadgets(marker)
+    ckpt = _write(project / "evil.ckpt", gadgets["nested class_path"], gadgets["_weights"])
+    monkeypatch.setenv("SECURE_TRAIN_SIGNING_KEY", str(project / "keys" / "project.pem"))
+    for extra in ([], ["--no-attestation"]):
+        rc, out, err = _gate(capsys, str(ckpt), "--suite", "suite.yaml", *extra)
+        _assert_refused(rc, out, err, marker, "unsigned")
