@@ -6,6 +6,7 @@
   :class:`ApproverKeyring` (approver -> own key -> roles), :class:`VerdictStore` (verdicts by digest).
 - :class:`DriftMonitor`: output-distribution drift (PSI, KS, Jensen–Shannon), callback and CLI.
 - :class:`DifferentialTraining`: K varied runs, flags anomalous-influence samples and odd runs.
+- :class:`ClassAllowList`: the one builder of ``class_path`` objects (allow-list; file values are data).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from secure_train.gate.attestation import GateRefused, ReleasePolicy, read_signed_json, write_approval
     from secure_train.gate.diff_train import DifferentialTraining
     from secure_train.gate.drift import DriftMonitor, DriftReport, load_inference_log
+    from secure_train.gate.instantiate import ClassAllowList
     from secure_train.gate.keyring import ApproverKeyring
     from secure_train.gate.suite import GateSuite, run_gate
     from secure_train.gate.trojan import TriggerCandidate, TrojanScanner, TrojanScanResult
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "ApproverKeyring": "secure_train.gate.keyring",
     "VerdictStore": "secure_train.gate.verdicts",
+    "ClassAllowList": "secure_train.gate.instantiate",
     "DifferentialTraining": "secure_train.gate.diff_train",
     "DriftMonitor": "secure_train.gate.drift",
     "DriftReport": "secure_train.gate.drift",
@@ -49,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ApproverKeyring",
+    "ClassAllowList",
     "DifferentialTraining",
     "DriftMonitor",
     "DriftReport",
