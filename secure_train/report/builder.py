@@ -448,7 +448,7 @@ class SecurityReport:
                 f"Training loss ({loss_key}) with monitor anomalies",
                 y_label="loss",
                 chart_id="chart-loss",
-                log_y=min(m.series[loss_key][1] or [1]) > 0,
+                log_y=bool(m.series[loss_key][1].size) and float(m.series[loss_key][1].min()) > 0,
             )
             c.line(m.downsample(loss_key, MAX_BUCKETS), label=loss_key)
             if m.has("loss_spike/threshold"):
@@ -527,7 +527,7 @@ class SecurityReport:
                 c.line(m.downsample(k, MAX_BUCKETS), label=k)
             alerts = [e for e in ev.events_of("drift.alert")]
             if alerts and m.has("drift/psi"):
-                xs, ys = m.series["drift/psi"]
+                xs, ys = (a.tolist() for a in m.series["drift/psi"])
                 c.markers([(xs[-1], ys[-1], f"{len(alerts)} drift alert(s)", "#c92a2a")])
             charts["drift"] = c.render()
         return charts
@@ -536,8 +536,7 @@ class SecurityReport:
         self, anomalies: list[dict[str, Any]], which: str, key: str
     ) -> tuple[list[tuple[float, float, str, str]], list[str]]:
         """Markers (full text on hover) and their short labels for the loss or the gradient-norm chart."""
-        xs, ys = self.evidence.metrics.series.get(key, ([], []))
-        lookup = dict(zip(xs, ys, strict=True))
+        lookup = self.evidence.metrics.lookup(key)
         out: list[tuple[float, float, str, str]] = []
         labels: list[str] = []
         for a in anomalies:
