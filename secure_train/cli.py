@@ -121,36 +121,14 @@ def _check_config_files(args: Sequence[str]) -> None:
             check_yaml(read_text(value, what="config", max_bytes=MAX_YAML_BYTES), source=f"config {value}")
 
 
-def _install_yaml_limits() -> None:
-    """Make jsonargparse's YAML loader (``--config``, every ``--key value``, nested
-    ``class_path``/``init_args``) refuse alias bombs and over-deep documents."""
-    from jsonargparse import get_loader, set_loader
-    from jsonargparse._loaders_dumpers import get_yaml_default_loader
-
-    from secure_train.safe_io import check_yaml
-
-    current = get_loader("yaml")
-    if getattr(current, "__secure_train_bounded__", False):
-        return
-    import yaml
-
-    def bounded_yaml_load(value: str) -> Any:
-        check_yaml(value, source="YAML value (command line or config)", loader_cls=get_yaml_default_loader())
-        return current(value)
-
-    bounded_yaml_load.__secure_train_bounded__ = True  # type: ignore[attr-defined]
-    set_loader("yaml", bounded_yaml_load, (yaml.YAMLError,))
-
-
 def _run_lightning(args: list[str], cli_args: list[str] | None) -> None:
     _check_config_files(args)
-    _install_yaml_limits()
     import secure_train
     from secure_train.lightning_cli import SecureTrainCLI
 
     for name in secure_train.__all__:  # import every public class, as before: short class names resolve
         getattr(secure_train, name)
-    SecureTrainCLI(args=cli_args, parser_kwargs={"allow_abbrev": False})
+    SecureTrainCLI(args=cli_args)  # bounded YAML loader, no abbreviations: see SecureTrainCLI.__init__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from secure_train.safe_io import install_jsonargparse_limits
+
 __all__ = ["TRAINER_DEFAULTS", "RunConfigCallback", "SecureTrainCLI"]
 
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -55,6 +57,8 @@ class SecureTrainCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_callback", RunConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})  # each run has its own folder
+        kwargs.setdefault("parser_kwargs", {"allow_abbrev": False})  # --trainer.max_epoch is not max_epochs
+        install_jsonargparse_limits()  # YAML bombs in --config / values: one error line, bounded memory
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
 
     def parse_arguments(self, parser: Any, args: Any) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "MAX_YAML_NODES",
     "check_file",
     "check_yaml",
+    "install_jsonargparse_limits",
     "iter_lines",
     "iter_raw_lines",
     "load_json_file",
@@ -373,6 +374,28 @@ def open_lines(
         yield (line for _, line in lines)
     finally:
         lines.close()
+
+
+def install_jsonargparse_limits() -> None:
+    """Make jsonargparse's YAML loader (LightningCLI's ``--config``, every ``--key value``, nested
+    ``class_path`` / ``init_args``) refuse alias bombs and over-deep documents (:func:`check_yaml`).
+
+    Idempotent; called by :class:`~secure_train.lightning_cli.SecureTrainCLI`.
+    """
+    import yaml
+    from jsonargparse import get_loader, set_loader
+    from jsonargparse._loaders_dumpers import get_yaml_default_loader  # the loader class jsonargparse uses
+
+    current = get_loader("yaml")
+    if getattr(current, "__secure_train_bounded__", False):
+        return
+
+    def bounded_yaml_load(value: str) -> Any:
+        check_yaml(value, source="YAML value (command line or config)", loader_cls=get_yaml_default_loader())
+        return current(value)
+
+    bounded_yaml_load.__secure_train_bounded__ = True  # type: ignore[attr-defined]
+    set_loader("yaml", bounded_yaml_load, (yaml.YAMLError,))
 
 
 def sha256_file(path: PathLike, *, chunk_size: int = CHUNK_SIZE) -> str:
