@@ -448,3 +448,46 @@ def test_cli_snapshot_of_a_last_ckpt_link_verifies_its_target(tmp_path, keys, mo
     (tmp_path / "elsewhere.ckpt").write_bytes(b"x")
     with pytest.raises(IntegrityError, match="outside its folder"):
         snapshot_ckpt_path(config)
+
+
+class _DirectoryStrategy:
+    """Stands in for FSDP / ModelParallel: saves and loads a DCP directory itself, past CheckpointIO."""
+
+    is_global_zero = True
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
+        dcp.save({"state_dict": checkpoint["state_dict"]}, checkpoint_id=filepath)
+        torch.save({"global_step": checkpoint["global_step"]}, Path(filepath) / "meta.pt")
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+        self.loads += 1
+        state = {"state_dict": _zeros_like(_state(0))["state_dict"]}
+        dcp.load(state, checkpoint_id=checkpoint_path)
+        return state
+
+
+@pytest.mark.parametrize("async_save", [False, True])
+def test_hooked_strategy_signs_directories_and_verifies_before_its_load(tmp_path, keys, async_save):
+    priv, pub = keys
+    io_plugin = SignedCheckpointIO(private_key=priv, public_key=pub, async_save=async_save, sign_audit_head=False)
+    strategy = _DirectoryStrategy()
+    io_plugin._hook_strategy(strategy)  # type: ignore[arg-type]  # what bind(trainer) does
+    io_plugin._hook_strategy(strategy)  # type: ignore[arg-type]  # idempotent
+    ckpt = tmp_path / "epoch=0-step=7.ckpt"
+    strategy.save_checkpoint({"state_dict": _state(7)["state_dict"], "global_step": 7}, ckpt)
+    io_plugin.wait()
+    assert verify_directory(ckpt, pub).provenance["global_step"] == 7
+    loaded = strategy.load_checkpoint(ckpt)
+    assert torch.equal(loaded["state_dict"]["w"], _state(7)["state_dict"]["w"]) and strategy.loads == 1
+    _flip(ckpt / "__0_0.distcp")
+    with pytest.raises(IntegrityError, match="__0_0.distcp: content does not match"):
+        strategy.load_checkpoint(ckpt)
+    assert strategy.loads == 1  # refused before the strategy read a shard
+    single = tmp_path / "full.ckpt"  # a file the strategy reads itself is verified first too
+    single.write_bytes(b"not signed")
+    with pytest.raises(IntegrityError, match="unsigned"):
+        strategy.load_checkpoint(single)
+    io_plugin.teardown()

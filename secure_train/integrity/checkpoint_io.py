@@ -103,7 +103,9 @@ class SignedCheckpointIO(TorchCheckpointIO):
             its signature and is refused.
         async_save: serialize on the training thread, then write, hash, sign and rename on
             a background thread; at most one save in flight (the next save, a removal, a
-            load or teardown waits for it). The pair still only appears once valid.
+            load or teardown waits for it). The pair still only appears once valid. A
+            strategy's checkpoint directory is hashed and signed on that thread too (it is
+            refused as unsigned until its signature is in place).
         sign_audit_head: sign the audit log's head after each checkpoint.
         key_env: environment variable read when ``private_key`` is None.
         passphrase_env: environment variable holding the private key's passphrase.
@@ -218,7 +220,10 @@ class SignedCheckpointIO(TorchCheckpointIO):
             save(checkpoint, filepath, storage_options=storage_options)
             path = Path(filepath)
             if strategy.is_global_zero and path.is_dir() and not path.is_symlink():
-                self.sign_directory(path, step)  # the Trainer's barrier follows: no rank reads it unsigned
+                if self.async_save:  # hashed and signed off the training thread; removal, load, teardown wait
+                    self._submit(self.sign_directory, path, step)
+                else:
+                    self.sign_directory(path, step)  # the Trainer's barrier follows: no rank reads it unsigned
 
         def load_checkpoint(checkpoint_path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
             self.verify(checkpoint_path, files=reads_files_itself)
@@ -315,11 +320,15 @@ class SignedCheckpointIO(TorchCheckpointIO):
         if not self.async_save:
             self._write(data, target, provenance)
             return
+        self._submit(self._write, data, target, provenance)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the background thread, after the save in flight (at most one at a time)."""
         self.wait()
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="secure-train-ckpt")
-            self._pending = self._executor.submit(self._write, data, target, provenance)
+            self._pending = self._executor.submit(fn, *args)
 
     def wait(self) -> None:
         """Block until the background save in flight (if any) is on disk; re-raise its error."""

@@ -73,8 +73,10 @@ __all__ = ["HASH_TYPES", "SignedDirectory", "sign_directory", "verify_directory"
 _KIND = "directory"
 HASH_TYPES = ("blake3", "sha256")
 """Per-file hashes a directory manifest may use (both ``model_signing`` hash types)."""
-_CHUNK = 8 << 20
-"""Bytes per ``preadv`` when hashing a file (into one reused buffer)."""
+_CHUNK = 512 << 10
+"""Bytes per ``preadv`` when hashing a file, into one reused buffer that stays in the CPU cache
+(measured: 512 KiB hashes 100 MB ~30 % faster than 8 MiB). ``pread``, not a memory map: a file
+truncated while it is hashed gives a mismatch, not a ``SIGBUS``."""
 _MAX_SIDECAR = 64 << 20
 """Largest directory sidecar read (a manifest of ~500k files)."""
 
@@ -188,7 +190,7 @@ class _OpenFiles:
         if hash_type == "blake3":
             import blake3  # model_signing's own dependency
 
-            hasher: Any = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            hasher: Any = blake3.blake3()  # files are hashed in parallel threads, one each
         else:
             hasher = hashlib.sha256()
         size, pos = os.fstat(fd).st_size, 0
