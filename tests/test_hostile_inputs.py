@@ -3,7 +3,8 @@
 Each case runs ``python -m secure_train ...`` in a subprocess (several at a time) and checks:
 exit status 2, exactly one ``secure-train: error:`` line on stderr and no traceback, no marker
 file written by a pickle payload, peak resident memory of that very process (``os.wait4``)
-under :data:`MAX_RSS_MB` and wall time under :data:`MAX_SECONDS`.
+under :data:`MAX_RSS_MB` and CPU time under :data:`MAX_CPU_SECONDS` (CPU, not wall time: the test
+machine is shared; a YAML bomb burns CPU, a hang is cut at :data:`MAX_WALL_SECONDS`).
 
 Hostile artifacts: a "billion laughs" YAML bomb (also nested under ``model.init_args``),
 random bytes, a 2 GiB sparse file (``truncate``; it takes no disk), a path in a missing
@@ -32,7 +33,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_RSS_MB = 1024
-MAX_SECONDS = 60.0
+MAX_CPU_SECONDS = 30.0
+MAX_WALL_SECONDS = 300.0
 SPARSE_BYTES = 2 * 2**30
 WORKERS = 4
 
@@ -372,7 +374,12 @@ class Outcome:
     stderr: str
     rss_mb: float
     seconds: float
+    cpu_seconds: float
     marker: bool
+
+    def _time_problems(self) -> list[str]:
+        out = [f"CPU {self.cpu_seconds:.0f} s"] if self.cpu_seconds >= MAX_CPU_SECONDS else []
+        return out + ([f"wall {self.seconds:.0f} s (killed)"] if self.seconds >= MAX_WALL_SECONDS else [])
 
     def problems(self) -> list[str]:
         lines = [line for line in self.stderr.splitlines() if line.strip()]
@@ -380,7 +387,7 @@ class Outcome:
         if self.case.succeeds:
             out = [] if self.rc == 0 and not lines else [f"exit {self.rc}, {len(lines)} stderr lines"]
             out += [f"RSS {self.rss_mb:.0f} MB"] if self.rss_mb >= MAX_RSS_MB else []
-            return out + ([f"{self.seconds:.0f} s"] if self.seconds >= MAX_SECONDS else [])
+            return out + self._time_problems()
         verdict = self.case.verdict and self.rc == 1 and len(lines) == 1 and lines[0].startswith("FAILED: ")
         if self.rc != 2 and not verdict:
             out.append(f"exit {self.rc}")
@@ -392,8 +399,7 @@ class Outcome:
             out.append("MARKER written")
         if self.rss_mb >= MAX_RSS_MB:
             out.append(f"RSS {self.rss_mb:.0f} MB")
-        if self.seconds >= MAX_SECONDS:
-            out.append(f"{self.seconds:.0f} s")
+        out += self._time_problems()
         return out
 
 
@@ -413,7 +419,7 @@ def run_case(case: Case, files: dict[str, Path], cwd: Path) -> Outcome:
             stderr=err,
             start_new_session=True,
         )
-        timer = threading.Timer(MAX_SECONDS + 30, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        timer = threading.Timer(MAX_WALL_SECONDS, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -423,7 +429,10 @@ def run_case(case: Case, files: dict[str, Path], cwd: Path) -> Outcome:
     seconds = time.monotonic() - start
     stderr = err_path.read_text(errors="replace")
     err_path.unlink()
-    return Outcome(case, proc.returncode, stderr, usage.ru_maxrss / 1024, seconds, (files["dir"] / "MARKER").exists())
+    cpu = usage.ru_utime + usage.ru_stime
+    return Outcome(
+        case, proc.returncode, stderr, usage.ru_maxrss / 1024, seconds, cpu, (files["dir"] / "MARKER").exists()
+    )
 
 
 def run_matrix(cases: list[Case], d: Path) -> list[Outcome]:
@@ -434,16 +443,15 @@ def run_matrix(cases: list[Case], d: Path) -> list[Outcome]:
 
 def table(outcomes: list[Outcome]) -> str:
     rows = [
-        "| command | hostile input | exit | stderr (first line) | peak RSS MB | s | result |",
-        "|---|---|---|---|---|---|---|",
+        "| command | hostile input | exit | stderr (first line) | peak RSS MB | CPU s | wall s | result |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         first = next((line for line in o.stderr.splitlines() if line.strip()), "")
         first = first.replace("|", "\\|")[:110]
         verdict = "ok" if not o.problems() else "FAIL: " + ", ".join(o.problems())
-        rows.append(
-            f"| {o.case.command} | {o.case.hostile} | {o.rc} | {first} | {o.rss_mb:.0f} | {o.seconds:.1f} | {verdict} |"
-        )
+        cells = [o.case.command, o.case.hostile, o.rc, first, f"{o.rss_mb:.0f}", f"{o.cpu_seconds:.1f}"]
+        rows.append("| " + " | ".join(str(c) for c in [*cells, f"{o.seconds:.1f}", verdict]) + " |")
     return "\n".join(rows)
 
 
