@@ -8,10 +8,12 @@ manifests, signature sidecars) through these helpers, so that a hostile file end
   refused from its ``stat``), strict UTF-8 (random bytes name the byte offset);
 - :func:`load_yaml` / :func:`load_yaml_file`: safe YAML with limits on the size of the text,
   the nesting depth and the number of nodes *after alias expansion* (a "billion laughs"
-  bomb is refused before anything walks it); :func:`check_yaml` does the check alone, for
-  loaders that are not ours (jsonargparse's ``--config``);
+  bomb is refused before anything walks it); :func:`check_yaml` does the check alone, and
+  :func:`install_jsonargparse_limits` puts it in front of jsonargparse's loader (LightningCLI's
+  ``--config`` and command-line values);
 - :func:`load_json_file`: size-checked, UTF-8, JSON;
-- :func:`iter_lines`: JSONL and text streamed line by line with a maximum line length;
+- :func:`iter_lines` / :func:`iter_raw_lines` / :func:`open_lines`: JSONL, CSV and text streamed
+  line by line with a maximum line length (a file without newlines is refused after 16 MiB);
 - :func:`sha256_file`: streaming SHA-256 in fixed-size chunks.
 
 Example:
