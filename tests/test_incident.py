@@ -16,6 +16,7 @@ from test_report import SPIKE_STEP, gate, keys, monitored_run, verdict_store  # 
 
 from secure_train.audit import read_events, verify
 from secure_train.cli import main
+from secure_train.errors import ConfigError
 from secure_train.incident import EnvironmentSnapshot, ForensicBundle, RollbackPlanner
 from secure_train.integrity import verify_audit_head
 
@@ -245,3 +246,36 @@ def test_truncated_log_is_never_resigned(monitored_run: Path, keys: tuple[Path, 
     code = main(["incident", "rollback", str(run), "--public-key", str(keys[1]), "--signing-key", str(keys[0])])
     assert code == 2 and "is not extended" in capsys.readouterr().err
     assert (run / "audit.jsonl").read_bytes() == cut
+
+
+def test_bundle_freezes_named_data_manifests_and_includes(tmp_path: Path) -> None:
+    """Data manifests named by ``data.provenance`` events and ``--include`` files outside the run
+    directory are frozen under ``external/``; weights never are."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from secure_train.audit import AuditLog
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    manifest = tmp_path / "data" / "sst2.manifest.json"
+    manifest.parent.mkdir()
+    manifest.write_text('{"files": []}')
+    extra = tmp_path / "ticket.txt"
+    extra.write_text("INC-42")
+    log = AuditLog(run / "audit.jsonl")
+    log.record("data.provenance", source="TextClassificationDataModule",
+               data_manifest={"manifest": str(manifest), "manifest_digest": "ab" * 32}, data_custody=[])  # fmt: skip
+    bundle = ForensicBundle.open_incident(run, reason="r", private_key=key, include=[extra], use_verdict_store=False)
+    check = bundle.verify(key.public_key())
+    names = {f["name"]: f for f in check.manifest["files"]}
+    assert check.ok and "external/000-sst2.manifest.json" in names and "external/001-ticket.txt" in names
+    assert names["external/000-sst2.manifest.json"]["source"] == str(manifest)
+    assert not any(n and n.endswith(".ckpt") for n in names)
+    (ck,) = check.manifest["checkpoints"]
+    assert ck["path"] == "checkpoints/last.ckpt" and ck["signature"] == "unsigned" and len(ck["sha256"]) == 64
+    with pytest.raises(ConfigError, match="--include"):
+        ForensicBundle.open_incident(run, reason="r", private_key=key, include=[tmp_path / "nope"])
+    with pytest.raises(ConfigError, match="--reason"):
+        ForensicBundle.open_incident(run, reason=" ", private_key=key)
