@@ -217,11 +217,12 @@ class CompactShuffle(Sampler[int]):
 
 def is_arrow_path(path: str) -> bool:
     """Whether ``path`` needs the Arrow reader: Parquet, a glob of shards, or a saved dataset directory."""
-    return Path(path).suffix.lower() == ".parquet" or glob.has_magic(path) or Path(path).is_dir()
+    p = Path(path)
+    return p.suffix.lower() == ".parquet" or p.is_dir() or (glob.has_magic(path) and not p.exists())
 
 
 def _files(path: str) -> list[Path]:
-    if glob.has_magic(path):
+    if glob.has_magic(path) and not Path(path).exists():  # a file may have "[" in its name
         files = sorted(Path(p) for p in glob.glob(path))
         if not files:
             raise DataError(f"{path}: no file matches")

@@ -63,7 +63,9 @@ class DifferentialPrivacy(Callback):
     steps, wherever the loader comes from: a DataModule, the module's ``train_dataloader``, or
     ``trainer.fit(model, loader)`` (the loader's dataset, collate and workers are kept, its
     sampler is replaced). A loader made by :func:`~secure_train.privacy.poisson_loader` is
-    accepted as given: its ``sample_rate`` is the ``q`` accounted. The accountant (``prv`` or
+    accepted as given: its ``sample_rate`` is the ``q`` accounted (under DDP with Lightning's
+    distributed sampler, pass the plain loader instead: Lightning cannot re-create a batch
+    sampler built outside its hooks; each rank then samples its own shard). The accountant (``prv`` or
     ``rdp``) composes one subsampled Gaussian per optimizer step. ε is logged as ``dp/epsilon``
     at each epoch end, written to the audit log
     (``privacy.epsilon``), and available any time from :meth:`epsilon`. When the next step

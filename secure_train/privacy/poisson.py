@@ -79,12 +79,17 @@ class PoissonBatchSampler(BatchSampler):
             self.rank, self.world_size = 0, 1
             n = len(sampler)  # type: ignore[arg-type]
         self.num_samples = n
-        self.shard = torch.arange(self.rank, n, self.world_size)
+        self.shard_size = len(range(self.rank, n, self.world_size))
         # BatchSampler attributes Lightning reads when it re-creates the sampler.
-        self.batch_size = max(1, round(sample_rate * len(self.shard)))
+        self.batch_size = max(1, round(sample_rate * self.shard_size))
         self.drop_last = False
         self.dummy_flags: deque[bool] = deque()
         """One flag per yielded micro-batch, in order: True where it stands in for an empty one."""
+
+    @property
+    def shard(self) -> torch.Tensor:
+        """This rank's example indices ``rank, rank + W, ...`` (built on demand: 8 bytes an example)."""
+        return torch.arange(self.rank, self.num_samples, self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at each epoch start: a new, reproducible stream."""
@@ -97,8 +102,8 @@ class PoissonBatchSampler(BatchSampler):
         gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, self.rank)) & 0x7FFFFFFFFFFFFFFF)
         self.dummy_flags.clear()
         for _ in range(self.steps_per_epoch):
-            mask = torch.rand(len(self.shard), generator=gen) < self.sample_rate
-            chosen = self.shard[mask].tolist()
+            mask = torch.rand(self.shard_size, generator=gen) < self.sample_rate
+            chosen = (mask.nonzero().squeeze(1) * self.world_size + self.rank).tolist()  # = shard[mask]
             for chunk in _split(chosen, self.accumulate):
                 self.dummy_flags.append(not chunk)
                 yield chunk if chunk else [0]
