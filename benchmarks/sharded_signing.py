@@ -8,7 +8,10 @@ one run (their order rotated every repeat; median and minimum of ``--repeats``):
 - ``signed``: ``dcp.save`` + ``sign_directory`` (every file hashed with BLAKE3, the
   default, ``DIR.sig`` written), then ``VerifiedFileSystemReader`` (every file opened and
   hashed against the signature) + ``dcp.load`` through it;
-- ``signed sha256``: the same with ``hash_type="sha256"``.
+- ``signed sha256``: the same with ``hash_type="sha256"``;
+- ``signed async``: ``SignedCheckpointIO(async_save=True)``'s path: the directory is hashed
+  and signed on a background thread, so ``save_s`` is the time the training loop is blocked;
+  the load first waits for the signature (``load_s`` includes that wait).
 
 The ratio ``signed / plain`` of the save + load round trip is the overhead (goal <= 1.10x):
 ``ratio_paired`` is the median over repeats of the ratio within one repeat (variants run
@@ -46,6 +49,7 @@ import torch  # noqa: E402
 import torch.distributed.checkpoint as dcp  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
+from secure_train.integrity.checkpoint_io import SignedCheckpointIO  # noqa: E402
 from secure_train.integrity.dcp_reader import VerifiedFileSystemReader  # noqa: E402
 from secure_train.integrity.sharded import sign_directory  # noqa: E402
 
@@ -101,11 +105,35 @@ def run_signed(
     return {"save_s": t1 - t0, "load_s": t2 - t1, "sign_s": t1 - t_saved, "verify_s": t_verified - t1}
 
 
+def run_signed_async(state: dict[str, Any], path: Path, key: ec.EllipticCurvePrivateKey) -> dict[str, float]:
+    io_plugin = SignedCheckpointIO(private_key=key, async_save=True, sign_audit_head=False)
+    t0 = time.perf_counter()
+    dcp.save(state, checkpoint_id=path)
+    t_saved = time.perf_counter()
+    io_plugin._submit(io_plugin.sign_directory, path, {"global_step": 1000})
+    t1 = time.perf_counter()
+    target = _empty_like(state)
+    io_plugin.wait()  # a resume waits for the signature
+    t_signed = time.perf_counter()
+    with VerifiedFileSystemReader(path, key.public_key()) as reader:
+        t_verified = time.perf_counter()
+        dcp.load(target, storage_reader=reader)
+    t2 = time.perf_counter()
+    io_plugin.teardown()
+    assert torch.equal(target["state_dict"]["layers.0.weight"], state["state_dict"]["layers.0.weight"])
+    return {"save_s": t1 - t0, "load_s": t2 - t1, "sign_s": t_signed - t_saved, "verify_s": t_verified - t_signed}
+
+
 def run_signed_sha256(state: dict[str, Any], path: Path, key: ec.EllipticCurvePrivateKey) -> dict[str, float]:
     return run_signed(state, path, key, "sha256")
 
 
-VARIANTS = {"plain": run_plain, "signed": run_signed, "signed sha256": run_signed_sha256}
+VARIANTS = {
+    "plain": run_plain,
+    "signed": run_signed,
+    "signed sha256": run_signed_sha256,
+    "signed async": run_signed_async,
+}
 
 
 def hash_rates(buffer_mb: int = 128) -> dict[str, float]:
