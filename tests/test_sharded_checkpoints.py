@@ -491,3 +491,46 @@ def test_hooked_strategy_signs_directories_and_verifies_before_its_load(tmp_path
     with pytest.raises(IntegrityError, match="unsigned"):
         strategy.load_checkpoint(single)
     io_plugin.teardown()
+
+
+@pytest.mark.slow
+def test_lightning_save_last_link_file_checkpoint_resumes_verified(tmp_path, keys):
+    """File checkpoints: ``ModelCheckpoint(save_last="link")``'s ``last.ckpt`` resumes through its target."""
+    from conftest import quiet_trainer, tiny_classification_data, tiny_classifier
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from secure_train.callbacks import AuditTrail
+    from secure_train.integrity import CheckpointSigning
+
+    priv, pub = keys
+    folder = tmp_path / "ckpt"
+
+    def trainer(steps: int, name: str) -> Any:
+        return quiet_trainer(
+            tmp_path,
+            max_steps=steps,
+            limit_val_batches=0,
+            enable_checkpointing=True,
+            callbacks=[
+                AuditTrail(tmp_path / f"{name}.jsonl"),
+                CheckpointSigning(private_key=priv, public_key=pub, passphrase_env=None),
+                ModelCheckpoint(dirpath=folder, save_last="link", every_n_train_steps=2),
+            ],
+        )
+
+    trainer(2, "fit").fit(tiny_classifier(), tiny_classification_data())
+    link = folder / "last.ckpt"
+    assert link.is_symlink() and not signature_path(link).exists()
+    trainer(4, "resume").fit(tiny_classifier(), tiny_classification_data(), ckpt_path=str(link))
+    verified = [e["payload"] for e in read_events(tmp_path / "resume.jsonl") if e["type"] == "checkpoint.verified"]
+    assert verified and verified[0]["global_step"] == 2
+    elsewhere = tmp_path / "other" / os.readlink(link)  # the same name, signed, in another folder
+    elsewhere.parent.mkdir()
+    shutil.copyfile(folder / os.readlink(link), elsewhere)
+    shutil.copyfile(signature_path(folder / os.readlink(link)), signature_path(elsewhere))
+    link.unlink()
+    os.symlink(os.path.relpath(elsewhere, folder), link)
+    with pytest.raises(IntegrityError, match="last.ckpt: is a link to .*outside its folder: refused"):
+        trainer(6, "redirected").fit(tiny_classifier(), tiny_classification_data(), ckpt_path=str(link))
+    refused = [e["type"] for e in read_events(tmp_path / "redirected.jsonl")]
+    assert "checkpoint.refused" in refused
