@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "diff-train": "secure_train.gate._cli_diff_train",
     "report": "secure_train.commands.report",
     "incident": "secure_train.commands.incident",
+    "detector": "secure_train.commands.detector",
 }
 """Command name -> module with ``main(argv: list[str]) -> int``."""
 

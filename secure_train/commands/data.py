@@ -127,7 +127,13 @@ def build_scan_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--label-column", default="label", help="'' for unlabeled data")
     parser.add_argument("--format", choices=["tsv", "csv", "jsonl", "text"], default=None)
-    parser.add_argument("--scanners", nargs="+", choices=SCANNERS, default=list(SCANNERS))
+    parser.add_argument(
+        "--scanners",
+        nargs="+",
+        default=list(SCANNERS),
+        metavar="SCANNER",
+        help=f"any of {', '.join(SCANNERS)}; injection-model=PATH adds a learned detector (secure-train detector)",
+    )
     parser.add_argument(
         "--action",
         action="append",

@@ -62,6 +62,9 @@ from secure_train.errors import ConfigError, DataError
 __all__ = ["ACTIONS", "SCANNERS", "DataScanner", "Finding", "ScanReport"]
 
 SCANNERS = ("injection", "unicode", "pii", "duplicate")
+BACKENDS: dict[str, str] = {"injection-model": "secure_train.data._scanners.injection_model:InjectionModelScanner"}
+"""Scanners selected as ``NAME=ARG`` (e.g. ``injection-model=PATH``): name -> ``module:Class``,
+built with ARG and imported only when selected; each has ``scan(text, sample_id, source)``."""
 ACTIONS = ("report", "redact", "drop", "quarantine")
 _RANK = {a: i for i, a in enumerate(ACTIONS)}
 _PAST = {"redact": "redacted", "drop": "dropped", "quarantine": "quarantined"}
@@ -141,7 +144,8 @@ class DataScanner:
     """Scan records, act on findings, and record what was done (a record transform).
 
     Args:
-        scanners: which of :data:`SCANNERS` to run.
+        scanners: which of :data:`SCANNERS` to run, and ``NAME=ARG`` backends (:data:`BACKENDS`,
+            e.g. ``injection-model=PATH``: the learned detector of :mod:`secure_train.detector`).
         actions: scanner or ``scanner/kind`` -> one of :data:`ACTIONS` (``kind`` alone also works,
             e.g. ``{"pii": "redact", "label_conflict": "drop"}``); default ``report``. ``redact``
             applies to ``pii`` and ``unicode`` only.
@@ -168,9 +172,13 @@ class DataScanner:
         progress: bool = False,
         name: str = "scan",
     ) -> None:
-        unknown = set(scanners) - set(SCANNERS)
+        unknown = {s for s in scanners if "=" not in s} - set(SCANNERS)
+        unknown |= {s for s in scanners if "=" in s and s.split("=", 1)[0] not in BACKENDS}
         if unknown or not scanners:
-            raise ConfigError(f"scanners must be a non-empty subset of {SCANNERS}, got {list(scanners)}")
+            raise ConfigError(
+                f"scanners must be a non-empty subset of {SCANNERS} (or NAME=PATH, NAME in {sorted(BACKENDS)}), "
+                f"got {list(scanners)}"
+            )
         self.actions = dict(actions or {})
         for key, action in self.actions.items():
             if action not in ACTIONS:
@@ -181,6 +189,7 @@ class DataScanner:
         if any(a == "quarantine" for a in self.actions.values()) and quarantine_path is None:
             raise ConfigError("a quarantine action needs quarantine_path")
         self.scanner_names = tuple(scanners)
+        self.backends = [_backend(s) for s in scanners if "=" in s]
         self.fail_on = tuple(fail_on)
         self.quarantine_path = Path(quarantine_path) if quarantine_path is not None else None
         self.progress = progress
@@ -213,6 +222,8 @@ class DataScanner:
             out += self.pii.scan(text, sid, src)
         if "duplicate" in self.scanner_names:
             out += self.dup.scan(record.text, sid, src, label=record.label)
+        for backend in self.backends:
+            out += backend.scan(text, sid, src)
         return out
 
     def action_for(self, finding: Finding) -> str:
@@ -381,6 +392,17 @@ class DataScanner:
         self.report = report
         self._custody(report, leaves_in, leaves_out)
         return report
+
+
+def _backend(spec: str) -> Any:
+    """Build the :data:`BACKENDS` scanner named by ``NAME=ARG``."""
+    import importlib
+
+    name, arg = spec.split("=", 1)
+    if not arg:
+        raise ConfigError(f"scanner {spec!r}: expected {name}=PATH")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(arg)
 
 
 # -- streaming rows in and out ----------------------------------------------------------------

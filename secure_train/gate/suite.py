@@ -10,6 +10,7 @@ A suite is a YAML file (see ``recipes/gate/gate-suite.yaml``)::
       injection_resistance: {holdout_families: [roleplay, obfuscation], max_asr: 0.5}
       privacy_leakage: {max_auc: 0.65}
       integrity: {public_key: keys/project.pub, require_signature: true, manifest: null, max_epsilon: null}
+      injection_detector: {path: detectors/injection, splits: [train], max_rate: 0.0}  # secure-train detector
 
 Each check gives ``{name, metric, value, threshold, op, passed, details}``. The gate passes
 when every configured check passes. :class:`GateSuite` runs them; :func:`run_gate` also
@@ -48,7 +49,14 @@ from secure_train.safe_io import MAX_YAML_BYTES, load_yaml, read_bytes
 
 __all__ = ["GateSuite", "run_gate"]
 
-KNOWN_CHECKS = ("clean_accuracy", "trojan_scan", "injection_resistance", "privacy_leakage", "integrity")
+KNOWN_CHECKS = (
+    "clean_accuracy",
+    "trojan_scan",
+    "injection_resistance",
+    "privacy_leakage",
+    "integrity",
+    "injection_detector",
+)
 DEFAULT_MODEL = "secure_train.models.TextClassifier"
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")  # torch.save's zip archive; the legacy format's pickle protocol 2
 
@@ -327,6 +335,12 @@ class GateSuite:
         asr = float((preds == torch.tensor(targets)).float().mean())
         return _check("injection_resistance", "attack_success_rate", asr, threshold, "<=",
                       families=list(families), n=n)  # fmt: skip
+
+    def _check_injection_detector(self, model: Any, dm: Any, opts: dict[str, Any], *_: Any) -> dict[str, Any]:
+        from secure_train.detector.gate import DetectorGateCheck
+
+        r = DetectorGateCheck.from_options(opts, seed=self.seed).run(dm.load_records())
+        return _check(r["name"], r["metric"], r["value"], r["threshold"], r["op"], **r["details"])
 
     def _check_privacy_leakage(self, model: Any, dm: Any, opts: dict[str, Any], *_: Any) -> dict[str, Any]:
         from secure_train.privacy.audit import canary_audit
