@@ -185,7 +185,7 @@ INVISIBLE = frozenset(
 _INVISIBLE_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(INVISIBLE)) + "]")
 _ACCENT = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
-_WS = re.compile(r"\s+")
+_WS = re.compile(r"[^\S\n]*\n\s*|[^\S\n]+")  # a run with a line break -> "\n", else " "
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _SPLIT = re.compile(r"(?<!\w)\w(?:[ .\-_*·•|/+~]\w(?!\w)){2,}")  # "I.g.n.o.r.e", "i g n o r e"
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "‛": "'", "′": "'", "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"'})
@@ -211,7 +211,8 @@ def _tag_text(text: str) -> str:
 
 def normalize(text: str, *, capital_i: bool = False) -> str:
     """NFKC, invisible characters removed, accents stripped from Latin letters, TR39 confusables
-    to ASCII (:func:`deconfuse`), casefolded, whitespace collapsed.
+    to ASCII (:func:`deconfuse`), casefolded, whitespace collapsed (to one line break where the
+    run had one, so line-anchored patterns such as a fake ``System:`` line still match).
 
     Example:
         >>> normalize("Ｉｇｎｏｒｅ рrеvíоus\u200b instructions")
@@ -224,7 +225,7 @@ def normalize(text: str, *, capital_i: bool = False) -> str:
         text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
         text = deconfuse(unicodedata.normalize("NFC", _ACCENT.sub("", text)), capital_i=capital_i)
         text = text.translate(_QUOTES)
-    return _WS.sub(" ", text.casefold()).strip()
+    return _WS.sub(lambda m: "\n" if "\n" in m.group(0) else " ", text.casefold()).strip()
 
 
 def _printable(s: str) -> bool:
