@@ -534,3 +534,11 @@ def test_lightning_save_last_link_file_checkpoint_resumes_verified(tmp_path, key
         trainer(6, "redirected").fit(tiny_classifier(), tiny_classification_data(), ckpt_path=str(link))
     refused = [e["type"] for e in read_events(tmp_path / "redirected.jsonl")]
     assert "checkpoint.refused" in refused
+
+
+def test_fifo_inside_is_refused_without_blocking(tmp_path, keys):
+    priv, pub = keys
+    ckpt = _save(tmp_path / "step=3.ckpt", 3, priv)
+    os.mkfifo(ckpt / "__5_0.distcp")
+    with pytest.raises(IntegrityError, match=r"__5_0.distcp: is not a regular file: refused"):
+        verify_directory(ckpt, pub)

@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -148,6 +149,22 @@ def _statement(signed: SignedDirectory) -> dict[str, Any]:
     }
 
 
+def _raise_open_files_limit() -> bool:
+    """Raise this process's soft limit on open files to its hard limit; whether it grew."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return False
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 class _OpenFiles:
     """Every regular file under a directory, each opened once (``O_NOFOLLOW``), by relative POSIX path."""
 
@@ -173,13 +190,22 @@ class _OpenFiles:
             if entry.is_dir(follow_symlinks=False):
                 self._open(path, rel + "/")
                 continue
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            except OSError as err:
-                raise IntegrityError(path, f"cannot be opened ({err.strerror})") from None
-            self.fds[rel] = fd
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if not entry.is_file(follow_symlinks=False):  # a FIFO would block the open
                 raise IntegrityError(path, "is not a regular file: refused")
+            self.fds[rel] = self._open_file(path)
+            if not stat.S_ISREG(os.fstat(self.fds[rel]).st_mode):
+                raise IntegrityError(path, "is not a regular file: refused")
+
+    @staticmethod
+    def _open_file(path: Path) -> int:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        for attempt in range(2):
+            try:
+                return os.open(path, flags)
+            except OSError as err:
+                if err.errno != errno.EMFILE or attempt or not _raise_open_files_limit():
+                    raise IntegrityError(path, f"cannot be opened ({err.strerror})") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def size(self, rel: str) -> int:
         return os.fstat(self.fds[rel]).st_size
