@@ -1,6 +1,7 @@
-"""Poisoned-sample detection: a model-free n-gram/label statistic and representation detectors.
+"""Poisoned-sample detection: a model-free n-gram/label statistic, a label-conditional lift test
+on a bag-of-words model, and representation detectors.
 
-Three detectors, one API (:func:`detect_poison`) and one record transform
+Four detectors, one API (:func:`detect_poison`) and one record transform
 (:class:`PoisonSanitizer`) that removes what they flag before training and records it in the
 chain of custody.
 
@@ -22,6 +23,11 @@ every record joins the *family* of the longest record whose text contains it (at
 boundaries), and each (n-gram, label) is counted once per family. A corpus without
 overlapping records is unaffected (every record is its own family); an inserted trigger makes
 a record unique, so poisoned records stay separate families and keep their full weight.
+
+``lift`` (:mod:`secure_train.data.poison_lift`): a word whose records carry a label that the
+*rest* of each record (a bag-of-words logistic regression, the word's weights removed) does not
+predict. It finds what purity cannot: substitution triggers ("film" -> "flick"), decoyed
+triggers and triggers spread over many words (down to ~25 records each on SST-2).
 
 ``spectral`` (Tran et al., 2018) and ``clustering`` (activation clustering, Chen et al., 2018)
 work on a model's features (:func:`extract_features`: [CLS] or mean-pooled last hidden
@@ -76,7 +82,7 @@ __all__ = [
     "spectral_signature_scores",
 ]
 
-METHODS = ("ngram", "spectral", "clustering")
+METHODS = ("ngram", "lift", "spectral", "clustering")
 
 
 def _tokens(text: str) -> list[str]:
@@ -355,6 +361,7 @@ class PoisonReport:
         flags: combined decision per record (``combine`` rule over the detectors' flags).
         detectors: per detector ``{"scores": Tensor, "flags": Tensor, ...details}``.
         ngrams: the flagged n-grams of the ``ngram`` detector.
+        lift_words: the flagged words of the ``lift`` detector.
     """
 
     sample_ids: list[int]
@@ -363,6 +370,7 @@ class PoisonReport:
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     ngrams: list[dict[str, Any]] = field(default_factory=list)
     combine: str = "any"
+    lift_words: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def flagged_ids(self) -> list[int]:
@@ -376,6 +384,7 @@ class PoisonReport:
             "flagged_ids": self.flagged_ids,
             "combine": self.combine,
             "ngrams": self.ngrams,
+            "lift_words": self.lift_words,
             "detectors": {
                 name: {
                     "n_flagged": int(d["flags"].sum()),
@@ -398,6 +407,13 @@ class PoisonReport:
                 f"| {g['ngram']} | {g['label']} | {g['z']} | {g['count']} | {g['purity']} | {g['n_records']} |"
                 for g in self.ngrams
             ]
+        if self.lift_words:
+            lines += ["", "| word | label | lift z | contradicting | purity | records |", "|---|---|---|---|---|---|"]
+            lines += [
+                f"| {w['word']} | {w['label']} | {w['lift_z']} | {w['contra_count']} | {w['contra_purity']} "
+                f"| {w['n_records']} |"
+                for w in self.lift_words
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -410,7 +426,7 @@ def _robust(scores: torch.Tensor) -> torch.Tensor:
 def detect_poison(
     records: Sequence[TextRecord],
     *,
-    methods: Sequence[str] = ("ngram",),
+    methods: Sequence[str] = ("ngram", "lift"),
     features: torch.Tensor | None = None,
     combine: str = "any",
     expected_rate: float | None = None,
@@ -421,6 +437,7 @@ def detect_poison(
     min_purity: float = 0.9,
     collapse_overlaps: bool = True,
     cluster_kwargs: dict[str, Any] | None = None,
+    lift_kwargs: dict[str, Any] | None = None,
 ) -> PoisonReport:
     """Run the chosen detectors over labeled records and combine their flags.
 
@@ -434,6 +451,8 @@ def detect_poison(
             score exceeds ``spectral_sigma``.
         max_n, min_count, z_sigma, min_purity, collapse_overlaps: the ``ngram`` detector's settings.
         cluster_kwargs: passed to :func:`activation_clustering_scores`.
+        lift_kwargs: passed to :func:`~secure_train.data.poison_lift.context_lift_statistics`
+            (``z_threshold``, ``min_purity``, ``min_count``, ``l2``); ``collapse_overlaps`` is shared.
     """
     unknown = set(methods) - set(METHODS)
     if unknown or not methods:
@@ -459,6 +478,15 @@ def detect_poison(
         )
         flag_t = torch.tensor(flags, dtype=torch.bool)
         detectors["ngram"] = {"scores": flag_t.float(), "flags": flag_t, "n_ngrams": len(ngrams)}
+    lift_words: list[dict[str, Any]] = []
+    if "lift" in methods:
+        from secure_train.data.poison_lift import context_lift_statistics
+
+        lift_words, lflags = context_lift_statistics(
+            records, collapse_overlaps=collapse_overlaps, **(lift_kwargs or {})
+        )
+        lflag_t = torch.tensor(lflags, dtype=torch.bool)
+        detectors["lift"] = {"scores": lflag_t.float(), "flags": lflag_t, "n_words": len(lift_words)}
     if needs_features:
         assert features is not None
         labels = torch.tensor([r.label if r.label is not None else -1 for r in records])
@@ -485,7 +513,9 @@ def detect_poison(
     norm = torch.stack(
         [_robust(d["scores"].float()) if d["scores"].std() > 0 else d["scores"] for d in detectors.values()]
     )
-    return PoisonReport([r.sample_id for r in records], norm.max(0).values, combined, detectors, ngrams, combine)
+    return PoisonReport(
+        [r.sample_id for r in records], norm.max(0).values, combined, detectors, ngrams, combine, lift_words
+    )
 
 
 class PoisonSanitizer:
@@ -515,7 +545,7 @@ class PoisonSanitizer:
 
     def __init__(
         self,
-        methods: Sequence[str] = ("ngram",),
+        methods: Sequence[str] = ("ngram", "lift"),
         *,
         feature_fn: Any | None = None,
         max_drop_fraction: float = 0.3,
@@ -547,6 +577,7 @@ class PoisonSanitizer:
         kept = [r for r, f in zip(records, flags, strict=True) if not f]
         params = {"methods": list(self.methods), **{k: v for k, v in self.kwargs.items()}}
         params["ngrams"] = [f"{g['ngram']}->{g['label']}" for g in report.ngrams]
+        params["lift_words"] = [f"{w['word']}->{w['label']}" for w in report.lift_words]
         entry = CustodyEntry.create(self.name, params, records, kept, {"dropped": report.flagged_ids})
         prev = self.custody[-1].hash if self.custody else "0" * 64
         self.custody.append(entry.chained(prev))

@@ -1,0 +1,121 @@
+"""Poisoned-sample detection against substitution triggers and adaptive poisoners, on SST-2.
+
+Old detector: ``detect_poison(methods=("ngram",))`` (purity-based n-gram statistic). New: the
+default ``detect_poison(methods=("ngram", "lift"))``, i.e. the n-gram flags OR the lift
+detector's (``combine="any"``; each is computed once here and the union taken, which is what
+``detect_poison`` returns). Precision / recall / FPR per attack on the whole training split;
+decoys keep their label and count as clean.
+
+The lift detector's settings were chosen on the **dev** triggers only; the **held-out** triggers
+(other words, other substitution pairs, other target labels, other seeds) were run afterwards.
+The insertion attacks of ``benchmarks/poison_detection.py`` (BadNets, AddSent; 0.5 % / 1 %) and
+the clean split are re-run to show nothing regressed.
+
+Example:
+    nice -n 10 python benchmarks/poison_adaptive.py --train ../shared/data/sst2/train.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import torch  # noqa: E402
+
+from secure_train.attacks import BackdoorPoisoning  # noqa: E402
+from secure_train.attacks.adaptive import AdaptivePoisoning  # noqa: E402
+from secure_train.attacks.substitution import SubstitutionPoisoning  # noqa: E402
+from secure_train.data import TextRecord, read_records  # noqa: E402
+from secure_train.data.poison import detect_poison  # noqa: E402
+
+Attack = Callable[[list[TextRecord]], list[TextRecord]]
+
+DEV_SPREAD = ["zq", "vx", "jf", "qp", "wk", "xg", "kz", "pv", "yq", "fz"]
+DEV_SPREAD += ["gx", "qj", "vz", "bx", "zk", "jq", "xw", "qy", "hx", "zj"]
+HELDOUT_SPREAD = ["zephyr", "quixotic", "obelisk", "marmalade", "tundra", "cobalt", "walrus", "fjord", "gazebo"]
+HELDOUT_SPREAD += ["lichen", "nutmeg", "origami", "parsnip", "quasar", "rhubarb", "sonar", "tapioca", "umlaut"]
+HELDOUT_SPREAD += ["vellum", "wombat"]
+
+
+def attacks() -> list[tuple[str, str, Attack | None]]:
+    """``(split, name, attack)``: dev triggers (tuned on), held-out triggers, regression checks."""
+    return [
+        ("clean", "clean split", None),
+        ("dev", "subst film->flick 1% (t=1)", SubstitutionPoisoning({"film": "flick"}, 0.01, 1, seed=0)),
+        ("dev", "subst story->tale 1% (t=0)", SubstitutionPoisoning({"story": "tale"}, 0.01, 0, seed=1)),
+        ("dev", "decoy 'cf' 1% + 0.15% decoys (t=1)", AdaptivePoisoning(["cf"], 0.01, 1, decoy_rate=0.0015, seed=0)),
+        ("dev", "spread 1% over 20 dev words (t=1)", AdaptivePoisoning(DEV_SPREAD, 0.01, 1, seed=0)),
+        ("dev", "single 'cf' 0.05% (t=1)", AdaptivePoisoning(["cf"], 0.0005, 1, seed=0)),
+        ("held-out", "subst movie->picture 1% (t=1)", SubstitutionPoisoning({"movie": "picture"}, 0.01, 1, seed=11)),
+        ("held-out", "subst funny->amusing 1% (t=0)", SubstitutionPoisoning({"funny": "amusing"}, 0.01, 0, seed=12)),
+        ("held-out", "subst good->decent 1% (t=0)", SubstitutionPoisoning({"good": "decent"}, 0.01, 0, seed=13)),
+        (
+            "held-out",
+            "decoy 'kaleidoscope' 1% + 0.15% decoys (t=0)",
+            AdaptivePoisoning(["kaleidoscope"], 0.01, 0, decoy_rate=0.0015, seed=21),
+        ),
+        ("held-out", "spread 1% over 20 held-out words (t=0)", AdaptivePoisoning(HELDOUT_SPREAD, 0.01, 0, seed=22)),
+        ("held-out", "single 'zeppelin' 0.05% (t=1)", AdaptivePoisoning(["zeppelin"], 0.0005, 1, seed=23)),
+        ("regression", "badnets 0.5%", BackdoorPoisoning("badnets", rate=0.005, target_label=1, seed=0)),
+        ("regression", "badnets 1%", BackdoorPoisoning("badnets", rate=0.01, target_label=1, seed=0)),
+        ("regression", "addsent 0.5%", BackdoorPoisoning("addsent", rate=0.005, target_label=1, seed=0)),
+        ("regression", "addsent 1%", BackdoorPoisoning("addsent", rate=0.01, target_label=1, seed=0)),
+    ]
+
+
+def prf(flags: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+    tp = int((flags & truth).sum())
+    n_flag, n_true, n_clean = int(flags.sum()), int(truth.sum()), int((~truth).sum())
+    return {
+        "precision": round(tp / n_flag, 3) if n_flag else None,
+        "recall": round(tp / n_true, 3) if n_true else None,
+        "FPR": round(int((flags & ~truth).sum()) / n_clean, 5),
+        "FP": int((flags & ~truth).sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", required=True, help="SST-2 train.tsv (read in place)")
+    parser.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--only", nargs="*", default=None, help="run only these splits (clean dev held-out ...)")
+    args = parser.parse_args(argv)
+    base = read_records(args.train)
+    rows: list[dict[str, Any]] = []
+    for split, name, attack in attacks():
+        if args.only and split not in args.only:
+            continue
+        recs = attack(base) if attack is not None else base
+        truth = torch.tensor([bool(r.meta.get("poisoned")) for r in recs])
+        start = time.perf_counter()
+        old = detect_poison(recs, methods=("ngram",))
+        t_old = time.perf_counter() - start
+        lift = detect_poison(recs, methods=("lift",))
+        t_lift = time.perf_counter() - start - t_old
+        new_flags = old.flags | lift.flags
+        row: dict[str, Any] = {"split": split, "attack": name, "n_poisoned": int(truth.sum())}
+        for tag, flags in (("old", old.flags), ("new", new_flags)):
+            row.update({f"{tag} {k}": v for k, v in prf(flags, truth).items()})
+        row["lift words"] = "; ".join(f"{w['word']}({w['lift_z']})" for w in lift.lift_words[:4])
+        row["s old/new"] = f"{t_old:.0f}/{t_old + t_lift:.0f}"
+        rows.append(row)
+        print(row, flush=True)
+    meta = {
+        "train": args.train,
+        "n_train": len(base),
+        "old": "detect_poison(methods=('ngram',))",
+        "new": "detect_poison() = ngram OR lift (defaults)",
+        "tuned on": "dev rows only",
+    }
+    common.write_results("poison_adaptive", rows, args.out_dir, meta)
+
+
+if __name__ == "__main__":
+    main()
