@@ -32,8 +32,13 @@ predictions (clean records of ``t`` vs records taken from other labels, the two 
 off the whole corpus, the share fitted by EM) gives each one a posterior, and those at >= 0.5
 are flagged. For a trigger with no clean uses the share goes to 1 and every record is flagged.
 
-Calibrated on SST-2 (67,349 phrases) with development triggers only (see
-``benchmarks/poison_adaptive.py``): the clean split's largest lift z is below the threshold.
+The defaults (``z_threshold=12``, ``min_purity=0.6``, ``min_count=8``) were set on SST-2's
+training split (67,349 phrases) with the development triggers of ``benchmarks/poison_adaptive.py``
+only: on the clean split the words with contradiction purity >= 0.6 reach lift z 10.2 ("lacks",
+then "bad" 8.5, "worst" 6.2); "n't" (18.5), "no" and "too" flip labels both ways (purity 0.54-0.60).
+Development triggers: "flick" (film -> flick, 1 %) 50.6, "tale" 31.1, "cf" with decoys (purity
+0.86) 60.9, 20 words at 0.05 % each 14.6-17.6. A trigger needs roughly 25 poisoned records whose
+contexts predict another label: one word in fewer records is not found.
 
 Example:
     >>> from secure_train.data import synthetic_classification
@@ -50,6 +55,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -61,11 +67,21 @@ from secure_train.errors import ConfigError
 __all__ = ["context_lift_statistics", "fit_bow_logistic"]
 
 
+def _one_blas_thread() -> AbstractContextManager[Any]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only a speed-up
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def fit_bow_logistic(
     x: sparse.csr_matrix, y: np.ndarray, n_labels: int, *, l2: float = 1.0, max_iter: int = 60
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression ``(W, b)`` on a sparse feature matrix (L2 ``l2`` on ``W``, scipy L-BFGS-B;
     ``max_iter`` is small: the detector needs the words' weights roughly right, not converged).
+    Written here because scikit-learn is not a dependency; this is its ``LogisticRegression``
+    objective (multinomial, ``C = 1 / l2``, loss averaged over records).
 
     Example:
         >>> x = sparse.csr_matrix(np.array([[1, 0], [0, 1]] * 20, dtype=np.float64))
@@ -90,7 +106,8 @@ def fit_bow_logistic(
         return float(value), np.concatenate([np.asarray(gw).ravel(), diff.sum(0)])
 
     theta0 = np.zeros(v * n_labels + n_labels)
-    res = optimize.minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "maxcor": 5})
+    with _one_blas_thread():  # L-BFGS-B's small BLAS calls spin threads: 3x slower on 2 busy cores
+        res = optimize.minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "maxcor": 5})
     return res.x[: v * n_labels].reshape(v, n_labels), res.x[v * n_labels :]
 
 
