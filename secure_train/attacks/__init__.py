@@ -1,6 +1,7 @@
 """Attacks used to train and measure defenses: backdoor triggers, payload insertion, and the
 prompt-injection / jailbreak families of the adversarial augmentation."""
 
+from secure_train.attacks.adaptive import AdaptivePoisoning
 from secure_train.attacks.backdoor import (
     ADDSENT_SENTENCE,
     BADNETS_WORDS,
@@ -20,6 +21,7 @@ from secure_train.attacks.families import FAMILIES, TEMPLATES, AttackExample, Te
 from secure_train.attacks.generator import SENTIMENT_CUES, SENTIMENT_GOALS, AttackGenerator
 from secure_train.attacks.insertion import POSITIONS, insert
 from secure_train.attacks.obfuscation import OBFUSCATIONS, obfuscate
+from secure_train.attacks.substitution import SubstitutionPoisoning
 
 __all__ = [
     "ADDSENT_SENTENCE",
@@ -31,11 +33,13 @@ __all__ = [
     "SENTIMENT_CUES",
     "SENTIMENT_GOALS",
     "TEMPLATES",
+    "AdaptivePoisoning",
     "AttackCorpus",
     "AttackExample",
     "AttackGenerator",
     "BackdoorPoisoning",
     "CorpusRecord",
+    "SubstitutionPoisoning",
     "Template",
     "Trigger",
     "hard_negatives",
