@@ -542,3 +542,16 @@ def test_fifo_inside_is_refused_without_blocking(tmp_path, keys):
     os.mkfifo(ckpt / "__5_0.distcp")
     with pytest.raises(IntegrityError, match=r"__5_0.distcp: is not a regular file: refused"):
         verify_directory(ckpt, pub)
+
+
+def test_link_to_signed_file_is_verified_even_when_signatures_are_optional(tmp_path, keys):
+    from secure_train.integrity.loading import load_verified_bytes
+
+    priv, pub = keys
+    write_signed(b"genuine", tmp_path / "epoch=0-step=2.ckpt", load_private_key(priv))
+    os.symlink("epoch=0-step=2.ckpt", tmp_path / "last.ckpt")
+    data, signed = load_verified_bytes(tmp_path / "last.ckpt", pub, require_signature=False)
+    assert data == b"genuine" and signed is not None  # verified through the target, not loaded as unsigned
+    (tmp_path / "epoch=0-step=2.ckpt").write_bytes(b"tampere")
+    with pytest.raises(IntegrityError, match="does not match"):
+        load_verified_bytes(tmp_path / "last.ckpt", pub, require_signature=False)

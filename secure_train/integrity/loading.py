@@ -31,7 +31,7 @@ from secure_train.audit import AuditLog
 from secure_train.integrity.encryption import decrypt, encryption_info, is_encrypted
 from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.keys import PublicKeyLike
-from secure_train.integrity.signed_file import SignedFile, read_verified, signature_path
+from secure_train.integrity.signed_file import SignedFile, read_verified, signature_path, signed_target
 
 __all__ = ["load_checkpoint", "load_verified_bytes"]
 
@@ -64,7 +64,7 @@ def load_verified_bytes(
     """
     extra = dict(audit_fields or {})
     try:
-        if not require_signature and not signature_path(path).exists():
+        if not require_signature and not signature_path(signed_target(path)).exists():  # a link: its target's
             if not os.path.isfile(path):
                 raise IntegrityError(path, "no such file")
             warnings.warn(f"loading UNSIGNED checkpoint {path} (require_signature=False)", stacklevel=3)
