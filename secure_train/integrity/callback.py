@@ -38,7 +38,11 @@ class CheckpointSigning(Callback):
     audit log's head is signed after each checkpoint and once more at the end of the run,
     after ``AuditTrail`` has written ``run.end``. Saves are crash-safe: a save killed midway
     is finished or cleaned up (audited) before the next load or first save in its folder,
-    so ``last.ckpt`` is always the previous verified pair or the new one.
+    so ``last.ckpt`` is always the previous verified pair or the new one. Sharded checkpoint
+    directories that ``FSDPStrategy`` / ``ModelParallelStrategy`` write themselves are signed as
+    one artifact (``DIR.sig``) and verified on every rank before a shard is read
+    (:mod:`~secure_train.integrity.sharded`); a ``save_last="link"`` ``last.ckpt`` verifies
+    through its target.
 
     Args:
         private_key: key object or path; ``None``: ``$SECURE_TRAIN_SIGNING_KEY`` (path or PEM).
