@@ -15,7 +15,6 @@ import hashlib
 import re
 
 import xxhash
-from datasketch import MinHash, MinHashLSH
 
 from secure_train.data._scanners.base import Finding
 from secure_train.data._scanners.normalize import normalize
@@ -72,6 +71,8 @@ class DuplicateScanner:
 
     def reset(self) -> None:
         """Forget every record seen."""
+        from datasketch import MinHash, MinHashLSH  # scipy underneath: imported when a scan starts, not for --help
+
         self._exact: dict[bytes, tuple[int, int | None]] = {}
         self._labels: dict[int, int | None] = {}
         self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm) if self.near else None
