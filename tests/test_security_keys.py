@@ -303,3 +303,23 @@ def test_env_path_value_errors_do_not_echo(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv(ENV)
     with pytest.raises(ConfigError, match="private key .*missing.pem: no such file"):
         load_private_key(tmp_path / "missing.pem")  # a path given as an argument is named
+
+
+def test_recipe_key_path_stays_a_path_in_the_saved_config(keyfiles, tmp_path: Path, monkeypatch, capsys) -> None:
+    """jsonargparse replaces a value naming an existing file by the file's contents when the
+    annotation's union holds a class: a recipe's ``private_key: PATH`` must not put the PEM
+    into the printed or saved config."""
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "signed.yaml"
+    recipe.write_text(
+        "trainer:\n  callbacks:\n    - class_path: secure_train.integrity.CheckpointSigning\n"
+        f"      init_args: {{private_key: {keyfiles['priv']}, public_key: {keyfiles['pub']}}}\n"
+        "model: {class_path: secure_train.models.TextClassifier}\n"
+        "data: {class_path: secure_train.data.TextClassificationDataModule}\n"
+    )
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(recipe), "--print_config"])
+    out = capsys.readouterr().out
+    assert f"private_key: {keyfiles['priv']}" in out
+    assert f"public_key: {keyfiles['pub']}" in out
+    _assert_clean(out, keyfiles["secrets"], "print_config")  # type: ignore[arg-type]

@@ -22,7 +22,12 @@ from secure_train.audit import get_audit_log
 from secure_train.errors import ConfigError
 from secure_train.integrity.audit_head import sign_audit_head
 from secure_train.integrity.checkpoint_io import SignedCheckpointIO
-from secure_train.integrity.keys import DEFAULT_KEY_ENV, DEFAULT_PASSPHRASE_ENV, PrivateKey, PublicKey
+from secure_train.integrity.keys import (
+    DEFAULT_KEY_ENV,
+    DEFAULT_PASSPHRASE_ENV,
+    PrivateKeyArg,
+    PublicKeyArg,
+)
 from secure_train.integrity.signed_file import DEFAULT_SHARD_SIZE
 
 __all__ = ["CheckpointSigning"]
@@ -65,8 +70,8 @@ class CheckpointSigning(Callback):
 
     def __init__(
         self,
-        private_key: PrivateKey | str | os.PathLike[str] | None = None,
-        public_key: PublicKey | str | os.PathLike[str] | None = None,
+        private_key: PrivateKeyArg | None = None,
+        public_key: PublicKeyArg | None = None,
         *,
         require_signature: bool = True,
         encryption_key: bytes | str | os.PathLike[str] | None = None,

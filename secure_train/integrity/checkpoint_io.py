@@ -61,7 +61,9 @@ from secure_train.integrity.keys import (
     DEFAULT_KEY_ENV,
     DEFAULT_PASSPHRASE_ENV,
     PrivateKey,
+    PrivateKeyArg,
     PublicKey,
+    PublicKeyArg,
     key_fingerprint,
     load_private_key,
     load_public_key,
@@ -124,8 +126,8 @@ class SignedCheckpointIO(TorchCheckpointIO):
 
     def __init__(
         self,
-        private_key: PrivateKey | str | os.PathLike[str] | None = None,
-        public_key: PublicKey | str | os.PathLike[str] | None = None,
+        private_key: PrivateKeyArg | None = None,
+        public_key: PublicKeyArg | None = None,
         *,
         require_signature: bool = True,
         encryption_key: bytes | str | os.PathLike[str] | None = None,

@@ -28,7 +28,7 @@ import re
 import stat
 import sys
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -63,6 +63,18 @@ CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP
 PrivateKey = ec.EllipticCurvePrivateKey
 PublicKey = ec.EllipticCurvePublicKey
 PublicKeyLike: TypeAlias = "str | bytes | os.PathLike[str] | ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey"
+
+if TYPE_CHECKING:
+    PrivateKeyArg: TypeAlias = "PrivateKey | str | os.PathLike[str]"
+    PublicKeyArg: TypeAlias = "PublicKey | str | os.PathLike[str]"
+else:
+    # What jsonargparse (LightningCLI recipes) sees. With a key class in the union it replaces
+    # a value naming an existing file by that file's *contents*, which put the PEM private key
+    # into the run's config.yaml. A key stays a path or PEM text there; Python callers may
+    # still pass key objects.
+    PrivateKeyArg = str | os.PathLike
+    PublicKeyArg = str | os.PathLike
+"""Type of a constructor's key argument: a key object, a path, or PEM text."""
 
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
