@@ -20,7 +20,6 @@ from secure_train.audit import AuditLog, read_events
 from secure_train.cli import main as cli_main
 from secure_train.errors import ConfigError
 from secure_train.integrity import generate_keypair, load_private_key
-from secure_train.integrity.checkpoint_io import SignedCheckpointIO
 from secure_train.integrity.dcp_reader import VerifiedFileSystemReader
 from secure_train.integrity.errors import IntegrityError
 from secure_train.integrity.sharded import sign_directory, verify_directory
@@ -230,6 +229,8 @@ def test_save_last_link_verifies_through_its_target_and_other_links_are_refused(
 
 
 def test_signed_checkpoint_io_signs_verifies_audits_and_removes_directories(tmp_path, keys):
+    from secure_train.integrity.checkpoint_io import SignedCheckpointIO  # imports Lightning
+
     priv, pub = keys
     io_plugin = SignedCheckpointIO(private_key=priv, public_key=pub, sign_audit_head=False)
     log = AuditLog(tmp_path / "audit.jsonl")
@@ -286,7 +287,7 @@ def _dcp_worker(rank: int, root: str, priv: str, pub: str, port: int) -> None:
         state = {"shared": torch.arange(8.0), f"rank{rank}": torch.full((256,), float(rank + 1))}
         dcp.save(state, checkpoint_id=ckpt)
         if rank == 0:  # what the hooked strategy does: global rank zero signs the finished directory
-            SignedCheckpointIO(private_key=priv, sign_audit_head=False).sign_directory(ckpt, {"global_step": 5})
+            sign_directory(ckpt, load_private_key(priv), provenance={"global_step": 5})
         dist.barrier()
         loaded = {"shared": torch.zeros(8), f"rank{rank}": torch.zeros(256)}
         with VerifiedFileSystemReader(ckpt, pub) as reader:
@@ -471,6 +472,8 @@ class _DirectoryStrategy:
 
 @pytest.mark.parametrize("async_save", [False, True])
 def test_hooked_strategy_signs_directories_and_verifies_before_its_load(tmp_path, keys, async_save):
+    from secure_train.integrity.checkpoint_io import SignedCheckpointIO  # imports Lightning
+
     priv, pub = keys
     io_plugin = SignedCheckpointIO(private_key=priv, public_key=pub, async_save=async_save, sign_audit_head=False)
     strategy = _DirectoryStrategy()
