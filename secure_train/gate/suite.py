@@ -307,6 +307,10 @@ class GateSuite:
                 per_label=res.per_label,
                 candidates=[c.__dict__ for c in res.candidates[:5]],
                 seconds=res.seconds,
+                measured=res.measured,
+                problem=res.problem,
+                score_source=res.score_source,
+                construction_accuracy=res.construction_accuracy,
             ),  # fmt: skip
             "passed": not res.backdoored,
         }
@@ -456,6 +460,8 @@ def _markdown(report: dict[str, Any]) -> str:
                 f"`{x['text']}`→{x['target_label']} ({x['flip_rate']:.2f})" for x in c["details"]["candidates"]
             )
             lines += ["", f"Trojan scan candidates: {cands}"]
+            if c["details"].get("problem"):
+                lines += ["", f"Trojan scan could not measure (fails closed): {c['details']['problem']}"]
         if c["name"] == "integrity" and c["details"].get("problems"):
             lines += ["", "Integrity problems:", *[f"- {p}" for p in c["details"]["problems"]]]
     return "\n".join(lines) + "\n"
