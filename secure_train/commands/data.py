@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from secure_train.commands import ArgumentParser
 from secure_train.data.provenance import Manifest, trusted_key, verify_manifest
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--key", help="private key to sign with (default: $SECURE_TRAIN_SIGNING_KEY when set)")
     man.add_argument("--no-sign", action="store_true", help="do not sign even when a key is configured")
     man.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_args(man)
     ver = sub.add_parser("verify", help="recompute every hash; exit 1 naming changed files and records")
     ver.add_argument("manifest")
     ver.add_argument(
@@ -65,7 +67,13 @@ def main(argv: list[str]) -> int:
             else (target / "manifest.json" if target.is_dir() else target.with_name(target.name + ".manifest.json"))
         )
         manifest = Manifest.build(
-            target, source=args.source, license=args.license, description=args.description, progress=not args.quiet
+            target,
+            source=args.source,
+            license=args.license,
+            description=args.description,
+            progress=not args.quiet,
+            workers=args.workers or 1,
+            engine=args.engine or "local",
         )
         key = None
         if args.key:
@@ -116,6 +124,18 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parallel workers (datasets num_proc; with --engine ray: CPUs)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default=None,
+        help="local: datasets worker processes; ray: Ray Data (secure-train[ray]; joins $RAY_ADDRESS or starts one)",
+    )
+
+
 def build_scan_parser() -> argparse.ArgumentParser:
     from secure_train.data.scan import ACTIONS, SCANNERS  # scanners load datasketch/scipy: only for scan
 
@@ -123,7 +143,10 @@ def build_scan_parser() -> argparse.ArgumentParser:
         prog="secure-train scan",
         description="Scan a data file for hidden instructions, invisible/bidi characters, PII and duplicates.",
     )
-    parser.add_argument("path", help="CSV / TSV / JSONL / plain-text data file")
+    parser.add_argument(
+        "path",
+        help="CSV / TSV / JSONL / plain-text data file; with --workers/--engine also Parquet, a glob or a folder",
+    )
     parser.add_argument("--text-column", default="sentence")
     parser.add_argument("--label-column", default="label", help="'' for unlabeled data")
     parser.add_argument("--format", choices=["tsv", "csv", "jsonl", "text"], default=None)
@@ -150,6 +173,7 @@ def build_scan_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", default=None, help="report path stem (default: PATH.scan -> .json and .md)")
     parser.add_argument("--manifest", help="append this step to the manifest's chain of custody (re-signed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_args(parser)
     return parser
 
 
@@ -183,6 +207,8 @@ def main_scan(argv: list[str]) -> int:
             raise ConfigError(f"--action {item!r}: expected KEY=ACTION")
         key, action = item.split("=", 1)
         actions[key.strip()] = action.strip()
+    if args.workers is not None or args.engine is not None:
+        return _scan_parallel(args, actions)
     scanner = DataScanner(
         args.scanners,
         actions=actions,
@@ -200,11 +226,7 @@ def main_scan(argv: list[str]) -> int:
         label_column=args.label_column or None,
         fmt=args.format,
     )
-    stem = Path(args.report) if args.report else Path(args.path).with_name(Path(args.path).name + ".scan")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
-    json_path.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    md_path.write_text(report.to_markdown(), encoding="utf-8")
+    json_path, md_path = _write_reports(args, report)
     if manifest is not None:
         entry = manifest.append_custody(scanner.custody[-1])
         assert manifest.path is not None
@@ -215,6 +237,54 @@ def main_scan(argv: list[str]) -> int:
     for action, ids in report.affected.items():
         print(f"  {action}: {len(ids)} record(s)")
     print(f"reports: {json_path}, {md_path}")
+    if not report.ok:
+        print(f"POLICY FAILED: unhandled findings of {', '.join(report.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_reports(args: argparse.Namespace, report: Any) -> tuple[Path, Path]:
+    if args.report:
+        stem = Path(args.report)
+    elif Path(args.path).is_dir():
+        stem = Path(args.path) / "data.scan"
+    else:
+        target = Path(args.path.replace("*", "_").replace("?", "_"))
+        stem = target.with_name(target.name + ".scan")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
+    json_path.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(report.to_markdown(), encoding="utf-8")
+    return json_path, md_path
+
+
+def _scan_parallel(args: argparse.Namespace, actions: dict[str, str]) -> int:
+    """``scan --workers N`` / ``--engine ray``: reports only, over a file, a glob or a folder of shards."""
+    for flag in ("out", "quarantine", "manifest"):
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag} needs the streaming scan: drop --workers/--engine")
+    if args.quiet:
+        import datasets
+
+        datasets.disable_progress_bars()
+    from secure_train.data.parallel import ParallelScan
+
+    report = ParallelScan(
+        args.scanners,
+        actions=actions,
+        fail_on=args.fail_on,
+        near_duplicates=not args.no_near_duplicates,
+        workers=args.workers or 1,
+        engine=args.engine or "local",
+        text_column=args.text_column,
+        label_column=args.label_column or None,
+    ).scan(args.path)
+    json_path, md_path = _write_reports(args, report)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "nothing found"
+    print(f"{args.path}: {report.n_records} records, {len(report.flagged_ids)} flagged ({counts})")
+    for action, ids in report.affected.items():
+        print(f"  would be {action}: {len(ids)} record(s)")
+    print(f"{report.mb_per_s:.2f} MB/s; reports: {json_path}, {md_path}")
     if not report.ok:
         print(f"POLICY FAILED: unhandled findings of {', '.join(report.failed)}", file=sys.stderr)
         return 1

@@ -46,7 +46,7 @@ from typing import Any
 from secure_train.data._scanners.base import Finding
 from secure_train.errors import ConfigError, DataError
 
-__all__ = ["ENGINES", "ParallelScan", "shard_files"]
+__all__ = ["ENGINES", "ParallelScan", "hash_files", "shard_files"]
 
 ENGINES = ("local", "ray")
 _SHARD_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
@@ -319,16 +319,9 @@ class ParallelScan:
         return self._findings(stage, dups), _rows(rows)
 
     def _ray(self, ds: Any) -> tuple[dict[int, list[Finding]], Iterator[dict[str, Any]]]:
-        try:
-            import ray
-            import ray.data
-        except ImportError:
-            raise ConfigError("--engine ray needs Ray Data: pip install 'secure-train[ray]'") from None
-        if not ray.is_initialized():
-            ray.init(
-                address=os.environ.get("RAY_ADDRESS") or None,
-                num_cpus=None if os.environ.get("RAY_ADDRESS") else self.workers,
-            )
+        _ray_init(self.workers)
+        import ray.data
+
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         params = self.params
@@ -481,3 +474,85 @@ def _add_near(dups: dict[int, list[tuple[str, dict[str, Any]]]], near: dict[int,
         dups.setdefault(sid, []).append(("near_duplicate", {"of": other}))
         if label is not None and other_label is not None and label != other_label:
             dups[sid].append(("label_conflict", {"of": other, "labels": [other_label, label], "near": True}))
+
+
+def _hash_batch(batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    from secure_train.data.provenance import _hash_file
+
+    out: dict[str, list[Any]] = {k: [] for k in ("path", "sha256", "size", "records", "merkle_root", "lines")}
+    for path in batch["path"]:
+        state = _hash_file(Path(path))
+        out["path"].append(path)
+        out["sha256"].append(state.sha256)
+        out["size"].append(state.size)
+        out["records"].append(state.records)
+        out["merkle_root"].append(state.merkle_root)
+        out["lines"].append(state.lines)
+    return out
+
+
+def hash_files(files: Sequence[Path], *, workers: int = 1, engine: str = "local") -> list[Any]:
+    """Per-file manifest states (SHA-256, record leaves, per-file Merkle root), one file per
+    task on the engine, returned in the order of ``files``: the manifest's tree over them is the
+    same for any number of workers.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> _ = open(os.path.join(d, "a.jsonl"), "w").write('{"x": 1}\\n')
+        >>> [s.size for s in hash_files([Path(d) / "a.jsonl"], workers=1)]
+        [9]
+    """
+    import uuid
+
+    from secure_train.data.provenance import _FileState
+
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
+    paths = [os.fspath(f) for f in files]
+    if engine == "ray":
+        _ray_init(workers)
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
+        rows = {
+            str(r["path"]): r
+            for b in ds.map_batches(lambda b: _hash_batch(b), batch_size=1, batch_format="numpy").iter_batches(batch_format="numpy")
+            for r in _rows(b)
+        }
+    else:
+        from datasets import Dataset
+
+        mapped = Dataset.from_dict({"path": paths}).map(
+            _hash_batch,
+            batched=True,
+            batch_size=1,
+            num_proc=min(workers, len(paths)) if workers > 1 else None,
+            new_fingerprint=uuid.uuid4().hex,
+            load_from_cache_file=False,
+            desc="hashing",
+        )
+        rows = {r["path"]: r for r in mapped}
+    return [
+        _FileState(
+            str(r["sha256"]),
+            int(r["size"]),
+            [str(x) for x in r["records"]],
+            str(r["merkle_root"]),
+            [int(x) for x in r["lines"]],
+        )
+        for r in (rows[p] for p in paths)
+    ]
+
+
+def _ray_init(workers: int) -> None:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray Data: pip install 'secure-train[ray]'") from None
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or None, num_cpus=None if address else workers, log_to_driver=False)

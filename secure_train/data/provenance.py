@@ -328,8 +328,14 @@ class Manifest:
         license: str,  # noqa: A002 - the manifest field's name
         description: str = "",
         progress: bool = False,
+        workers: int = 1,
+        engine: str = "local",
     ) -> Manifest:
         """Hash a data file, or every data file (``.tsv .csv .jsonl .json .txt``) under a directory.
+
+        The manifest's ``merkle_root`` is a Merkle tree over per-file (per-shard) roots; with
+        ``workers > 1`` or ``engine="ray"`` the files are hashed in parallel on that engine
+        (:func:`secure_train.data.parallel.hash_files`): the manifest is the same either way.
 
         Raises:
             DataError: the path does not exist or holds no data file.
@@ -340,13 +346,19 @@ class Manifest:
             raise DataError(f"{path}: no data files (.tsv, .csv, .jsonl, .json, .txt)")
         root = base if base.is_dir() else base.parent
         entries = []
-        iterator: Iterable[Path] = files
-        if progress:
-            from tqdm import tqdm
+        states: Iterable[_FileState]
+        if workers > 1 or engine != "local":
+            from secure_train.data.parallel import hash_files
 
-            iterator = tqdm(files, desc="hashing", unit="file", file=sys.stderr)
-        for file in iterator:
-            state = _hash_file(file)
+            states = hash_files(files, workers=workers, engine=engine)
+        else:
+            iterator: Iterable[Path] = files
+            if progress:
+                from tqdm import tqdm
+
+                iterator = tqdm(files, desc="hashing", unit="file", file=sys.stderr)
+            states = (_hash_file(file) for file in iterator)
+        for file, state in zip(files, states, strict=True):
             entries.append(
                 {
                     "path": file.relative_to(root).as_posix(),
