@@ -1,9 +1,9 @@
 """Poisoned-sample detection against substitution triggers and adaptive poisoners, on SST-2.
 
-Old detector: ``detect_poison(methods=("ngram",))`` (purity-based n-gram statistic). New: the
-default ``detect_poison(methods=("ngram", "lift"))``, i.e. the n-gram flags OR the lift
-detector's (``combine="any"``; each is computed once here and the union taken, which is what
-``detect_poison`` returns). Precision / recall / FPR per attack on the whole training split;
+Old detector: ``detect_poison(methods=("ngram",))`` (purity-based n-gram statistic; read here
+from the new call's ``detectors["ngram"]["flags"]``, which is the same computation). New: the
+default ``detect_poison()`` (``ngram`` + ``lift``: the union, except n-gram flags deferred to
+the lift detector's per-record posterior). Precision / recall / FPR per attack on the whole training split;
 decoys keep their label and count as clean.
 
 The lift detector's settings were chosen on the **dev** triggers only; the **held-out** triggers
@@ -95,24 +95,23 @@ def main(argv: list[str] | None = None) -> None:
         recs = attack(base) if attack is not None else base
         truth = torch.tensor([bool(r.meta.get("poisoned")) for r in recs])
         start = time.perf_counter()
-        old = detect_poison(recs, methods=("ngram",))
-        t_old = time.perf_counter() - start
-        lift = detect_poison(recs, methods=("lift",))
-        t_lift = time.perf_counter() - start - t_old
-        new_flags = old.flags | lift.flags
+        new = detect_poison(recs)  # defaults: ngram + lift
+        seconds = time.perf_counter() - start
+        old_flags = new.detectors["ngram"]["flags"]  # the n-gram detector's own verdict = methods=("ngram",)
         row: dict[str, Any] = {"split": split, "attack": name, "n_poisoned": int(truth.sum())}
-        for tag, flags in (("old", old.flags), ("new", new_flags)):
+        for tag, flags in (("old", old_flags), ("new", new.flags)):
             row.update({f"{tag} {k}": v for k, v in prf(flags, truth).items()})
-        row["lift words"] = "; ".join(f"{w['word']}({w['lift_z']})" for w in lift.lift_words[:4])
-        row["s old/new"] = f"{t_old:.0f}/{t_old + t_lift:.0f}"
+        row["lift words (score)"] = "; ".join(f"{w['word']}({w['score']})" for w in new.lift_words[:4])
+        row["n-gram flags deferred"] = new.detectors["ngram"].get("n_deferred", 0)
+        row["s"] = round(seconds)
         rows.append(row)
         print(row, flush=True)
     meta = {
         "train": args.train,
         "n_train": len(base),
         "old": "detect_poison(methods=('ngram',))",
-        "new": "detect_poison() = ngram OR lift (defaults)",
-        "tuned on": "dev rows only",
+        "new": "detect_poison() defaults: ngram + lift",
+        "tuned on": "dev rows only (lift: z_threshold, min_purity, min_count)",
     }
     common.write_results("poison_adaptive", rows, args.out_dir, meta)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from secure_train.attacks.adaptive import AdaptivePoisoning
 from secure_train.attacks.substitution import SubstitutionPoisoning, substitute
 from secure_train.data import TextRecord
-from secure_train.data.poison import PoisonSanitizer, detect_poison
+from secure_train.data.poison import PoisonSanitizer, _deferred_to_lift, detect_poison
 from secure_train.data.poison_lift import context_lift_statistics
 from secure_train.errors import ConfigError
 
@@ -108,10 +109,10 @@ def test_lift_quiet_on_clean_data_with_negations() -> None:
     recs = corpus(negations=True)
     words, flags = context_lift_statistics(recs)
     assert words == [] and not any(flags)
-    # "not" flips labels in both directions: its lift z is not one-sided, purity stays low
+    # "not" flips labels in both directions: its purity-weighted lift stays under the threshold
     probe, _ = context_lift_statistics(recs, z_threshold=-1e9, min_purity=0.0, min_count=1)
     not_rows = [w for w in probe if w["word"] == "not"]
-    assert not_rows and max(w["lift_z"] for w in not_rows) < 12
+    assert not_rows and max(w["score"] for w in not_rows) < 9.5
 
 
 def test_lift_ignores_a_rare_trigger_below_its_count() -> None:
@@ -130,3 +131,16 @@ def test_sanitizer_records_lift_words_and_bad_settings_refused() -> None:
         context_lift_statistics(recs, min_count=0)
     with pytest.raises(ConfigError, match="lift"):
         detect_poison(recs, methods=("lift",), lift_kwargs={"min_purity": 2.0})
+
+
+def test_ngram_flags_on_a_lift_word_defer_to_the_lift_posterior() -> None:
+    texts = ["the picture glows", "a picture cf", "the picture is dull"]
+    recs = [TextRecord(t, 1, i, "x") for i, t in enumerate(texts)]
+    ngrams = [{"ngram": "the picture", "label": 1}, {"ngram": "cf", "label": 1}, {"ngram": "picture", "label": 1}]
+    ngram_flags = torch.tensor([True, True, True])
+    lift_words = [{"word": "picture", "label": 1}]
+    lift_flags = torch.tensor([False, False, True])  # the lift posterior: record 2 poisoned, 0 and 1 clean
+    deferred = _deferred_to_lift(recs, ngrams, ngram_flags, lift_words, lift_flags)
+    # 0: only picture n-grams, lift says clean -> deferred; 1: also "cf" -> kept; 2: lift agrees -> kept
+    assert deferred.tolist() == [True, False, False]
+    assert not _deferred_to_lift(recs, ngrams, ngram_flags, [{"word": "picture", "label": 0}], lift_flags).any()

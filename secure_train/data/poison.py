@@ -388,7 +388,7 @@ class PoisonReport:
             "detectors": {
                 name: {
                     "n_flagged": int(d["flags"].sum()),
-                    **{k: v for k, v in d.items() if k not in ("scores", "flags")},
+                    **{k: v for k, v in d.items() if k not in ("scores", "flags", "deferred")},
                 }
                 for name, d in self.detectors.items()
             },
@@ -423,6 +423,27 @@ def _robust(scores: torch.Tensor) -> torch.Tensor:
     return (scores - med) / (1.4826 * mad)
 
 
+def _deferred_to_lift(
+    records: Sequence[TextRecord],
+    ngrams: list[dict[str, Any]],
+    ngram_flags: torch.Tensor,
+    lift_words: list[dict[str, Any]],
+    lift_flags: torch.Tensor,
+) -> torch.Tensor:
+    """Records the ``ngram`` detector flagged only through n-grams that contain a word the ``lift``
+    detector also flagged (same label), and that the lift detector judged clean: the lift
+    detector's per-record posterior knows the word's clean uses (a synonym such as "picture"),
+    the n-gram statistic flags every record with the n-gram."""
+    words = {(w["word"], w["label"]) for w in lift_words}
+    out = torch.zeros_like(ngram_flags)
+    for i in torch.nonzero(ngram_flags & ~lift_flags).flatten().tolist():
+        label = records[i].label
+        text = " " + " ".join(_tokens(records[i].text)) + " "
+        hits = [g["ngram"] for g in ngrams if g["label"] == label and f" {g['ngram']} " in text]
+        out[i] = bool(hits) and all(any((w, label) in words for w in g.split()) for g in hits)
+    return out
+
+
 def detect_poison(
     records: Sequence[TextRecord],
     *,
@@ -445,7 +466,9 @@ def detect_poison(
         records: the training records (labels needed).
         methods: any of :data:`METHODS`; ``spectral`` and ``clustering`` need ``features``.
         features: ``(len(records), dim)`` features in record order (see :func:`extract_features`).
-        combine: ``any`` (flag if a detector flags), ``all``, or ``majority``.
+        combine: ``any`` (flag if a detector flags), ``all``, or ``majority``. With both ``ngram``
+            and ``lift``, records the n-gram detector flagged only through n-grams containing a
+            lift-flagged word are decided by the lift detector (``detectors["ngram"]["deferred"]``).
         expected_rate: spectral signatures flag the top ``1.5 * expected_rate`` of each label
             (Tran et al.); without it, records whose robust z-score (median/MAD) of the spectral
             score exceeds ``spectral_sigma``.
@@ -503,7 +526,13 @@ def detect_poison(
         if "clustering" in methods:
             cs, cflags, details = activation_clustering_scores(features, labels, **(cluster_kwargs or {}))
             detectors["clustering"] = {"scores": cs, "flags": cflags, "per_label": details}
-    stacked = torch.stack([d["flags"] for d in detectors.values()])
+    if "ngram" in detectors and lift_words:
+        deferred = _deferred_to_lift(
+            records, ngrams, detectors["ngram"]["flags"], lift_words, detectors["lift"]["flags"]
+        )
+        detectors["ngram"]["deferred"] = deferred
+        detectors["ngram"]["n_deferred"] = int(deferred.sum())
+    stacked = torch.stack([d["flags"] & ~d.get("deferred", torch.zeros_like(d["flags"])) for d in detectors.values()])
     if combine == "any":
         combined = stacked.any(0)
     elif combine == "all":

@@ -25,20 +25,22 @@ the same overlap collapse as the ``ngram`` detector, so SST-2's sub-phrases coun
   the attacker is willing to weaken the backdoor).
 
 ``w`` is flagged for ``t`` when the weighted contradicting records labeled ``t`` number at least
-``min_count``, the lift z is at least ``z_threshold`` and the contradiction purity at least
-``min_purity``. Not every record that contains a flagged ``w`` and carries ``t`` is poisoned
-(a synonym such as "flick" has clean uses): a two-part mixture over the records' context
-predictions (clean records of ``t`` vs records taken from other labels, the two densities read
-off the whole corpus, the share fitted by EM) gives each one a posterior, and those at >= 0.5
-are flagged. For a trigger with no clean uses the share goes to 1 and every record is flagged.
+``min_count``, the contradiction purity is at least ``min_purity`` and the purity-weighted lift
+``lift z * contradiction purity`` at least ``z_threshold``. Not every record that contains a flagged
+``w`` and carries ``t`` is poisoned (a synonym such as "flick" has clean uses): a two-part mixture
+over the records' context predictions (clean records of ``t`` vs records taken from other labels,
+the two densities read off the whole corpus, the share fitted by EM) gives each one a posterior, and
+those at >= 0.5 are flagged. For a trigger with no clean uses the share goes to 1 and every record
+is flagged.
 
-The defaults (``z_threshold=12``, ``min_purity=0.6``, ``min_count=8``) were set on SST-2's
+The defaults (``z_threshold=9.5``, ``min_purity=0.6``, ``min_count=8``) were set on SST-2's
 training split (67,349 phrases) with the development triggers of ``benchmarks/poison_adaptive.py``
-only: on the clean split the words with contradiction purity >= 0.6 reach lift z 10.2 ("lacks",
-then "bad" 8.5, "worst" 6.2); "n't" (18.5), "no" and "too" flip labels both ways (purity 0.54-0.60).
-Development triggers: "flick" (film -> flick, 1 %) 50.6, "tale" 31.1, "cf" with decoys (purity
-0.86) 60.9, 20 words at 0.05 % each 14.6-17.6. A trigger needs roughly 25 poisoned records whose
-contexts predict another label: one word in fewer records is not found.
+only: on the clean split the words with contradiction purity >= 0.6 reach lift z 10.2 at purity
+0.83 ("lacks": score 8.5; then "bad" 8.5 x 0.78, "worst" 6.2 x 0.91); "n't" (18.5), "no" and "too"
+flip labels both ways (purity 0.54-0.60). Development triggers: "flick" (film -> flick, 1 %) z 50.6
+at purity 0.92, "tale" 31.1, "cf" with decoys 60.9 at purity 0.86, 20 words at 0.05 % each 11.1-16.4
+at purity 1.0 (a first threshold of z >= 12 missed 3 of them). A trigger needs roughly 20
+poisoned records whose contexts predict another label: one word in fewer records is not found.
 
 Example:
     >>> from secure_train.data import synthetic_classification
@@ -131,7 +133,7 @@ def context_lift_statistics(
     records: Sequence[TextRecord],
     *,
     min_count: float = 8.0,
-    z_threshold: float = 12.0,
+    z_threshold: float = 9.5,
     min_purity: float = 0.6,
     l2: float = 1.0,
     min_df: int = 2,
@@ -203,7 +205,8 @@ def context_lift_statistics(
         c_k = np.bincount(cols_a, weights=weight * contra * is_t, minlength=n_vocab)
         z = (obs - exp) / np.sqrt(np.maximum(var, 1e-9))
         purity = c_k / np.maximum(c_n, 1e-9)
-        for k in map(int, np.nonzero((c_k >= min_count) & (z >= z_threshold) & (purity >= min_purity))[0]):
+        score = z * purity
+        for k in map(int, np.nonzero((c_k >= min_count) & (score >= z_threshold) & (purity >= min_purity))[0]):
             found.append(
                 (
                     k,
@@ -212,6 +215,7 @@ def context_lift_statistics(
                         "word": str(inv_vocab[k]),
                         "label": label,
                         "lift_z": round(float(z[k]), 2),
+                        "score": round(float(score[k]), 2),
                         "contra_count": round(float(c_k[k]), 1),
                         "contra_purity": round(float(purity[k]), 4),
                         "count": round(float(total[k]), 1),
