@@ -1,4 +1,9 @@
-"""Shared machinery of the Hugging Face LightningModules: build, forward, optimizer, checks."""
+"""Shared machinery of the Hugging Face LightningModules: build, forward, optimizer, checks.
+
+Every ``from_pretrained`` / ``from_config`` call passes ``trust_remote_code=False``: a model
+folder whose ``config.json`` names custom code (``auto_map``) is loaded with the library's own
+class for its ``model_type`` or refused (:class:`ConfigError`), never executed or prompted for.
+"""
 
 from __future__ import annotations
 
@@ -45,9 +50,13 @@ class HFModule(pl.LightningModule):
             raise ConfigError("give either pretrained (a path or hub name) or config, not both")
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.pretrained = pretrained
+        if config_overrides.pop("trust_remote_code", False):
+            raise ConfigError("trust_remote_code is not supported: a model folder's custom code is never run")
         if pretrained is not None:
             try:
-                self.model: PreTrainedModel = self.auto_class.from_pretrained(os.fspath(pretrained), **config_overrides)
+                self.model: PreTrainedModel = self.auto_class.from_pretrained(
+                    os.fspath(pretrained), trust_remote_code=False, **config_overrides
+                )
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot load a model from {pretrained}: {str(err).splitlines()[0]}") from None
             self.model.train()  # from_pretrained returns eval mode; fine-tuning wants dropout on
@@ -55,12 +64,13 @@ class HFModule(pl.LightningModule):
             cfg = dict(self.default_config if config is None else config)
             cfg.setdefault("vocab_size", vocab_size)
             cfg.update(config_overrides)
+            cfg.pop("trust_remote_code", None)
             model_type = cfg.pop("model_type", self.default_config.get("model_type"))
             try:
-                hf_config: PretrainedConfig = AutoConfig.for_model(model_type, **cfg)
+                hf_config: PretrainedConfig = AutoConfig.for_model(model_type, **cfg)  # a registered type only
+                self.model = self.auto_class.from_config(hf_config, trust_remote_code=False)
             except ValueError as err:
                 raise ConfigError(f"bad model config: {err}") from None
-            self.model = self.auto_class.from_config(hf_config)
         accepted = inspect.signature(self.model.forward).parameters
         self._input_keys = tuple(k for k in _INPUT_KEYS if k in accepted)
         self.last_per_sample_loss: torch.Tensor | None = None
