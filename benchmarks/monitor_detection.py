@@ -8,14 +8,21 @@ Parts (``--parts``, default all):
 - ``b`` false alarms: clean runs with different seeds, all four monitors at defaults.
 - ``c`` rollback: final validation accuracy of a clean run, of a run with a mid-run
   learning-rate spike, and of the same spiked run with ``action="rollback"``.
-- ``d`` ``SampleLossMonitor`` against the backdoor yardstick (BadNets, dirty label):
-  precision and recall of the flagged samples against ``meta["poisoned"]`` at each poison
-  rate, and ASR / clean accuracy of the run that drops flagged samples from later epochs
-  vs the undefended run.
+- ``d`` the retired ``SampleLossMonitor`` (``secure_train.callbacks.sample_loss``, no longer
+  exported) against the backdoor yardstick (dirty label; ``--trigger badnets|addsent``,
+  ``--words`` for other trigger words): precision and recall of the flagged samples against
+  ``meta["poisoned"]`` at each poison rate, the ranking quality of its two scores without a
+  threshold (precision at the poison count, ROC AUC of ``early`` and ``high``), and ASR /
+  clean accuracy of the run that drops flagged samples from later epochs vs the undefended
+  run. This part documents a negative result: the monitor was retired because these figures
+  stayed near zero (precision <= 0.05, recall <= 0.01 at 1 % and 10 % BadNets on tiny BERT;
+  precision at the poison count <= 0.11 with MiniLM-L6; ASR not lowered by dropping).
 
 Examples:
     python benchmarks/monitor_detection.py --parts a b c            # tiny BERT, synthetic corpus
     python benchmarks/monitor_detection.py --parts d --epochs 4
+    python benchmarks/monitor_detection.py --parts d --epochs 4 --trigger addsent
+    python benchmarks/monitor_detection.py --parts d --epochs 4 --words zq
     flock /tmp/secure-train-heavy.lock python benchmarks/monitor_detection.py --parts d \\
         --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv --model-path minilm \\
         --train-limit 2000 --max-length 48 --epochs 3
@@ -28,6 +35,7 @@ import json
 import math
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +47,14 @@ import torch  # noqa: E402
 from backdoor import evaluate  # noqa: E402
 
 from secure_train.attacks import BackdoorPoisoning  # noqa: E402
+from secure_train.attacks.backdoor import Trigger, make_trigger, triggered_records  # noqa: E402
 from secure_train.callbacks import (  # noqa: E402
     ActivationMonitor,
     AnomalyMonitor,
     GradNormMonitor,
     LossSpikeMonitor,
-    SampleLossMonitor,
 )
+from secure_train.callbacks.sample_loss import SampleLossMonitor  # noqa: E402
 from secure_train.models import TextClassifier  # noqa: E402
 
 
@@ -116,11 +125,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.1])
     g.add_argument("--target-label", type=int, default=1)
     g.add_argument("--score-after-epochs", type=int, default=2)
+    g.add_argument("--trigger", choices=["badnets", "addsent"], default="badnets", help="trigger family (d)")
+    g.add_argument("--words", nargs="+", default=None, help="trigger words / sentences instead of the family's (d)")
     return parser.parse_args(argv)
 
 
 def default_monitors(**kwargs: Any) -> list[AnomalyMonitor]:
-    return [LossSpikeMonitor(**kwargs), GradNormMonitor(**kwargs), ActivationMonitor(**kwargs), SampleLossMonitor()]
+    return [LossSpikeMonitor(**kwargs), GradNormMonitor(**kwargs), ActivationMonitor(**kwargs)]
 
 
 def make_model(args: argparse.Namespace, **kwargs: Any) -> TextClassifier:
@@ -192,14 +203,11 @@ def part_b(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         monitors = default_monitors()
         trainer, model, dm = train(args, seed, list(monitors), epochs=args.clean_epochs)
-        sample = monitors[3]
-        assert isinstance(sample, SampleLossMonitor)  # noqa: S101
         rows.append(
             {
                 "seed": seed,
                 "steps": trainer.global_step,
-                **{m.monitor_name: m.num_anomalies for m in monitors[:3]},
-                "SampleLoss_flagged": len(sample.flagged_ids),
+                **{m.monitor_name: m.num_anomalies for m in monitors},
                 "n_train": len(dm.load_records()["train"]),
                 "val_acc": common.clean_accuracy(model, dm),
             }
@@ -236,27 +244,64 @@ def part_c(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def precision_at(monitor: SampleLossMonitor, poisoned: set[int], epochs: int) -> float:
-    """Share of poisoned samples among the ``len(poisoned)`` highest ``early`` scores (ranking quality)."""
-    scores = {sid: -sum(t[:epochs]) / len(t[:epochs]) for sid, t in monitor.trajectories.items() if t}
+def monitor_scores(monitor: SampleLossMonitor, epochs: int) -> dict[str, dict[int, float]]:
+    """The monitor's ``early`` (mean relative loss, negated) and ``high`` (last two epochs) scores."""
+    trajs = {sid: t[:epochs] for sid, t in monitor.trajectories.items() if t}
+    return {
+        "early": {sid: -sum(t) / len(t) for sid, t in trajs.items()},
+        "high": {sid: sum(t[-2:]) / len(t[-2:]) for sid, t in trajs.items()},
+    }
+
+
+def precision_at(scores: dict[int, float], poisoned: set[int]) -> float:
+    """Share of poisoned samples among the ``len(poisoned)`` highest scores (ranking quality)."""
     top = sorted(scores, key=lambda sid: -scores[sid])[: len(poisoned)]
     return len(set(top) & poisoned) / len(poisoned) if poisoned else 0.0
+
+
+def roc_auc(scores: dict[int, float], poisoned: set[int]) -> float:
+    """Probability that a poisoned sample outscores a clean one (ties count half)."""
+    pos = torch.tensor([v for s, v in scores.items() if s in poisoned], dtype=torch.float64)
+    neg = torch.tensor([v for s, v in scores.items() if s not in poisoned], dtype=torch.float64)
+    if not len(pos) or not len(neg):
+        return math.nan
+    greater = (pos[:, None] > neg[None, :]).double().mean()
+    ties = (pos[:, None] == neg[None, :]).double().mean()
+    return float(greater + 0.5 * ties)
+
+
+def attack_success(model: TextClassifier, dm: Any, trigger: Trigger, args: argparse.Namespace) -> float:
+    """Share of triggered non-target dev records classified as the target label."""
+    trig = triggered_records(dm.load_records()["val"], trigger, args.target_label, seed=args.seed + 1)
+    return float((common.predict(model, dm, trig) == args.target_label).float().mean())
+
+
+def trigger_tag(args: argparse.Namespace) -> str:
+    """``badnets``, ``addsent`` or ``words-<w1>-<w2>`` (result file names)."""
+    if args.words is None:
+        return str(args.trigger)
+    return "words-" + "-".join("".join(c if c.isalnum() else "_" for c in w) for w in args.words)[:40]
 
 
 def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     epochs = args.epochs or (1 if args.model_path else 4)
+    trigger = make_trigger(args.trigger, words=args.words)
     for rate in args.rates:
         for defended in (False, True):
-            poison = BackdoorPoisoning("badnets", rate=rate, target_label=args.target_label, seed=args.seed)
-            monitor = SampleLossMonitor(score_after_epochs=args.score_after_epochs, drop_flagged=True)
+            poison = BackdoorPoisoning(trigger, rate=rate, target_label=args.target_label, seed=args.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # retired: measured here on purpose
+                monitor = SampleLossMonitor(score_after_epochs=args.score_after_epochs, drop_flagged=True)
             trainer, model, dm = train(
                 args, args.seed, [monitor] if defended else [], transforms=[poison], epochs=epochs
             )
-            cacc, asr = evaluate(model, dm, "badnets", args)
+            cacc = evaluate(model, dm, "badnets", args)[0]
+            asr = attack_success(model, dm, trigger, args)
             train_recs = dm.load_records()["train"]
             poisoned = {r.sample_id for r in train_recs if r.meta.get("poisoned")}
             row: dict[str, Any] = {
+                "trigger": "/".join(trigger.choices),
                 "poison_rate": rate,
                 "run": "drop flagged" if defended else "undefended",
                 "n_train": len(train_recs),
@@ -267,17 +312,22 @@ def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
             if defended:
                 flagged = monitor.flagged_ids
                 tp = len(flagged & poisoned)
+                scores = monitor_scores(monitor, args.score_after_epochs)
                 row.update(
                     {
                         "flagged": len(flagged),
                         "precision": tp / len(flagged) if flagged else 0.0,
                         "recall": tp / len(poisoned) if poisoned else 0.0,
                         "dropped_rows": monitor.dropped_rows,
-                        "precision_at_n_poisoned": precision_at(monitor, poisoned, args.score_after_epochs),
+                        "precision_at_n_poisoned": precision_at(scores["early"], poisoned),
+                        "high_precision_at_n_poisoned": precision_at(scores["high"], poisoned),
+                        "auc_early": roc_auc(scores["early"], poisoned),
+                        "auc_high": roc_auc(scores["high"], poisoned),
                     }
                 )
                 dump = {"poisoned": sorted(poisoned), "trajectories": monitor.trajectories, "losses": monitor.losses}
-                name = f"monitor_detection_trajectories_{rate:g}_{Path(str(args.model_path)).name}.json"
+                model_name = Path(str(args.model_path)).name
+                name = f"monitor_detection_trajectories_{trigger_tag(args)}_{rate:g}_{model_name}.json"
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
                 (Path(args.out_dir) / name).write_text(json.dumps(dump))
             rows.append(row)
@@ -322,13 +372,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "d" in args.parts:
         rows = part_d(args)
-        columns = ["poison_rate", "run", "n_train", "n_poisoned", "flagged", "precision", "recall"]
-        columns += ["precision_at_n_poisoned", "dropped_rows", "CACC", "ASR"]
+        columns = ["trigger", "poison_rate", "run", "n_train", "n_poisoned", "flagged", "precision", "recall"]
+        columns += ["precision_at_n_poisoned", "high_precision_at_n_poisoned", "auc_early", "auc_high"]
+        columns += ["dropped_rows", "CACC", "ASR"]
         common.write_results(
-            "monitor_detection_sample_loss" + suffix,
+            f"monitor_detection_sample_loss_{trigger_tag(args)}" + suffix,
             rows,
             args.out_dir,
-            {**meta, "epochs": args.epochs, "score_after_epochs": args.score_after_epochs},
+            {**meta, "epochs": args.epochs, "score_after_epochs": args.score_after_epochs, "trigger": args.trigger},
             columns=columns,
         )
 

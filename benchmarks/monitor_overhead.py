@@ -31,8 +31,8 @@ from secure_train.callbacks import (  # noqa: E402
     ActivationMonitor,
     GradNormMonitor,
     LossSpikeMonitor,
-    SampleLossMonitor,
 )
+from secure_train.callbacks.sample_loss import SampleLossMonitor  # noqa: E402  (retired, not exported)
 
 
 class StepTimer(pl.Callback):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from secure_train.callbacks import (
     GradNormMonitor,
     LossSpikeMonitor,
     RunningStats,
-    SampleLossMonitor,
 )
 from secure_train.models import TextClassifier
 
@@ -171,8 +169,6 @@ def test_running_stats_checks_arguments(kwargs: dict[str, Any], message: str) ->
 def test_monitors_check_arguments() -> None:
     with pytest.raises(ValueError, match="action"):
         LossSpikeMonitor(action="explode")
-    with pytest.raises(ValueError, match="action"):
-        SampleLossMonitor(action="skip")
     with pytest.raises(ValueError, match="band"):
         ActivationMonitor(band=0.5)
     with pytest.raises(ValueError, match="check_every_n_steps"):
@@ -291,51 +287,17 @@ def test_activation_monitor_hooks_only_on_sampling_steps_and_flags_explosion(tmp
     assert {e["metric"] for e in events} >= {"model.bert.encoder.layer.1/std", "model.bert.encoder.layer.1/max_abs"}
 
 
-# -- per-sample losses ---------------------------------------------------------------------------
-def test_sample_loss_scores_planted_outliers() -> None:
-    monitor = SampleLossMonitor(score_after_epochs=2, k=3.5, kinds=("early", "high"))
-    gen = torch.Generator().manual_seed(0)
-    for sid in range(200):
-        monitor.trajectories[sid] = (torch.randn(3, generator=gen) * 0.3).tolist()
-        monitor.losses[sid] = [0.5, 0.3, 0.2]
-    for sid in (3, 50):
-        monitor.trajectories[sid] = [-4.0, -5.0, -6.0]  # learned early and fast
-    monitor.trajectories[77] = [2.0, 3.0, 3.5]  # stays hard
-    new = monitor._score()
-    assert new == {3, 50, 77}
-    kinds = {s["sample_id"]: s["kind"] for s in monitor.suspects}
-    assert kinds == {3: "early", 50: "early", 77: "high"}
+# -- retired per-sample-loss monitor -------------------------------------------------------------
+def test_sample_loss_monitor_is_retired() -> None:
+    # It did not find poisoned samples (benchmarks/monitor_detection.py --parts d): not offered as a defense.
+    import secure_train.callbacks as callbacks
+    from secure_train.callbacks.sample_loss import SampleLossMonitor
 
-
-def test_relative_losses_remove_batch_and_label_effects() -> None:
-    rows = torch.tensor(
-        [[1, 0.1, 0, 0], [2, 0.1, 0, 0], [3, 1.0, 1, 0], [4, 1.0, 1, 0], [5, 0.01, 1, 0]], dtype=torch.float64
-    )
-    rel = SampleLossMonitor.relative_losses(rows)
-    assert rel[1][0] == pytest.approx(0.0) and rel[3][0] == pytest.approx(0.0)
-    assert rel[5][0] == pytest.approx(math.log(0.01))
-    assert rel[5][1] == pytest.approx(0.01)
-
-
-@pytest.mark.slow
-def test_sample_loss_writes_suspects_audits_and_drops(tmp_path: Path) -> None:
-    monitor = SampleLossMonitor(score_after_epochs=1, k=1.0, max_flag_fraction=0.05, drop_flagged=True, top_n=1000)
-    seen: dict[int, set[int]] = {}
-
-    class Seen(pl.Callback):
-        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *a: Any) -> None:
-            seen.setdefault(trainer.current_epoch, set()).update(outputs["sample_id"].tolist())
-
-    trainer = trainer_for(tmp_path, [monitor, Seen()], max_epochs=2)
-    trainer.fit(Spiky(), tiny_classification_data())
-    doc = json.loads((tmp_path / "suspects.json").read_text())
-    assert doc["suspects"] == sorted(doc["suspects"], key=lambda s: -s["z"])
-    assert {s["sample_id"] for s in doc["suspects"]} == monitor.flagged_ids
-    rounds = [e["payload"] for e in read_events(tmp_path / "audit.jsonl") if e["type"] == "monitor.suspects"]
-    first = set(rounds[0]["top_sample_ids"])  # flagged after epoch 0
-    assert first and len(first) <= 0.05 * len(seen[0]) and rounds[0]["flagged"] == len(first)
-    assert first <= seen[0] and not first & seen[1]  # dropped from the later epoch
-    assert monitor.dropped_rows == len(first)
+    assert "SampleLossMonitor" not in callbacks.__all__ and not hasattr(callbacks, "SampleLossMonitor")
+    root = Path(__file__).resolve().parents[1]
+    assert not any("callbacks.SampleLossMonitor" in p.read_text() for p in (root / "recipes").glob("*.yaml"))
+    with pytest.warns(FutureWarning, match="retired"):
+        SampleLossMonitor()
 
 
 # -- resume ---------------------------------------------------------------------------------------
@@ -344,7 +306,7 @@ def test_resume_restores_statistics_and_trajectories(tmp_path: Path) -> None:
     ckpt_cb = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
 
     def monitors() -> list[pl.Callback]:
-        return [LossSpikeMonitor(warmup=4), GradNormMonitor(warmup=4), SampleLossMonitor(score_after_epochs=3)]
+        return [LossSpikeMonitor(warmup=4), GradNormMonitor(warmup=4)]
 
     first = monitors()
     trainer = trainer_for(tmp_path, [*first, ckpt_cb], max_epochs=1, enable_checkpointing=True)
@@ -358,24 +320,11 @@ def test_resume_restores_statistics_and_trajectories(tmp_path: Path) -> None:
         def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             seen_at_start["loss_values"] = resumed[0].stats.state_dict()["values"].clone()
             seen_at_start["grad_count"] = resumed[1].stats.count
-            seen_at_start["trajectories"] = {k: list(v) for k, v in resumed[2].trajectories.items()}
 
     trainer = trainer_for(tmp_path, [*resumed, Peek()], max_epochs=2)
     trainer.fit(Spiky(), tiny_classification_data(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert torch.equal(seen_at_start["loss_values"], loss_state["values"])
     assert seen_at_start["grad_count"] == first[1].stats.count > 0
-    assert seen_at_start["trajectories"] == first[2].trajectories
-    assert all(len(t) == 2 for t in resumed[2].trajectories.values())  # one epoch before, one after resume
-    assert resumed[2].epochs_seen == 2
-
-
-def test_sample_loss_halt_stops_after_the_flagging_epoch(tmp_path: Path) -> None:
-    monitor = SampleLossMonitor(score_after_epochs=1, k=1.0, action="halt")
-    trainer = trainer_for(tmp_path, [monitor], max_epochs=3)
-    trainer.fit(Spiky(), tiny_classification_data())
-    assert trainer.current_epoch == 1 and trainer.should_stop
-    assert (tmp_path / "monitor-halt" / f"step={trainer.global_step}.ckpt").is_file()
-    assert any(a["action"] == "halt" for a in monitor.anomalies)
 
 
 def test_grad_norm_logs_the_clipped_norm_when_clipping(tmp_path: Path) -> None:

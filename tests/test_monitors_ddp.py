@@ -11,7 +11,8 @@ from conftest import ddp_trainer, read_rank_json, tiny_classification_data, writ
 from test_monitors import Spiky
 
 from secure_train.audit import read_events
-from secure_train.callbacks import GradNormMonitor, LossSpikeMonitor, SampleLossMonitor
+from secure_train.callbacks import GradNormMonitor, LossSpikeMonitor
+from secure_train.callbacks.sample_loss import SampleLossMonitor  # retired, not exported
 
 
 class RankLog(pl.Callback):

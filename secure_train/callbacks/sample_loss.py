@@ -1,9 +1,21 @@
-"""Per-sample loss trajectories: samples learned anomalously early (backdoors) or never (label flips)."""
+"""Retired: per-sample loss trajectories do not find poisoned samples (kept as a measured negative result).
+
+:class:`SampleLossMonitor` is no longer exported from :mod:`secure_train.callbacks`, the
+recipes or the README, and constructing it emits a :class:`FutureWarning`. It stays importable
+from this module only so that ``benchmarks/monitor_detection.py --parts d`` can reproduce why
+it was retired: on the backdoor yardstick (tiny BERT, synthetic corpus, BadNets 1 % and 10 %)
+its flags had precision <= 0.05 and recall <= 0.01, and dropping them did not lower ASR; with
+MiniLM-L6 on SST-2 the poisoned samples kept a *higher* relative loss (``high`` score AUC
+0.895 at 1 %, 0.70 at 10 %) but precision at the poison count stayed 0.07-0.11. The premise
+(poisoned samples are learned earlier than their peers, Anti-Backdoor Learning) did not hold.
+Use ``secure-train scan`` / ``detect_poison`` on the data instead.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +37,9 @@ def _robust_z(scores: torch.Tensor) -> torch.Tensor:
 
 
 class SampleLossMonitor(AnomalyMonitor):
-    """Track every training sample's loss across epochs, keyed by ``sample_id``, and flag suspects.
+    """Retired (see the module docstring): track each sample's loss across epochs and flag suspects.
+
+    Not a defense: it did not find BadNets poisoned samples (precision <= 0.05, recall <= 0.01).
 
     The module's ``training_step`` must return ``{"loss", "per_sample_loss", "sample_id"}``
     (as :class:`~secure_train.models.TextClassifier` and :class:`~secure_train.models.CausalLM`
@@ -64,7 +78,10 @@ class SampleLossMonitor(AnomalyMonitor):
         action: ``warn`` or ``halt``.
 
     Example:
-        >>> monitor = SampleLossMonitor(score_after_epochs=2, drop_flagged=True)
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", FutureWarning)
+        ...     monitor = SampleLossMonitor(score_after_epochs=2, drop_flagged=True)
         >>> monitor.flagged_ids
         set()
     """
@@ -83,6 +100,12 @@ class SampleLossMonitor(AnomalyMonitor):
         top_n: int = 20,
         action: str = "warn",
     ) -> None:
+        warnings.warn(
+            "SampleLossMonitor is retired: it does not detect poisoned samples (precision <= 0.05, recall <= 0.01 "
+            "on BadNets at 1 % and 10 %); see benchmarks/monitor_detection.py --parts d",
+            FutureWarning,
+            stacklevel=2,
+        )
         super().__init__(action=action, check_every_n_steps=1)
         if score_after_epochs < 1:
             raise ValueError(f"score_after_epochs must be >= 1, got {score_after_epochs}")
