@@ -2,8 +2,9 @@
 
 Old detector: ``detect_poison(methods=("ngram",))`` (purity-based n-gram statistic; read here
 from the new call's ``detectors["ngram"]["flags"]``, which is the same computation). New: the
-default ``detect_poison()`` (``ngram`` + ``lift``: the union, except n-gram flags deferred to
-the lift detector's per-record posterior). Precision / recall / FPR per attack on the whole training split;
+default ``detect_poison()`` (``ngram`` + ``lift``, the union of their flags). ``new+defer``:
+``detect_poison(defer_to_lift=True)`` (n-gram flags made only through a lift-flagged word left
+to the lift detector's per-record posterior). Precision / recall / FPR per attack on the whole training split;
 decoys keep their label and count as clean.
 
 The lift detector's settings were chosen on the **dev** triggers only; the **held-out** triggers
@@ -95,11 +96,12 @@ def main(argv: list[str] | None = None) -> None:
         recs = attack(base) if attack is not None else base
         truth = torch.tensor([bool(r.meta.get("poisoned")) for r in recs])
         start = time.perf_counter()
-        new = detect_poison(recs)  # defaults: ngram + lift
+        new = detect_poison(recs, defer_to_lift=True)
         seconds = time.perf_counter() - start
         old_flags = new.detectors["ngram"]["flags"]  # the n-gram detector's own verdict = methods=("ngram",)
+        default = old_flags | new.detectors["lift"]["flags"]  # detect_poison() defaults (defer_to_lift=False)
         row: dict[str, Any] = {"split": split, "attack": name, "n_poisoned": int(truth.sum())}
-        for tag, flags in (("old", old_flags), ("new", new.flags)):
+        for tag, flags in (("old", old_flags), ("new", default), ("new+defer", new.flags)):
             row.update({f"{tag} {k}": v for k, v in prf(flags, truth).items()})
         row["lift words (score)"] = "; ".join(f"{w['word']}({w['score']})" for w in new.lift_words[:4])
         row["n-gram flags deferred"] = new.detectors["ngram"].get("n_deferred", 0)

@@ -459,6 +459,7 @@ def detect_poison(
     collapse_overlaps: bool = True,
     cluster_kwargs: dict[str, Any] | None = None,
     lift_kwargs: dict[str, Any] | None = None,
+    defer_to_lift: bool = False,
 ) -> PoisonReport:
     """Run the chosen detectors over labeled records and combine their flags.
 
@@ -468,7 +469,10 @@ def detect_poison(
         features: ``(len(records), dim)`` features in record order (see :func:`extract_features`).
         combine: ``any`` (flag if a detector flags), ``all``, or ``majority``. With both ``ngram``
             and ``lift``, records the n-gram detector flagged only through n-grams containing a
-            lift-flagged word are decided by the lift detector (``detectors["ngram"]["deferred"]``).
+            lift-flagged word can be left to the lift detector's per-record posterior
+            (``defer_to_lift=True``; ``detectors["ngram"]["deferred"]``): more precise on
+            synonyms with clean uses, but it lost recall on SST-2 (good -> decent: 1.00 -> 0.80),
+            so it is off by default.
         expected_rate: spectral signatures flag the top ``1.5 * expected_rate`` of each label
             (Tran et al.); without it, records whose robust z-score (median/MAD) of the spectral
             score exceeds ``spectral_sigma``.
@@ -526,7 +530,7 @@ def detect_poison(
         if "clustering" in methods:
             cs, cflags, details = activation_clustering_scores(features, labels, **(cluster_kwargs or {}))
             detectors["clustering"] = {"scores": cs, "flags": cflags, "per_label": details}
-    if "ngram" in detectors and lift_words:
+    if defer_to_lift and "ngram" in detectors and lift_words:
         deferred = _deferred_to_lift(
             records, ngrams, detectors["ngram"]["flags"], lift_words, detectors["lift"]["flags"]
         )
