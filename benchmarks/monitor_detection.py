@@ -12,7 +12,10 @@ Parts (``--parts``, default all):
   exported) against the backdoor yardstick (dirty label; ``--trigger badnets|addsent``,
   ``--words`` for other trigger words): precision and recall of the flagged samples against
   ``meta["poisoned"]`` at each poison rate, the ranking quality of its two scores without a
-  threshold (precision at the poison count, ROC AUC of ``early`` and ``high``), and ASR /
+  threshold (precision at the poison count, ROC AUC of ``early`` and ``high``), the same
+  precision for a spectral-signature baseline on the last epoch's classifier-head inputs and
+  head gradients (the alternative tried before retiring it; on both runs, the undefended one
+  has every sample in its last epoch), and ASR /
   clean accuracy of the run that drops flagged samples from later epochs vs the undefended
   run. This part documents a negative result: the monitor was retired because these figures
   stayed near zero (precision <= 0.05, recall <= 0.01 at 1 % and 10 % BadNets on tiny BERT;
@@ -244,6 +247,47 @@ def part_c(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+class HeadInputs(pl.Callback):
+    """Keep each sample's input to the classifier head and its logits from the last epoch (training mode)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+        self._cur: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        head = [m for m in pl_module.modules() if isinstance(m, torch.nn.Linear)][-1]
+        head.register_forward_hook(lambda m, i, o: setattr(self, "_cur", (i[0].detach(), o.detach())))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        if self._cur is None or trainer.current_epoch != (trainer.max_epochs or 1) - 1:
+            return
+        h, logits = self._cur
+        ids, labels = batch["sample_id"].tolist(), batch["labels"].tolist()
+        for sid, hi, li, y in zip(ids, h.cpu(), logits.cpu(), labels, strict=True):
+            self.rows[sid] = (hi, li, y)
+
+
+def spectral_scores(inputs: HeadInputs, gradients: bool = False) -> dict[int, float]:
+    """Spectral signature (Tran et al. 2018) per label: squared projection on the top singular vector.
+
+    On the head's inputs, or with ``gradients=True`` on the head's per-sample gradients
+    ``(softmax(logits) - onehot(y)) x input``.
+    """
+    out: dict[int, float] = {}
+    for label in sorted({y for _, _, y in inputs.rows.values()}):
+        ids = [sid for sid, (_, _, y) in inputs.rows.items() if y == label]
+        h = torch.stack([inputs.rows[sid][0] for sid in ids]).double()
+        if gradients:
+            logits = torch.stack([inputs.rows[sid][1] for sid in ids]).double()
+            err = logits.softmax(-1)
+            err[:, label] -= 1.0
+            h = (err[:, :, None] * h[:, None, :]).flatten(1)
+        x = h - h.mean(0)
+        top = torch.linalg.svd(x, full_matrices=False)[2][0]
+        out.update(zip(ids, ((x @ top) ** 2).tolist(), strict=True))
+    return out
+
+
 def monitor_scores(monitor: SampleLossMonitor, epochs: int) -> dict[str, dict[int, float]]:
     """The monitor's ``early`` (mean relative loss, negated) and ``high`` (last two epochs) scores."""
     trajs = {sid: t[:epochs] for sid, t in monitor.trajectories.items() if t}
@@ -293,8 +337,9 @@ def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # retired: measured here on purpose
                 monitor = SampleLossMonitor(score_after_epochs=args.score_after_epochs, drop_flagged=True)
+            head = HeadInputs()
             trainer, model, dm = train(
-                args, args.seed, [monitor] if defended else [], transforms=[poison], epochs=epochs
+                args, args.seed, [monitor, head] if defended else [head], transforms=[poison], epochs=epochs
             )
             cacc = evaluate(model, dm, "badnets", args)[0]
             asr = attack_success(model, dm, trigger, args)
@@ -308,6 +353,8 @@ def part_d(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "n_poisoned": len(poisoned),
                 "CACC": cacc,
                 "ASR": asr,
+                "spectral_features_precision_at_n": precision_at(spectral_scores(head), poisoned),
+                "spectral_gradients_precision_at_n": precision_at(spectral_scores(head, True), poisoned),
             }
             if defended:
                 flagged = monitor.flagged_ids
@@ -374,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = part_d(args)
         columns = ["trigger", "poison_rate", "run", "n_train", "n_poisoned", "flagged", "precision", "recall"]
         columns += ["precision_at_n_poisoned", "high_precision_at_n_poisoned", "auc_early", "auc_high"]
+        columns += ["spectral_features_precision_at_n", "spectral_gradients_precision_at_n"]
         columns += ["dropped_rows", "CACC", "ASR"]
         common.write_results(
             f"monitor_detection_sample_loss_{trigger_tag(args)}" + suffix,
