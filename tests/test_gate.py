@@ -293,7 +293,13 @@ def test_integrity_check_manifest_and_dp_policy(signed_ckpt: Path, keys, tmp_pat
     data = tmp_path / "data" / "train.tsv"
     data.parent.mkdir()
     data.write_text("sentence\tlabel\ngood film\t1\nbad film\t0\n")
-    manifest = Manifest.build(data, source="test", license="CC0").save(tmp_path / "manifest.json", sign=False)
+    build = Manifest.build(data, source="test", license="CC0")
+    manifest = build.save(tmp_path / "manifest.json", private_key=load_private_key(keys[0]))
+    unsigned = Manifest.build(data, source="test", license="CC0").save(tmp_path / "unsigned.json", sign=False)
+    other_priv, _ = generate_keypair(tmp_path / "o.pem", tmp_path / "o.pub", passphrase_env=None)
+    foreign = Manifest.build(data, source="test", license="CC0").save(
+        tmp_path / "foreign.json", private_key=load_private_key(other_priv)
+    )
     dp_state = {"callbacks": {"DifferentialPrivacy{}": {"accountant": "rdp", "history": [(1.0, 0.01, 1000)],
                                                          "delta": 1e-5}}}  # fmt: skip
     opts = {"public_key": str(keys[1]), "manifest": str(manifest), "max_epsilon": 100.0}
@@ -301,6 +307,27 @@ def test_integrity_check_manifest_and_dp_policy(signed_ckpt: Path, keys, tmp_pat
     ok = suite.run(None, None, checkpoint=signed_ckpt, checkpoint_state=dp_state)[0]
     assert ok["passed"], ok["details"]
     assert ok["details"]["manifest"] == "verified" and 0 < ok["details"]["dp_epsilon"] < 100
+    assert ok["details"]["manifest_signature"] == "verified" and ok["details"]["allow_unsigned_manifest"] is False
+    # an unsigned manifest, or one signed by another key, fails the check; the explicit opt-out is reported
+    for path, state in ((unsigned, "unsigned"), (foreign, "invalid")):
+        res = GateSuite.from_dict({"checks": {"integrity": {**opts, "manifest": str(path)}}}).run(
+            None, None, checkpoint=signed_ckpt, checkpoint_state=dp_state
+        )[0]
+        assert not res["passed"] and res["details"]["manifest_signature"] == state, res["details"]
+        assert any(p.startswith("manifest:") for p in res["details"]["problems"])
+    lax = {**opts, "manifest": str(unsigned), "allow_unsigned_manifest": True}
+    res = GateSuite.from_dict({"checks": {"integrity": lax}}).run(None, None, checkpoint=signed_ckpt,
+                                                                   checkpoint_state=dp_state)[0]  # fmt: skip
+    assert res["passed"] and res["details"]["allow_unsigned_manifest"] is True, res["details"]
+    lax_foreign = {**lax, "manifest": str(foreign)}  # a signature that does not verify is refused regardless
+    assert not GateSuite.from_dict({"checks": {"integrity": lax_foreign}}).run(
+        None, None, checkpoint=signed_ckpt, checkpoint_state=dp_state
+    )[0]["passed"]
+    from secure_train.gate.suite import _markdown
+
+    report = {"passed": True, "checkpoint": "m", "checkpoint_sha256": "0", "suite": "s", "suite_sha256": "0",
+              "time": "t", "seconds": 0, "checks": [res]}  # fmt: skip
+    assert "allow_unsigned_manifest" in _markdown(report)
     strict = GateSuite.from_dict({"checks": {"integrity": {**opts, "max_epsilon": 0.1}}})
     assert (
         "exceeds"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from secure_train.audit import AuditLog
@@ -69,10 +68,11 @@ def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog,
     for that digest (next to the file or in the verdict store, wherever the copy lies) blocks.
     ``--allow-ungated``, without a policy, target or attestation, waives only the passing
     attestation. Returns the checks, the audit log and whether the export is ungated."""
+    from secure_train.commands.gate import checkpoint_audit_log
     from secure_train.gate.attestation import ReleasePolicy
     from secure_train.gate.verdicts import VerdictStore
 
-    log = AuditLog(Path(args.audit_log) if args.audit_log else Path(args.checkpoint).parent / "audit.jsonl")
+    log = checkpoint_audit_log(args.audit_log, args.checkpoint)
     if args.allow_ungated and (args.policy or args.target or args.attestation):
         raise ConfigError("--allow-ungated cannot be combined with --policy, --target or --attestation")
     store = VerdictStore(args.verdicts)
@@ -95,19 +95,22 @@ def _gate_checks(args: argparse.Namespace) -> tuple[list[ExportCheck], AuditLog,
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     checks, audit_log, ungated = _gate_checks(args)  # a bad policy is refused before torch is imported
+    from secure_train.commands.gate import resigned_head
     from secure_train.integrity.export import export_checkpoint
 
-    result = export_checkpoint(
-        args.checkpoint,
-        args.out,
-        public_key=args.public_key,
-        private_key=load_private_key(args.signing_key),
-        require_signature=not args.allow_unsigned,
-        encryption_key=load_encryption_key(args.encryption_key),
-        encrypt_output=args.encrypt,
-        checks=checks,
-        audit_log=audit_log,
-    )
+    key = load_private_key(args.signing_key)
+    with resigned_head(audit_log, key, reason="export"):  # refused exports are recorded and signed too
+        result = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            public_key=args.public_key,
+            private_key=key,
+            require_signature=not args.allow_unsigned,
+            encryption_key=load_encryption_key(args.encryption_key),
+            encrypt_output=args.encrypt,
+            checks=checks,
+            audit_log=audit_log,
+        )
     print(
         f"OK: {result.path}: {result.tensors} tensors, {result.signed.size} bytes, "
         f"sha256 {result.signed.sha256}, signature {result.path}.sig"

@@ -10,24 +10,89 @@
   training analysis; exit 1 when samples or runs are flagged.
 
 The signing key comes from ``--signing-key`` or ``$SECURE_TRAIN_SIGNING_KEY``; every decision
-goes to the audit log (``--audit-log``, default ``audit.jsonl`` next to the checkpoint / report).
+goes to the audit log (``--audit-log``; default the run's ``audit.jsonl`` for a checkpoint in a
+run's ``checkpoints/`` folder, else ``audit.jsonl`` next to the checkpoint / report). ``gate`` and
+``export`` re-sign the log's head with the project key after recording (:func:`resigned_head`),
+unless the chain or the signed head failed before: re-signing would cover a cut.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from secure_train.audit import AuditLog
 from secure_train.commands import ArgumentParser
-from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
+from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey, load_private_key
 
-__all__ = ["approve_main", "diff_train_main", "drift_main", "main"]
+__all__ = ["approve_main", "checkpoint_audit_log", "diff_train_main", "drift_main", "main", "resigned_head"]
 
 
 def _audit(path: str | None, default_dir: Path) -> AuditLog:
     return AuditLog(Path(path) if path else default_dir / "audit.jsonl")
+
+
+def checkpoint_audit_log(path: str | None, checkpoint: str | Path, out_dir: str | None = None) -> AuditLog:
+    """``path``; else the run's ``audit.jsonl`` for ``RUN/checkpoints/CKPT``; else next to ``out_dir`` / CKPT."""
+    if path:
+        return AuditLog(Path(path))
+    ckpt = Path(checkpoint)
+    run_log = ckpt.parent.parent / "audit.jsonl"
+    if out_dir is None and ckpt.parent.name == "checkpoints" and run_log.is_file():
+        return AuditLog(run_log)
+    return _audit(None, Path(out_dir) if out_dir else ckpt.parent)
+
+
+def _resignable(log_path: Path, key: PrivateKey) -> str | None:
+    """Why ``log_path``'s head must not be re-signed, or None when it may be."""
+    from secure_train.audit import iter_events, verify
+    from secure_train.integrity.audit_head import head_path, verify_audit_head
+
+    if not log_path.is_file() or log_path.stat().st_size == 0:
+        return None  # a new log: nothing earlier to vouch for
+    chain = verify(log_path)
+    if not chain.ok:
+        return f"the audit log does not verify ({chain.error})"
+    if not head_path(log_path).is_file():
+        if any(e.get("type") == "checkpoint.signed" for e in iter_events(log_path)):
+            return "the log names signed checkpoints but has no signed head (head file removed)"
+        return None  # an unsigned run's log
+    # events after the head (e.g. an approval, signed by the approver's own key) are no cut
+    check = verify_audit_head(log_path, key.public_key(), allow_unsigned_tail=True)
+    return None if check.ok else f"its signed head does not verify ({check.error})"
+
+
+@contextmanager
+def resigned_head(log: AuditLog, key: PrivateKey | None, *, reason: str) -> Iterator[None]:
+    """Re-sign ``log``'s head with ``key`` after the events the block records.
+
+    Checked before the block: a log whose chain or signed head fails is never re-signed (that
+    would hide a cut); the events are still recorded and a warning names the log. Without a
+    key nothing is signed.
+
+    Example:
+        >>> import tempfile
+        >>> from secure_train.integrity.audit_head import verify_audit_head
+        >>> from cryptography.hazmat.primitives.asymmetric import ec
+        >>> key, log = ec.generate_private_key(ec.SECP256R1()), AuditLog(tempfile.mkdtemp() + "/audit.jsonl")
+        >>> with resigned_head(log, key, reason="gate"):
+        ...     _ = log.record("gate.decision", passed=True)
+        >>> verify_audit_head(log.path, key.public_key()).ok
+        True
+    """
+    why = _resignable(Path(log.path), key) if key is not None else None
+    try:
+        yield
+    finally:
+        if key is not None and why is None:
+            from secure_train.integrity.audit_head import sign_audit_head
+
+            sign_audit_head(log.path, key, reason=reason)
+        elif key is not None:
+            print(f"secure-train: warning: audit head of {log.path} not re-signed: {why}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -46,18 +111,19 @@ def main(argv: list[str]) -> int:
                    help="also allow this model class from a checkpoint's _class_path (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
     from secure_train.gate.suite import GateSuite, run_gate  # heavy: after --help
+
     suite = GateSuite.load(args.suite)
     key = None if args.no_attestation else load_private_key(args.signing_key)
     ckpt = Path(args.checkpoint)
-    log = _audit(args.audit_log, Path(args.out_dir) if args.out_dir else ckpt.parent)
+    log = checkpoint_audit_log(args.audit_log, ckpt, args.out_dir)
     verify_key = key.public_key() if key is not None else None  # the suite's public_key comes first
-    report = run_gate(ckpt, suite, private_key=key, out_dir=args.out_dir, audit_log=log,
-                      public_key=verify_key, allow_classes=args.allow_class)  # fmt: skip
+    with resigned_head(log, key, reason="gate"):
+        report = run_gate(ckpt, suite, private_key=key, out_dir=args.out_dir, audit_log=log, public_key=verify_key,
+                          allow_classes=args.allow_class, verdicts=VerdictStore(args.verdicts))  # fmt: skip
     for c in report["checks"]:
         mark = "pass" if c["passed"] else "FAIL"
         print(f"{mark:4}  {c['name']:22} {c['metric']} = {c['value']:.4f} ({c['op']} {c['threshold']})")
-    filed = VerdictStore(args.verdicts).record_report(report)  # follows every copy of these bytes
-    print(f"verdict filed by digest: {filed}")
+    print(f"verdict filed by digest: {report['verdict']}")
     verdict = "PASSED" if report["passed"] else "FAILED"
     print(f"gate {verdict}: {ckpt} sha256 {report['checkpoint_sha256']}; attestation {report['attestation']}")
     return 0 if report["passed"] else 1
@@ -84,6 +150,7 @@ def drift_main(argv: list[str]) -> int:
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
     from secure_train.gate.drift import DriftMonitor, load_inference_log, summarize  # heavy: after --help
+
     monitor = DriftMonitor(
         args.reference, psi_threshold=args.psi_threshold, ks_alpha=args.ks_alpha, js_threshold=args.js_threshold
     )
@@ -118,6 +185,7 @@ def diff_train_main(argv: list[str]) -> int:
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
     from secure_train.gate.diff_train import DifferentialTraining  # heavy: after --help
+
     out = Path(args.out_dir)
     analysis = DifferentialTraining(runs=args.runs, vary=args.vary, z_threshold=args.z_threshold)
     report = analysis.run_recipe(args.config, max_epochs=args.max_epochs)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from secure_train.audit import AuditLog
 from secure_train.commands import ArgumentParser
+from secure_train.commands.gate import checkpoint_audit_log
 from secure_train.gate.attestation import ReleasePolicy, write_approval
 from secure_train.gate.keyring import ApproverKeyring
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         private_key=load_private_key(args.signing_key),
         public_key=args.public_key,
         keyring=keyring,
-        audit_log=AuditLog(Path(args.audit_log) if args.audit_log else ckpt.parent / "audit.jsonl"),
+        audit_log=checkpoint_audit_log(args.audit_log, ckpt),  # not re-signed: the key is the approver's
     )
     print(f"OK: approval by {args.by} ({args.role}) for {args.target}: {path}")
     return 0

@@ -10,6 +10,8 @@ A suite is a YAML file (see ``recipes/gate/gate-suite.yaml``)::
       injection_resistance: {holdout_families: [roleplay, obfuscation], max_asr: 0.5}
       privacy_leakage: {max_auc: 0.65}
       integrity: {public_key: keys/project.pub, require_signature: true, manifest: null, max_epsilon: null}
+      # manifest: must be signed under manifest_public_key / public_key / $SECURE_TRAIN_SIGNING_KEY;
+      # allow_unsigned_manifest: true accepts an unsigned one (reported in the gate report)
       injection_detector: {path: detectors/injection, splits: [train], max_rate: 0.0}  # secure-train detector
 
 Each check gives ``{name, metric, value, threshold, op, passed, details}``. The gate passes
@@ -392,13 +394,16 @@ class GateSuite:
                     problems.append(f"checkpoint signature: {err}")
         manifest = opts.get("manifest")
         if manifest:
-            from secure_train.data.provenance import verify_manifest
+            from secure_train.data.provenance import trusted_key, verify_manifest
 
-            try:
-                result = verify_manifest(manifest, public_key=opts.get("manifest_public_key", pub))
-                bad = list(getattr(result, "problems", []))
-                problems += [f"manifest: {p}" for p in bad]
-                details["manifest"] = "verified" if not bad else bad
+            allow_unsigned = bool(opts.get("allow_unsigned_manifest", False))
+            details["allow_unsigned_manifest"] = allow_unsigned  # reported: an unsigned manifest proves nothing
+            try:  # signed under manifest_public_key, else public_key, else $SECURE_TRAIN_SIGNING_KEY's public half
+                key = trusted_key(opts.get("manifest_public_key", pub))
+                result = verify_manifest(manifest, public_key=key, require_signature=not allow_unsigned)
+                details["manifest_signature"] = result.signature
+                problems += [f"manifest: {p}" for p in result.problems]
+                details["manifest"] = "verified" if not result.problems else list(result.problems)
             except Exception as err:
                 problems.append(f"manifest: {err}")
         max_eps = opts.get("max_epsilon")
@@ -462,6 +467,9 @@ def _markdown(report: dict[str, Any]) -> str:
             lines += ["", f"Trojan scan candidates: {cands}"]
             if c["details"].get("problem"):
                 lines += ["", f"Trojan scan could not measure (fails closed): {c['details']['problem']}"]
+        if c["name"] == "integrity" and c["details"].get("allow_unsigned_manifest"):
+            lines += ["", f"Data manifest signature NOT required (allow_unsigned_manifest): "
+                          f"{c['details'].get('manifest_signature', 'not checked')}"]  # fmt: skip
         if c["name"] == "integrity" and c["details"].get("problems"):
             lines += ["", "Integrity problems:", *[f"- {p}" for p in c["details"]["problems"]]]
     return "\n".join(lines) + "\n"
@@ -478,8 +486,15 @@ def run_gate(
     datamodule: Any | None = None,
     public_key: PublicKeyLike | None = None,
     allow_classes: Any = (),
+    verdicts: Any = None,
 ) -> dict[str, Any]:
     """Run ``suite`` on ``checkpoint``; write the report and (with a key) the signed attestation.
+
+    The verdict (the signed attestation, else the unsigned report) is filed by the checkpoint's
+    SHA-256 in ``verdicts`` (a :class:`~secure_train.gate.verdicts.VerdictStore`; default the
+    store at ``$SECURE_TRAIN_VERDICTS`` / ``~/.local/state/secure-train/verdicts``), so a
+    failing verdict blocks the export of every copy of these bytes; ``report["verdict"]`` is
+    its path. ``verdicts=False`` files nothing (a throw-away evaluation, never for release).
 
     When signing is configured (the suite's ``integrity.public_key``, else ``public_key``,
     else the public half of ``$SECURE_TRAIN_SIGNING_KEY``) the checkpoint is read once and
@@ -525,6 +540,13 @@ def run_gate(
         body = {**report, "signer": key_fingerprint(private_key.public_key())}
         write_signed_json(json.loads(json.dumps(body, default=str)), att, private_key)
     report["attestation"] = str(att) if att else None
+    if verdicts is not False:
+        from secure_train.gate.verdicts import VerdictStore
+
+        store = verdicts if isinstance(verdicts, VerdictStore) else VerdictStore(verdicts)
+        report["verdict"] = str(store.record_report(report))  # follows every copy of these bytes
+    else:
+        report["verdict"] = None
     if audit_log is not None:
         audit_log.record(
             "gate.decision",
@@ -535,5 +557,6 @@ def run_gate(
             passed=passed,
             failed=[c["name"] for c in checks if not c["passed"]],
             attestation=report["attestation"],
+            verdict=report["verdict"],
         )
     return report

@@ -1,10 +1,11 @@
 """Gate verdicts indexed by the checkpoint's SHA-256, so they follow every copy of the file.
 
 ``CKPT.attestation.json`` sits next to one file name; a copy of the same bytes elsewhere has
-none. ``secure-train gate`` therefore also files every verdict (the signed attestation, or the
-unsigned report with ``--no-attestation``) under ``<store>/<sha256>/``, and the release policy
-looks verdicts up there by the digest of the file being exported, wherever it lies. A failing
-verdict found for the digest blocks export of every copy (``--allow-ungated`` included).
+none. :func:`~secure_train.gate.run_gate` (``secure-train gate``) therefore also files every
+verdict (the signed attestation, or the unsigned report with ``--no-attestation``) under
+``<store>/<sha256>/``, and the release policy looks verdicts up there by the digest of the file
+being exported, wherever it lies. A failing verdict found for the digest blocks export of every
+copy (``--allow-ungated`` included).
 
 The store is ``$SECURE_TRAIN_VERDICTS`` when set (a team can point it at a shared folder),
 else ``$XDG_STATE_HOME/secure-train/verdicts`` (default ``~/.local/state/secure-train/verdicts``).
@@ -17,7 +18,8 @@ Example:
     >>> store.paths("ab" * 32) == [path], store.paths("cd" * 32)
     (True, [])
 
-``secure-train gate`` files each verdict with :meth:`VerdictStore.record_report`; the policy
+:func:`~secure_train.gate.run_gate` (and so ``secure-train gate``) files each verdict with
+:meth:`VerdictStore.record_report`; the policy
 reads them back with :meth:`VerdictStore.paths` and decides (see
 :class:`~secure_train.gate.ReleasePolicy`).
 """
@@ -109,4 +111,4 @@ class VerdictStore:
         att = report.get("attestation")
         if att:
             return self.record(_read_document(Path(att)))
-        return self.record({"body": {k: v for k, v in report.items() if k != "attestation"}})
+        return self.record({"body": {k: v for k, v in report.items() if k not in ("attestation", "verdict")}})
