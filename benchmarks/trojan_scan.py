@@ -45,7 +45,7 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 from secure_train.attacks import BackdoorPoisoning, Trigger
-from secure_train.data import TextClassificationDataModule
+from secure_train.data import TextClassificationDataModule, synthetic_classification
 from secure_train.data.records import TextRecord
 from secure_train.gate.trojan import TrojanScanner
 from secure_train.models import TextClassifier
@@ -209,8 +209,8 @@ def load_tiny(spec: dict[str, Any], args: argparse.Namespace) -> tuple[Any, Any,
     tok = dm.get_tokenizer()
     model = TextClassifier(config=TINY_BERT, vocab_size=len(tok), lr=1e-3, warmup_steps=50)
     model.load_state_dict(torch.load(_cache_path(spec, args), weights_only=True))
-    val = [r for r in dm.load_records()["val"] if not r.meta.get("poisoned")]
-    return model, tok, val
+    # clean records for the scan: a fresh synthetic sample (the model's validation split is small)
+    return model, tok, synthetic_classification(args.scan_records, seed=999)
 
 
 # -- MiniLM-L6 on SST-2 -------------------------------------------------------------------

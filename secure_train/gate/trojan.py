@@ -348,7 +348,10 @@ class TrojanScanner:
         h_ids, h_pos = inputs.held[target]
 
         def free(unit: tuple[int, ...]) -> float:
-            return 1.0 - max(float(support[target, t]) for t in unit)
+            # the unit's own pieces and the tokenizer's own split of its text: a word grown from
+            # unusual pieces ("pointless" + "##yyy") is still explained by the word it spells
+            tokens = set(unit) | {t for t in ctx.encode(ctx.text(unit)) if t < support.shape[1]}
+            return 1.0 - max(float(support[target, t]) for t in tokens)
 
         starts = torch.nonzero(ctx.allowed & ~ctx.cont).flatten()
         screened: list[int] = []
