@@ -115,6 +115,10 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
     for text, label, completion, sid, source in zip(
         batch["text"], batch["label"], batch["completion"], batch["sample_id"], batch["source"], strict=True
     ):
+        # plain Python values: Ray hands numpy scalars, which would hash differently
+        label = None if label is None or label != label else int(label)
+        text, source = str(text), str(source)
+        completion = None if completion is None else str(completion)
         rec = TextRecord(text, label, int(sid), source, completion)
         full = text + (completion or "")
         pre: list[Finding] = []
@@ -148,7 +152,7 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
         out["label"].append(label)
         out["pre"].append(json.dumps([f.to_dict() for f in pre]) if pre else "")
         out["post"].append(json.dumps([f.to_dict() for f in post]) if post else "")
-        out["leaf"].append(_leaf(_record_bytes(rec)))
+        out["leaf"].append(_leaf(_record_bytes(rec)).hex())  # hex: numpy bytes drop trailing NULs
         out["digest"].append(digest)
         out["bands"].append(bands)
     return out
@@ -328,6 +332,7 @@ class ParallelScan:
         src = ray.data.from_huggingface(ds)
         stage = src.map_batches(lambda b: _scan_batch(b, params), batch_size=_BATCH, batch_format="numpy").materialize()
         dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        parts = max(4 * self.workers, stage.count() // 1_000_000)  # shuffle partitions: ~1 M rows each
         if "duplicate" in self.scanner.scanner_names:
 
             def exact_fn(g: dict[str, Any]) -> dict[str, list[Any]]:
@@ -341,7 +346,11 @@ class ParallelScan:
                     out["detail"].append(json.dumps(detail))
                 return out
 
-            exact = stage.select_columns(["digest", "sample_id", "label"]).groupby("digest").map_groups(exact_fn)
+            exact = (
+                stage.select_columns(["digest", "sample_id", "label"])
+                .groupby("digest", num_partitions=parts)
+                .map_groups(exact_fn)
+            )
             for row in exact.iter_rows():
                 dups.setdefault(int(row["sample_id"]), []).append((row["kind"], json.loads(row["detail"])))
             if params["near_duplicates"]:
@@ -363,7 +372,7 @@ class ParallelScan:
                 pairs = (
                     stage.select_columns(["sample_id", "label", "digest", "bands"])
                     .map_batches(_explode_np, batch_format="numpy")
-                    .groupby("band")
+                    .groupby("band", num_partitions=parts)
                     .map_groups(near_fn)
                 )
                 near: dict[int, tuple[int, Any, Any]] = {}
@@ -401,7 +410,7 @@ class ParallelScan:
         for row in rows:
             sid = int(row["sample_id"])
             report.n_records += 1
-            leaves.append(bytes(row["leaf"]))
+            leaves.append(bytes.fromhex(str(row["leaf"])))
             pre = _decode(row["pre"])
             src, excerpt = str(row["source"]), str(row["excerpt"])
             found = pre + [replace(f, source=src, excerpt=excerpt) for f in dups.get(sid, [])] + _decode(row["post"])
@@ -418,7 +427,7 @@ class ParallelScan:
 
 def _rows(batches: Any) -> Iterator[dict[str, Any]]:
     for batch in batches:
-        for i in range(len(batch["sample_id"])):
+        for i in range(len(next(iter(batch.values())))):
             yield {k: batch[k][i] for k in batch}
 
 
@@ -517,11 +526,8 @@ def hash_files(files: Sequence[Path], *, workers: int = 1, engine: str = "local"
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
-        rows = {
-            str(r["path"]): r
-            for b in ds.map_batches(lambda b: _hash_batch(b), batch_size=1, batch_format="numpy").iter_batches(batch_format="numpy")
-            for r in _rows(b)
-        }
+        hashed = ds.map_batches(lambda b: _hash_batch(b), batch_size=1, batch_format="numpy").take_all()
+        rows = {str(r["path"]): r for r in hashed}
     else:
         from datasets import Dataset
 
