@@ -2,8 +2,7 @@
 
 Every monitor (:class:`~secure_train.callbacks.LossSpikeMonitor`,
 :class:`~secure_train.callbacks.GradNormMonitor`,
-:class:`~secure_train.callbacks.ActivationMonitor`,
-:class:`~secure_train.callbacks.SampleLossMonitor`) measures something, feeds it to a
+:class:`~secure_train.callbacks.ActivationMonitor`) measures something, feeds it to a
 :class:`RunningStats`, and hands anomalies to the policy implemented here by
 :class:`AnomalyMonitor`. The policy's ``action`` is one of:
 
