@@ -154,7 +154,7 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=100.0, help="corpus size in MB (the issue asks >= 1000)")
     p.add_argument("--large-factor", type=float, default=3.0, help="the RSS comparison corpus is this much larger")
     p.add_argument("--shards", type=int, default=8)
-    p.add_argument("--dir", default="/tmp/secure_train_scale_data")
+    p.add_argument("--dir", default="/tmp/secure_train_scale_data")  # noqa: S108 - a generated corpus
     p.add_argument("--sst2", default="/work/shared/data/sst2/train.tsv")
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--tag", default="")
