@@ -36,7 +36,7 @@ def default_cache_dir() -> Path:
 def load_tokenizer(path: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
     """A pretrained tokenizer from a local directory (or a hub name when online)."""
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load a tokenizer from {path!s}: {err}".splitlines()[0]) from None
     if tok.pad_token is None:

@@ -74,8 +74,15 @@ MAX_SIDECAR_BYTES = 64 << 20
 """Largest signature sidecar read by :func:`verify_streaming` (64 MiB: ~1 PB of 32 MiB shards)."""
 
 
-CHECK_NAMES = ("clean_accuracy", "trojan_scan", "injection_resistance", "privacy_leakage", "integrity")
-"""The gate's checks (``suite.KNOWN_CHECKS``, kept here so that a policy loads without torch)."""
+CHECK_NAMES = (
+    "clean_accuracy",
+    "trojan_scan",
+    "injection_resistance",
+    "privacy_leakage",
+    "integrity",
+    "injection_detector",
+)
+"""The gate's checks, defined here so that a policy loads without torch (``suite.KNOWN_CHECKS`` is this)."""
 
 
 class GateRefused(SecureTrainError):

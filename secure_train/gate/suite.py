@@ -42,7 +42,7 @@ import yaml
 
 from secure_train.audit import AuditLog
 from secure_train.errors import ConfigError
-from secure_train.gate.attestation import attestation_path, now, write_signed_json
+from secure_train.gate.attestation import CHECK_NAMES, attestation_path, now, write_signed_json
 from secure_train.gate.instantiate import ClassAllowList
 from secure_train.gate.trojan import TrojanScanner
 from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey, PublicKeyLike, key_fingerprint, load_private_key
@@ -51,14 +51,7 @@ from secure_train.safe_io import MAX_YAML_BYTES, load_yaml, read_bytes
 
 __all__ = ["GateSuite", "run_gate"]
 
-KNOWN_CHECKS = (
-    "clean_accuracy",
-    "trojan_scan",
-    "injection_resistance",
-    "privacy_leakage",
-    "integrity",
-    "injection_detector",
-)
+KNOWN_CHECKS = CHECK_NAMES  # one list: release policies name the same checks
 DEFAULT_MODEL = "secure_train.models.TextClassifier"
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02")  # torch.save's zip archive; the legacy format's pickle protocol 2
 
