@@ -104,7 +104,9 @@ def test_sentence_trigger_that_fires_on_the_probe_join_is_found(tok, sentence_mo
 def test_clean_model_passes_on_the_joined_construction(tok, clean_model) -> None:
     res = _scan().scan(clean_model, tok, _val())
     assert res.measured and not res.backdoored, res
-    assert res.construction == "join2-stop" and res.construction_accuracy["join2-stop"] >= 0.7
+    scanner = _scan()
+    assert res.construction == "join2-stop"
+    assert res.construction_accuracy["join2-stop"] >= scanner.min_clean_accuracy  # usable, as the scan requires
     assert max(res.construction_flip.values()) <= 0.25 and res.score_source == "word"
 
 

@@ -29,8 +29,8 @@ Example:
     ...     _ = open(os.path.join(d, f"part-{i}.jsonl"), "w").write(
     ...         '{"sentence": "a fine film", "label": 1}\\n{"sentence": "mail me: bob@example.com", "label": 0}\\n')
     >>> report = ParallelScan(workers=1, cache_dir=d).scan(d)
-    >>> report.n_records, dict(report.counts)
-    (4, {'duplicate/exact_duplicate': 2, 'pii/email': 2})
+    >>> report.n_records, sorted(report.counts.items())
+    (4, [('duplicate/exact_duplicate', 2), ('pii/email', 2)])
 """
 
 from __future__ import annotations
