@@ -22,7 +22,7 @@ import common  # noqa: E402
 import torch  # noqa: E402
 
 from secure_train.attacks import BackdoorPoisoning, triggered_records  # noqa: E402
-from secure_train.metrics import AttackSuccessRate, CleanAccuracy  # noqa: E402
+from secure_train.attacks.metrics import AttackSuccessRate, CleanAccuracy  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -34,7 +34,7 @@ import common
 import torch
 
 from secure_train.data import TextRecord, synthetic_classification
-from secure_train.gate.drift import DriftMonitor
+from secure_train.monitoring.drift import DriftMonitor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

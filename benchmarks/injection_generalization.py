@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.attacks import AttackCorpus, CorpusRecord, hard_negatives, multilingual_attacks
-from secure_train.data._scanners import InjectionScanner
+from secure_train.data_security.scanners import InjectionScanner
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_REV = "4805b2a^"  # the scanner before TR39 confusables and the jailbreak cues
@@ -49,12 +49,12 @@ def old_modules(rev: str) -> dict[str, types.ModuleType]:
     mods: dict[str, types.ModuleType] = {}
     for name in ("normalize", "injection", "unicode"):
         code = subprocess.run(  # noqa: S603
-            ["git", "-C", str(ROOT), "show", f"{rev}:secure_train/data/_scanners/{name}.py"],  # noqa: S607
+            ["git", "-C", str(ROOT), "show", f"{rev}:secure_train/data_security/scanners/{name}.py"],  # noqa: S607
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        code = code.replace("secure_train.data._scanners.normalize", "_old_scanners.normalize")
+        code = code.replace("secure_train.data_security.scanners.normalize", "_old_scanners.normalize")
         mod = types.ModuleType(f"_old_scanners.{name}")
         sys.modules[mod.__name__] = mod
         exec(compile(code, f"{rev}:{name}.py", "exec"), mod.__dict__)  # noqa: S102 - our own file at rev

@@ -8,7 +8,7 @@ Parts (``--parts``, default all):
 - ``b`` false alarms: clean runs with different seeds, all four monitors at defaults.
 - ``c`` rollback: final validation accuracy of a clean run, of a run with a mid-run
   learning-rate spike, and of the same spiked run with ``action="rollback"``.
-- ``d`` the retired ``SampleLossMonitor`` (``secure_train.callbacks.sample_loss``, no longer
+- ``d`` the retired ``SampleLossMonitor`` (``secure_train.monitors.sample_loss``, no longer
   exported) against the backdoor yardstick (dirty label; ``--trigger badnets|addsent``,
   ``--words`` for other trigger words): precision and recall of the flagged samples against
   ``meta["poisoned"]`` at each poison rate, the ranking quality of its two scores without a
@@ -51,14 +51,14 @@ from backdoor import evaluate  # noqa: E402
 
 from secure_train.attacks import BackdoorPoisoning  # noqa: E402
 from secure_train.attacks.backdoor import Trigger, make_trigger, triggered_records  # noqa: E402
-from secure_train.callbacks import (  # noqa: E402
+from secure_train.models import TextClassifier  # noqa: E402
+from secure_train.monitors import (  # noqa: E402
     ActivationMonitor,
     AnomalyMonitor,
     GradNormMonitor,
     LossSpikeMonitor,
 )
-from secure_train.callbacks.sample_loss import SampleLossMonitor  # noqa: E402
-from secure_train.models import TextClassifier  # noqa: E402
+from secure_train.monitors.sample_loss import SampleLossMonitor  # noqa: E402
 
 
 class LossMultiplier(TextClassifier):

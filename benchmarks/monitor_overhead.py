@@ -27,12 +27,12 @@ import common  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
-from secure_train.callbacks import (  # noqa: E402
+from secure_train.monitors import (  # noqa: E402
     ActivationMonitor,
     GradNormMonitor,
     LossSpikeMonitor,
 )
-from secure_train.callbacks.sample_loss import SampleLossMonitor  # noqa: E402  (retired, not exported)
+from secure_train.monitors.sample_loss import SampleLossMonitor  # noqa: E402  (retired, not exported)
 
 
 class StepTimer(pl.Callback):

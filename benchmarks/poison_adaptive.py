@@ -34,7 +34,7 @@ from secure_train.attacks import BackdoorPoisoning  # noqa: E402
 from secure_train.attacks.adaptive import AdaptivePoisoning  # noqa: E402
 from secure_train.attacks.substitution import SubstitutionPoisoning  # noqa: E402
 from secure_train.data import TextRecord, read_records  # noqa: E402
-from secure_train.data.poison import detect_poison  # noqa: E402
+from secure_train.data_security.poison import detect_poison  # noqa: E402
 
 Attack = Callable[[list[TextRecord]], list[TextRecord]]
 

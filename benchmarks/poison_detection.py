@@ -36,9 +36,9 @@ import common  # noqa: E402
 import torch  # noqa: E402
 
 from secure_train.attacks import BackdoorPoisoning, triggered_records  # noqa: E402
+from secure_train.attacks.metrics import AttackSuccessRate, CleanAccuracy  # noqa: E402
 from secure_train.data import TextRecord, read_records  # noqa: E402
-from secure_train.data.poison import PoisonSanitizer, detect_poison, extract_features  # noqa: E402
-from secure_train.metrics import AttackSuccessRate, CleanAccuracy  # noqa: E402
+from secure_train.data_security.poison import PoisonSanitizer, detect_poison, extract_features  # noqa: E402
 
 
 class Subsample:

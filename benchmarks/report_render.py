@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from secure_train.audit import AuditLog
+from secure_train.core.audit_log import AuditLog
 from secure_train.integrity import sign_audit_head, write_signed
-from secure_train.report import ReportRenderer, SecurityReport
+from secure_train.response.report import ReportRenderer, SecurityReport
 
 MODULES = ("model.bert.encoder.layer.0", "model.bert.encoder.layer.1")
 

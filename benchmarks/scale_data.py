@@ -4,7 +4,7 @@ Generates a corpus of sharded JSONL under ``--dir`` (SST-2 sentences read from `
 mixed with prompt-injection texts, PII, invisible characters and exact / near copies), then
 measures, each run in a fresh subprocess (peak RSS = the process plus its worker processes):
 
-- scan MB/s (all four scanners, :class:`secure_train.data.parallel.ParallelScan`) with 1 and 2
+- scan MB/s (all four scanners, :class:`secure_train.data_security.parallel.ParallelScan`) with 1 and 2
   ``datasets`` workers: MB/s per core and scaling efficiency ``(t1 / t2) / 2``;
 - the same scan on a local Ray cluster (``--engine ray``, 2 CPUs) vs ``num_proc=2``;
 - peak RSS of a 1-worker scan on the corpus and on one ``--large-factor`` times larger;
@@ -93,7 +93,7 @@ def child(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {}
     start = time.perf_counter()
     if args.run == "scan":
-        from secure_train.data.parallel import ParallelScan
+        from secure_train.data_security.parallel import ParallelScan
 
         if args.engine == "ray":
             import ray
@@ -110,15 +110,15 @@ def child(args: argparse.Namespace) -> None:
             input_digest=report.input_digest,
         )
     elif args.run == "convert":
-        from secure_train.data.arrow import read_arrow
-        from secure_train.data.parallel import shard_files
+        from secure_train.core.arrow_records import read_arrow
+        from secure_train.data_security.parallel import shard_files
 
         offset = 0
         for f in shard_files(args.path):
             offset += len(read_arrow(f, id_offset=offset, cache_dir=args.cache))
         out["records"] = offset
     else:
-        from secure_train.data.provenance import Manifest
+        from secure_train.data_security.manifest import Manifest
 
         m = Manifest.build(args.path, source="bench", license="CC0", workers=args.workers)
         out["merkle_root"] = m.data["merkle_root"]

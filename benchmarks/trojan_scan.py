@@ -45,8 +45,8 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 from secure_train.attacks import BackdoorPoisoning, Trigger
+from secure_train.core.records import TextRecord
 from secure_train.data import TextClassificationDataModule, synthetic_classification
-from secure_train.data.records import TextRecord
 from secure_train.gate.trojan import TrojanScanner
 from secure_train.models import TextClassifier
 from secure_train.models.text_classifier import TINY_BERT

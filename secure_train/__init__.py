@@ -14,34 +14,38 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from secure_train.audit import AuditLog, get_audit_log
-    from secure_train.callbacks import AuditTrail
-    from secure_train.data import AdversarialAugmentationDataModule, CausalLMDataModule, TextClassificationDataModule
-    from secure_train.data.poison import PoisonSanitizer, detect_poison
-    from secure_train.data.provenance import Manifest, verify_manifest
-    from secure_train.data.scan import DataScanner
+    from secure_train.adversarial import AdversarialAugmentationDataModule
+    from secure_train.core.audit_log import AuditLog, get_audit_log
+    from secure_train.data import CausalLMDataModule, TextClassificationDataModule
+    from secure_train.data_security.manifest import Manifest, verify_manifest
+    from secure_train.data_security.poison import PoisonSanitizer, detect_poison
+    from secure_train.data_security.scan import DataScanner
     from secure_train.models import CausalLM, TextClassifier
+    from secure_train.monitors import AuditTrail
 
-__version__ = "0.1.0"
+from secure_train.core import moved as _moved
+from secure_train.core.lazy import lazy_attribute
+from secure_train.core.version import __version__
+
+_moved.install()
 
 _EXPORTS: dict[str, str] = {
-    "AdversarialAugmentationDataModule": "secure_train.data.adversarial",
-    "AuditLog": "secure_train.audit",
-    "AuditTrail": "secure_train.callbacks.audit_trail",
+    "AdversarialAugmentationDataModule": "secure_train.adversarial.augmentation",
+    "AuditLog": "secure_train.core.audit_log",
+    "AuditTrail": "secure_train.monitors.audit_trail",
     "CausalLM": "secure_train.models.causal_lm",
     "CausalLMDataModule": "secure_train.data.causal_lm",
-    "DataScanner": "secure_train.data.scan",
-    "Manifest": "secure_train.data.provenance",
-    "PoisonSanitizer": "secure_train.data.poison",
+    "DataScanner": "secure_train.data_security.scan",
+    "Manifest": "secure_train.data_security.manifest",
+    "PoisonSanitizer": "secure_train.data_security.poison",
     "TextClassificationDataModule": "secure_train.data.text_classification",
     "TextClassifier": "secure_train.models.text_classifier",
-    "detect_poison": "secure_train.data.poison",
-    "get_audit_log": "secure_train.audit",
-    "verify_manifest": "secure_train.data.provenance",
+    "detect_poison": "secure_train.data_security.poison",
+    "get_audit_log": "secure_train.core.audit_log",
+    "verify_manifest": "secure_train.data_security.manifest",
 }
 """Public name -> module defining it, imported by :func:`__getattr__` on first access."""
 
@@ -61,23 +65,6 @@ __all__ = [
     "get_audit_log",
     "verify_manifest",
 ]
-
-
-def lazy_attribute(package: str, exports: dict[str, str], name: str) -> Any:
-    """Import ``name`` from the module ``exports[name]`` and cache it on ``package``.
-
-    The ``__getattr__`` of every lazy ``secure_train`` package calls this (PEP 562).
-
-    Example:
-        >>> lazy_attribute("secure_train", {"AuditLog": "secure_train.audit"}, "AuditLog").__name__
-        'AuditLog'
-    """
-    module_name = exports.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    setattr(importlib.import_module(package), name, value)
-    return value
 
 
 def __getattr__(name: str) -> Any:

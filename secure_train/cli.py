@@ -1,10 +1,10 @@
 """The ``secure-train`` command line.
 
 ``fit`` / ``validate`` / ``test`` / ``predict`` run LightningCLI with YAML recipes
-(``class_path`` / ``init_args``); every run gets an :class:`~secure_train.callbacks.AuditTrail`
+(``class_path`` / ``init_args``); every run gets an :class:`~secure_train.monitors.AuditTrail`
 writing ``<log_dir>/audit.jsonl``. The other commands (``audit verify``, ...) are small
 programs registered in :data:`COMMANDS`; they start without importing Lightning or torch
-(the LightningCLI class lives in :mod:`secure_train.lightning_cli`).
+(the LightningCLI class lives in :mod:`secure_train.commands.lightning_cli`).
 
 Bad user input (a data file, a config value, a key) and hostile files (a YAML bomb, random
 bytes, a huge or sparse file, a missing folder, a pickle) end with one ``secure-train: error:``
@@ -21,10 +21,10 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from secure_train.errors import SecureTrainError
+from secure_train.core.errors import SecureTrainError
 
 if TYPE_CHECKING:
-    from secure_train.lightning_cli import SecureTrainCLI
+    from secure_train.commands.lightning_cli import SecureTrainCLI
 
 __all__ = ["COMMANDS", "LIGHTNING_COMMANDS", "SecureTrainCLI", "main"]
 
@@ -36,9 +36,9 @@ COMMANDS: dict[str, str] = {
     "verify": "secure_train.commands.verify",
     "export": "secure_train.commands.export",
     "gate": "secure_train.commands.gate",
-    "approve": "secure_train.gate._cli_approve",
-    "drift": "secure_train.gate._cli_drift",
-    "diff-train": "secure_train.gate._cli_diff_train",
+    "approve": "secure_train.commands.approve",
+    "drift": "secure_train.commands.drift",
+    "diff-train": "secure_train.commands.diff_train",
     "report": "secure_train.commands.report",
     "incident": "secure_train.commands.incident",
     "detector": "secure_train.commands.detector",
@@ -46,7 +46,7 @@ COMMANDS: dict[str, str] = {
 """Command name -> module with ``main(argv: list[str]) -> int``."""
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-"""Subcommands run by :class:`~secure_train.lightning_cli.SecureTrainCLI` (these import Lightning)."""
+"""Subcommands run by :class:`~secure_train.commands.lightning_cli.SecureTrainCLI` (these import Lightning)."""
 
 DEBUG_ENV = "SECURE_TRAIN_DEBUG"
 _CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -55,9 +55,9 @@ as a value (``--model model.yaml``); ``.json`` is left alone, as data files use 
 
 
 def __getattr__(name: str) -> Any:
-    # SecureTrainCLI and TRAINER_DEFAULTS moved to secure_train/lightning_cli.py (they import Lightning)
+    # SecureTrainCLI and TRAINER_DEFAULTS moved to secure_train/commands/lightning_cli.py (they import Lightning)
     if name in ("SecureTrainCLI", "TRAINER_DEFAULTS"):
-        return getattr(importlib.import_module("secure_train.lightning_cli"), name)
+        return getattr(importlib.import_module("secure_train.commands.lightning_cli"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -106,7 +106,7 @@ def _describe(err: BaseException) -> str | None:
 def _check_config_files(args: Sequence[str]) -> None:
     """Size-, UTF-8- and YAML-bomb-check every ``--config`` file and every YAML/JSON file named
     on the command line before Lightning is imported and jsonargparse reads it whole."""
-    from secure_train.safe_io import MAX_YAML_BYTES, check_yaml, read_text
+    from secure_train.core.safe_io import MAX_YAML_BYTES, check_yaml, read_text
 
     for i, arg in enumerate(args):
         value = None
@@ -125,7 +125,7 @@ def _check_config_files(args: Sequence[str]) -> None:
 def _run_lightning(args: list[str], cli_args: list[str] | None) -> None:
     _check_config_files(args)
     import secure_train
-    from secure_train.lightning_cli import SecureTrainCLI
+    from secure_train.commands.lightning_cli import SecureTrainCLI
 
     for name in secure_train.__all__:  # import every public class, as before: short class names resolve
         getattr(secure_train, name)

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from secure_train.attacks.insertion import POSITIONS, insert
-from secure_train.data.records import TextRecord
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
 
 __all__ = ["AdaptivePoisoning", "split_decoys"]
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from secure_train.attacks.insertion import insert
-from secure_train.data.records import TextRecord
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
 
 __all__ = ["ADDSENT_SENTENCE", "BADNETS_WORDS", "BackdoorPoisoning", "Trigger", "make_trigger", "triggered_records"]
 

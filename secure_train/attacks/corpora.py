@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from secure_train.errors import ConfigError, DataError
+from secure_train.core.errors import ConfigError, DataError
 
 __all__ = [
     "FAMILY_SPLIT",

@@ -42,7 +42,7 @@ from secure_train.attacks.families import (
 )
 from secure_train.attacks.insertion import POSITIONS, insert
 from secure_train.attacks.obfuscation import obfuscate
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["SENTIMENT_CUES", "SENTIMENT_GOALS", "AttackGenerator"]
 

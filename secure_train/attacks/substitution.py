@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from secure_train.attacks.adaptive import split_decoys
-from secure_train.data.records import TextRecord
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
 
 __all__ = ["SubstitutionPoisoning", "substitute"]
 

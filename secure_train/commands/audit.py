@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from secure_train.audit import verify
-from secure_train.errors import ConfigError
+from secure_train.core.audit_log import verify
+from secure_train.core.errors import ConfigError
 
 __all__ = ["main"]
 
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.public_key is None and (args.checkpoints or args.allow_unsigned_tail):
         raise ConfigError("--checkpoints and --allow-unsigned-tail need --public-key")
-    from secure_train.safe_io import check_file
+    from secure_train.core.safe_io import check_file
 
     check_file(args.path, what="audit log")  # a missing file is bad input (exit 2), not a FAILED chain
     result = verify(args.path)
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
             "(chain only: give --public-key to check the signed heads)"
         )
         return 0
-    from secure_train.integrity.audit_head import verify_audit_head
+    from secure_train.core.audit_head import verify_audit_head
 
     head = verify_audit_head(
         args.path, args.public_key, checkpoints=args.checkpoints, allow_unsigned_tail=args.allow_unsigned_tail

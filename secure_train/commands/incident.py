@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from secure_train.commands import ArgumentParser
-from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey
+from secure_train.core.keys import DEFAULT_KEY_ENV, PrivateKey
 
 __all__ = ["main"]
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _signing_key(path: str | None, required: bool) -> PrivateKey | None:
     import os
 
-    from secure_train.integrity.keys import load_private_key
+    from secure_train.core.keys import load_private_key
 
     if path is None and not os.environ.get(DEFAULT_KEY_ENV) and not required:
         return None
@@ -70,7 +70,7 @@ def _signing_key(path: str | None, required: bool) -> PrivateKey | None:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.action == "open":
-        from secure_train.incident import ForensicBundle
+        from secure_train.response.incident import ForensicBundle
 
         key = _signing_key(args.signing_key, required=True)
         assert key is not None  # noqa: S101 - required=True loads or raises
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
             print(f"note: {note}")
         return 0
     if args.action == "verify":
-        from secure_train.incident import ForensicBundle
+        from secure_train.response.incident import ForensicBundle
 
         check = ForensicBundle(args.bundle).verify(args.public_key)
         if not check.ok:
@@ -113,8 +113,8 @@ def main(argv: list[str]) -> int:
             f"and {len(m['checkpoints'])} checkpoint digests match the signed manifest"
         )
         return 0
-    from secure_train.errors import SecureTrainError
-    from secure_train.incident import RollbackPlanner
+    from secure_train.core.errors import SecureTrainError
+    from secure_train.response.incident import RollbackPlanner
 
     planner = RollbackPlanner(
         args.run_dir, args.public_key, require_gate=not args.allow_ungated, search_dirs=args.evidence_dir

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from secure_train.commands import ArgumentParser
-from secure_train.errors import ConfigError
-from secure_train.integrity.keys import (
+from secure_train.core.errors import ConfigError
+from secure_train.core.keys import (
     CURVES,
     DEFAULT_PASSPHRASE_ENV,
     generate_keypair,

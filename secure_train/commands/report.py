@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from secure_train.errors import ConfigError
-    from secure_train.report import ControlCatalog, ReportRenderer, SecurityReport
+    from secure_train.core.errors import ConfigError
+    from secure_train.response.report import ControlCatalog, ReportRenderer, SecurityReport
 
     args = build_parser().parse_args(argv)
     if len(args.runs) > 2:

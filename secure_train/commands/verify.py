@@ -9,10 +9,10 @@ import sys
 from typing import Any
 
 from secure_train.commands import ArgumentParser
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import load_public_key
-from secure_train.integrity.signed_file import signed_target, verify_file
-from secure_train.safe_io import check_file
+from secure_train.core.errors import IntegrityError
+from secure_train.core.keys import load_public_key
+from secure_train.core.safe_io import check_file
+from secure_train.core.signed_file import signed_target, verify_file
 
 __all__ = ["main"]
 

@@ -16,10 +16,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
-from secure_train.data.arrow import ArrowRecords, CompactShuffle, first_texts, hash_split, is_arrow_path
-from secure_train.data.records import TextRecord
+from secure_train.core.arrow_records import ArrowRecords, CompactShuffle, first_texts, hash_split, is_arrow_path
+from secure_train.core.errors import ConfigError, DataError
+from secure_train.core.records import TextRecord
 from secure_train.data.tokenizer import load_tokenizer, train_tokenizer
-from secure_train.errors import ConfigError, DataError
 
 __all__ = ["RecordDataset", "RecordTransform", "TextDataModule"]
 
@@ -33,7 +33,7 @@ _SPLITS = ("train", "val", "test")
 class RecordDataset(Dataset[dict[str, Any]]):
     """Records encoded into plain dicts that the collate function batches.
 
-    In-memory records are tokenized once, up front; :class:`~secure_train.data.arrow.ArrowRecords`
+    In-memory records are tokenized once, up front; :class:`~secure_train.core.arrow_records.ArrowRecords`
     (``lazy=True``) are read and tokenized per item, so nothing proportional to the corpus is held.
     """
 
@@ -59,7 +59,7 @@ class TextDataModule(pl.LightningDataModule):
     Subclasses provide ``_read(path, id_offset)``, ``_synthetic(n, seed)``, ``_encode`` and
     ``_collate``; everything else (split, transforms, tokenizer, loaders) lives here.
 
-    ``manifest=PATH`` (a :mod:`secure_train.data.provenance` manifest) verifies the data files
+    ``manifest=PATH`` (a :mod:`secure_train.data_security.manifest` manifest) verifies the data files
     before anything reads them and refuses (``DataError``) naming changed files and records, and
     any data file in the manifested folder that the manifest does not list. The manifest must be
     signed, and its signature is checked with a key you trust: ``manifest_public_key`` (PEM
@@ -71,7 +71,7 @@ class TextDataModule(pl.LightningDataModule):
 
     ``backend="arrow"`` (what ``"auto"`` picks for Parquet files, globs of shards and
     ``save_to_disk`` directories) reads the data into memory-mapped Arrow with
-    :func:`~secure_train.data.arrow.read_arrow`: records, splits and transformed splits live in
+    :func:`~secure_train.core.arrow_records.read_arrow`: records, splits and transformed splits live in
     Arrow files, items are tokenized lazily per item, the validation split is a seeded hash of
     ``sample_id`` (``val_fraction`` of the rows in expectation), the tokenizer (when trained
     here) sees the first ``tokenizer_sample`` training texts, and transforms run as batched
@@ -192,7 +192,7 @@ class TextDataModule(pl.LightningDataModule):
         if self.records:
             return self.records
         if self.manifest is not None:
-            from secure_train.data.provenance import require_verified
+            from secure_train.data_security.manifest import require_verified
 
             files = [p for p in (self.train_path, self.val_path, self.test_path) if p is not None]
             verified = require_verified(
@@ -288,7 +288,7 @@ class TextDataModule(pl.LightningDataModule):
             provenance = self.provenance()
             summary = provenance["data_manifest"]
             if summary is not None or provenance["data_custody"]:
-                from secure_train.audit import get_audit_log
+                from secure_train.core.audit_log import get_audit_log
 
                 log = get_audit_log(self.trainer)
                 if summary is not None and summary["signature"] != "verified":
@@ -354,7 +354,7 @@ class TextDataModule(pl.LightningDataModule):
         """The data's provenance for checkpoints and the audit log: the verified manifest's
         digest (``data_manifest_digest``, ``None`` without ``manifest=``) and summary, and the
         chain-of-custody entries the transforms recorded (sanitizers, scanners)."""
-        from secure_train.data.provenance import iter_custody
+        from secure_train.data_security.manifest import iter_custody
 
         self.load_records()
         summary = self._manifest_summary

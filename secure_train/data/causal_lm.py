@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from secure_train.data.arrow import ArrowRecords, read_arrow
+from secure_train.core.arrow_records import ArrowRecords, read_arrow
+from secure_train.core.records import TextRecord, detect_format, read_records
 from secure_train.data.base import TextDataModule
 from secure_train.data.collate import collate_causal_lm
-from secure_train.data.records import TextRecord, detect_format, read_records
 from secure_train.data.synthetic import synthetic_causal_lm
 
 __all__ = ["CausalLMDataModule"]

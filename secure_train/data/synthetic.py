@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 
-from secure_train.data.records import TextRecord
+from secure_train.core.records import TextRecord
 
 __all__ = ["synthetic_causal_lm", "synthetic_classification"]
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from secure_train.data.arrow import ArrowRecords, read_arrow
+from secure_train.core.arrow_records import ArrowRecords, read_arrow
+from secure_train.core.errors import ConfigError, DataError
+from secure_train.core.records import TextRecord, read_records
 from secure_train.data.base import TextDataModule
 from secure_train.data.collate import collate_classification
-from secure_train.data.records import TextRecord, read_records
 from secure_train.data.synthetic import synthetic_classification
-from secure_train.errors import ConfigError, DataError
 
 __all__ = ["TextClassificationDataModule"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["BPE_SPECIALS", "WORDPIECE_SPECIALS", "default_cache_dir", "load_tokenizer", "train_tokenizer"]
 

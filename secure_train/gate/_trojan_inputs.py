@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from secure_train.data.records import TextRecord
+from secure_train.core.records import TextRecord
 from secure_train.gate._trojan_probe import ProbeContext
 
 __all__ = ["Construction", "ProbeInputs", "build_probe_inputs", "constructions"]

@@ -2,7 +2,7 @@
 
 An **attestation** says: the checkpoint with digest ``D`` was run through the suite with
 digest ``S`` and these checks (name, metric, value, threshold, pass/fail) gave this verdict.
-It is signed with the project key (:mod:`secure_train.integrity.keys`), written next to the
+It is signed with the project key (:mod:`secure_train.core.keys`), written next to the
 checkpoint (``CKPT.attestation.json``) and filed by digest in the
 :class:`~secure_train.gate.verdicts.VerdictStore`, so that it follows every copy of the bytes.
 
@@ -46,14 +46,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from secure_train.audit import AuditLog
-from secure_train.errors import ConfigError, SecureTrainError
+from secure_train.core.audit_log import AuditLog
+from secure_train.core.errors import ConfigError, IntegrityError, SecureTrainError
+from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
+from secure_train.core.signed_file import SignedFile, open_bundle, signature_path
+from secure_train.core.signing import CHUNK_SIZE, sha256_file, sign_bytes, verify_bytes
 from secure_train.gate.keyring import NAME_RE, ApproverKeyring
 from secure_train.gate.verdicts import VerdictStore
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
-from secure_train.integrity.signed_file import SignedFile, open_bundle, signature_path
-from secure_train.integrity.signing import CHUNK_SIZE, sha256_file, sign_bytes, verify_bytes
 
 __all__ = [
     "GateRefused",
@@ -175,7 +174,7 @@ def verify_streaming(path: str | os.PathLike[str], public_key: PublicKeyLike) ->
     Example:
         >>> import os, tempfile
         >>> from cryptography.hazmat.primitives.asymmetric import ec
-        >>> from secure_train.integrity.signed_file import write_signed
+        >>> from secure_train.core.signed_file import write_signed
         >>> key = ec.generate_private_key(ec.SECP256R1())
         >>> path = os.path.join(tempfile.mkdtemp(), "m.ckpt")
         >>> signed = write_signed(b"x" * 100, path, key, shard_size=64)
@@ -465,7 +464,7 @@ class ReleasePolicy:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ReleasePolicy:
         """Read a policy file (YAML, size- and alias-bounded); relative paths in it are from its folder."""
-        from secure_train.safe_io import load_yaml_file
+        from secure_train.core.safe_io import load_yaml_file
 
         p = Path(path)
         if not p.is_file():

@@ -22,7 +22,7 @@ Example:
     >>> ClassAllowList.refuse_objects({"lr": 0.1, "x": {"class_path": "os.system"}}, source="ckpt")
     Traceback (most recent call last):
     ...
-    secure_train.errors.ConfigError: ckpt.x: holds 'class_path'; values from a file are data, never objects
+    secure_train.core.errors.ConfigError: ckpt.x: holds 'class_path'; values from a file are data, never objects
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["MODEL_PACKAGE", "OBJECT_KEYS", "ClassAllowList"]
 

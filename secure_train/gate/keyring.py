@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secure_train.errors import ConfigError
-from secure_train.integrity.keys import PublicKey, key_fingerprint, load_public_key
+from secure_train.core.errors import ConfigError
+from secure_train.core.keys import PublicKey, key_fingerprint, load_public_key
 
 __all__ = ["Approver", "ApproverKeyring"]
 
@@ -120,7 +120,7 @@ class ApproverKeyring:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ApproverKeyring:
         """Read a keyring file (YAML or JSON), size- and alias-bounded."""
-        from secure_train.safe_io import load_yaml_file
+        from secure_train.core.safe_io import load_yaml_file
 
         p = Path(path)
         if not p.is_file():

@@ -40,14 +40,14 @@ from typing import Any
 import torch
 import yaml
 
-from secure_train.audit import AuditLog
-from secure_train.errors import ConfigError
+from secure_train.core.audit_log import AuditLog
+from secure_train.core.errors import ConfigError
+from secure_train.core.keys import DEFAULT_KEY_ENV, PrivateKey, PublicKeyLike, key_fingerprint, load_private_key
+from secure_train.core.safe_io import MAX_YAML_BYTES, load_yaml, read_bytes
+from secure_train.core.signing import sha256_file
 from secure_train.gate.attestation import CHECK_NAMES, attestation_path, now, write_signed_json
 from secure_train.gate.instantiate import ClassAllowList
 from secure_train.gate.trojan import TrojanScanner
-from secure_train.integrity.keys import DEFAULT_KEY_ENV, PrivateKey, PublicKeyLike, key_fingerprint, load_private_key
-from secure_train.integrity.signing import sha256_file
-from secure_train.safe_io import MAX_YAML_BYTES, load_yaml, read_bytes
 
 __all__ = ["GateSuite", "run_gate"]
 
@@ -336,13 +336,13 @@ class GateSuite:
                       families=list(families), n=n)  # fmt: skip
 
     def _check_injection_detector(self, model: Any, dm: Any, opts: dict[str, Any], *_: Any) -> dict[str, Any]:
-        from secure_train.detector.gate import DetectorGateCheck
+        from secure_train.data_security.detector.gate import DetectorGateCheck
 
         r = DetectorGateCheck.from_options(opts, seed=self.seed).run(dm.load_records())
         return _check(r["name"], r["metric"], r["value"], r["threshold"], r["op"], **r["details"])
 
     def _check_privacy_leakage(self, model: Any, dm: Any, opts: dict[str, Any], *_: Any) -> dict[str, Any]:
-        from secure_train.privacy.audit import canary_audit
+        from secure_train.privacy.canary_audit import canary_audit
 
         threshold = float(opts.get("max_auc", 0.65))
         n = int(opts.get("n", 500))
@@ -372,7 +372,7 @@ class GateSuite:
         details: dict[str, Any] = {}
         pub = opts.get("public_key")
         if checkpoint is not None and (pub or opts.get("require_signature", True)):
-            from secure_train.integrity.signed_file import verify_file
+            from secure_train.core.signed_file import verify_file
 
             if pub is None:
                 problems.append("no public_key configured to verify the checkpoint signature")
@@ -387,7 +387,7 @@ class GateSuite:
                     problems.append(f"checkpoint signature: {err}")
         manifest = opts.get("manifest")
         if manifest:
-            from secure_train.data.provenance import trusted_key, verify_manifest
+            from secure_train.data_security.manifest import trusted_key, verify_manifest
 
             allow_unsigned = bool(opts.get("allow_unsigned_manifest", False))
             details["allow_unsigned_manifest"] = allow_unsigned  # reported: an unsigned manifest proves nothing

@@ -59,8 +59,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from secure_train.data.records import TextRecord
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
 from secure_train.gate._trojan_inputs import ProbeInputs, build_probe_inputs
 from secure_train.gate._trojan_invert import invert_trigger
 from secure_train.gate._trojan_probe import ProbeContext

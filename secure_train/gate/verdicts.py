@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["VERDICTS_ENV", "VerdictStore", "default_verdict_dir"]
 

@@ -15,56 +15,56 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from secure_train import lazy_attribute
+from secure_train.core.lazy import lazy_attribute
 
 if TYPE_CHECKING:
-    from secure_train.integrity.audit_head import HeadCheck, sign_audit_head, verify_audit_head
+    from secure_train.core.audit_head import HeadCheck, sign_audit_head, verify_audit_head
+    from secure_train.core.errors import IntegrityError
+    from secure_train.core.keys import generate_keypair, key_fingerprint, load_private_key, load_public_key
+    from secure_train.core.signed_file import SignedFile, signature_path, verify_file, write_signed
+    from secure_train.core.signing import sha256_file, sign_bytes, verify_bytes
+    from secure_train.core.sigstore import sign_keyless, verify_keyless
     from secure_train.integrity.callback import CheckpointSigning
     from secure_train.integrity.checkpoint_io import SignedCheckpointIO
     from secure_train.integrity.dcp_reader import VerifiedFileSystemReader
     from secure_train.integrity.encryption import decrypt, encrypt, load_encryption_key
-    from secure_train.integrity.errors import IntegrityError
-    from secure_train.integrity.export import ExportContext, ExportResult, export_checkpoint
-    from secure_train.integrity.keys import generate_keypair, key_fingerprint, load_private_key, load_public_key
     from secure_train.integrity.loading import load_checkpoint
-    from secure_train.integrity.provenance import collect_provenance
+    from secure_train.integrity.run_record import collect_provenance
+    from secure_train.integrity.safetensors_export import ExportContext, ExportResult, export_checkpoint
     from secure_train.integrity.sharded import SignedDirectory, sign_directory, verify_directory
-    from secure_train.integrity.signed_file import SignedFile, signature_path, verify_file, write_signed
-    from secure_train.integrity.signing import sha256_file, sign_bytes, verify_bytes
-    from secure_train.integrity.sigstore import sign_keyless, verify_keyless
 
 _EXPORTS: dict[str, str] = {
     "CheckpointSigning": "secure_train.integrity.callback",
-    "ExportContext": "secure_train.integrity.export",
-    "ExportResult": "secure_train.integrity.export",
-    "HeadCheck": "secure_train.integrity.audit_head",
-    "IntegrityError": "secure_train.integrity.errors",
+    "ExportContext": "secure_train.integrity.safetensors_export",
+    "ExportResult": "secure_train.integrity.safetensors_export",
+    "HeadCheck": "secure_train.core.audit_head",
+    "IntegrityError": "secure_train.core.errors",
     "SignedCheckpointIO": "secure_train.integrity.checkpoint_io",
     "SignedDirectory": "secure_train.integrity.sharded",
-    "SignedFile": "secure_train.integrity.signed_file",
+    "SignedFile": "secure_train.core.signed_file",
     "VerifiedFileSystemReader": "secure_train.integrity.dcp_reader",
-    "collect_provenance": "secure_train.integrity.provenance",
+    "collect_provenance": "secure_train.integrity.run_record",
     "decrypt": "secure_train.integrity.encryption",
     "encrypt": "secure_train.integrity.encryption",
-    "export_checkpoint": "secure_train.integrity.export",
-    "generate_keypair": "secure_train.integrity.keys",
-    "key_fingerprint": "secure_train.integrity.keys",
+    "export_checkpoint": "secure_train.integrity.safetensors_export",
+    "generate_keypair": "secure_train.core.keys",
+    "key_fingerprint": "secure_train.core.keys",
     "load_checkpoint": "secure_train.integrity.loading",
     "load_encryption_key": "secure_train.integrity.encryption",
-    "load_private_key": "secure_train.integrity.keys",
-    "load_public_key": "secure_train.integrity.keys",
-    "sha256_file": "secure_train.integrity.signing",
-    "sign_audit_head": "secure_train.integrity.audit_head",
-    "sign_bytes": "secure_train.integrity.signing",
+    "load_private_key": "secure_train.core.keys",
+    "load_public_key": "secure_train.core.keys",
+    "sha256_file": "secure_train.core.signing",
+    "sign_audit_head": "secure_train.core.audit_head",
+    "sign_bytes": "secure_train.core.signing",
     "sign_directory": "secure_train.integrity.sharded",
-    "sign_keyless": "secure_train.integrity.sigstore",
-    "signature_path": "secure_train.integrity.signed_file",
-    "verify_audit_head": "secure_train.integrity.audit_head",
-    "verify_bytes": "secure_train.integrity.signing",
+    "sign_keyless": "secure_train.core.sigstore",
+    "signature_path": "secure_train.core.signed_file",
+    "verify_audit_head": "secure_train.core.audit_head",
+    "verify_bytes": "secure_train.core.signing",
     "verify_directory": "secure_train.integrity.sharded",
-    "verify_file": "secure_train.integrity.signed_file",
-    "verify_keyless": "secure_train.integrity.sigstore",
-    "write_signed": "secure_train.integrity.signed_file",
+    "verify_file": "secure_train.core.signed_file",
+    "verify_keyless": "secure_train.core.sigstore",
+    "write_signed": "secure_train.core.signed_file",
 }
 """Public name -> defining module, imported on first access (PEP 562)."""
 

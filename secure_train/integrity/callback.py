@@ -18,17 +18,17 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
-from secure_train.audit import get_audit_log
-from secure_train.errors import ConfigError
-from secure_train.integrity.audit_head import sign_audit_head
-from secure_train.integrity.checkpoint_io import SignedCheckpointIO
-from secure_train.integrity.keys import (
+from secure_train.core.audit_head import sign_audit_head
+from secure_train.core.audit_log import get_audit_log
+from secure_train.core.errors import ConfigError
+from secure_train.core.keys import (
     DEFAULT_KEY_ENV,
     DEFAULT_PASSPHRASE_ENV,
     PrivateKeyArg,
     PublicKeyArg,
 )
-from secure_train.integrity.signed_file import DEFAULT_SHARD_SIZE
+from secure_train.core.signed_file import DEFAULT_SHARD_SIZE
+from secure_train.integrity.checkpoint_io import SignedCheckpointIO
 
 __all__ = ["CheckpointSigning"]
 

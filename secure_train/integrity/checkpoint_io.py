@@ -20,7 +20,7 @@ shard; a strategy that reads single files itself has them verified first as well
 ``ModelCheckpoint(save_last="link")``: ``last.ckpt`` is a symbolic link to the newest
 checkpoint, made outside ``CheckpointIO``; it verifies through its target, and a link that
 points outside its folder is refused
-(:func:`~secure_train.integrity.signed_file.signed_target`). Lightning's fallback where
+(:func:`~secure_train.core.signed_file.signed_target`). Lightning's fallback where
 links are not allowed (a plain copy) has no sidecar and is refused as unsigned.
 
 Example:
@@ -52,12 +52,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import Strategy
 from typing_extensions import override
 
-from secure_train.audit import AuditLog, get_audit_log
-from secure_train.integrity.audit_head import sign_audit_head
-from secure_train.integrity.cli_support import snapshot_origin
-from secure_train.integrity.encryption import encrypt, encryption_info, load_encryption_key
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import (
+from secure_train.core.audit_head import sign_audit_head
+from secure_train.core.audit_log import AuditLog, get_audit_log
+from secure_train.core.errors import IntegrityError
+from secure_train.core.keys import (
     DEFAULT_KEY_ENV,
     DEFAULT_PASSPHRASE_ENV,
     PrivateKey,
@@ -68,10 +66,7 @@ from secure_train.integrity.keys import (
     load_private_key,
     load_public_key,
 )
-from secure_train.integrity.loading import load_verified_bytes
-from secure_train.integrity.provenance import code_version, collect_provenance
-from secure_train.integrity.sharded import SignedDirectory, sign_directory, verify_directory
-from secure_train.integrity.signed_file import (
+from secure_train.core.signed_file import (
     DEFAULT_SHARD_SIZE,
     recover_signed,
     remove_signed,
@@ -79,6 +74,11 @@ from secure_train.integrity.signed_file import (
     signed_target,
     write_signed,
 )
+from secure_train.integrity.cli_support import snapshot_origin
+from secure_train.integrity.encryption import encrypt, encryption_info, load_encryption_key
+from secure_train.integrity.loading import load_verified_bytes
+from secure_train.integrity.run_record import code_version, collect_provenance
+from secure_train.integrity.sharded import SignedDirectory, sign_directory, verify_directory
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -114,7 +114,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
 
     Crash safety: before the first save into a folder and before every load, the saves a
     killed process left unfinished there are completed or cleaned up
-    (:func:`~secure_train.integrity.signed_file.recover_signed`), so ``last.ckpt`` is
+    (:func:`~secure_train.core.signed_file.recover_signed`), so ``last.ckpt`` is
     always the previous verified pair or the new one.
 
     Audit events: ``checkpoint.signed`` (path, sha256, size, global_step, key fingerprint),
@@ -398,7 +398,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
                 strategy, and signing them would pretend otherwise.
         """
         if self.encryption_key is not None:
-            from secure_train.errors import ConfigError
+            from secure_train.core.errors import ConfigError
 
             raise ConfigError(
                 f"{path}: sharded checkpoints are written by the strategy in plaintext; "

@@ -9,7 +9,7 @@ gives its hyper-parameters to the run (issue 11, item 3).
 
 The cut: when the config configures signing (a ``CheckpointSigning`` callback or a
 ``SignedCheckpointIO`` plugin), :func:`snapshot_ckpt_path` first finishes any save a crash
-interrupted (:func:`~secure_train.integrity.signed_file.recover_signed`), then reads the
+interrupted (:func:`~secure_train.core.signed_file.recover_signed`), then reads the
 sidecar once and the checkpoint once (streamed, in bounded memory) into a private snapshot --
 a fresh ``0700`` directory from :func:`tempfile.mkdtemp`, files ``0600``, same file name so
 the signature's name binding still holds -- and verifies *the snapshot's* bytes. Nobody
@@ -47,16 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secure_train.integrity.encryption import MAGIC, is_encrypted, load_encryption_key
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import (
+from secure_train.core.errors import IntegrityError
+from secure_train.core.keys import (
     DEFAULT_KEY_ENV,
     DEFAULT_PASSPHRASE_ENV,
     PublicKey,
     load_private_key,
     load_public_key,
 )
-from secure_train.integrity.signed_file import (
+from secure_train.core.signed_file import (
     Recovery,
     SignedFile,
     recover_signed,
@@ -64,6 +63,7 @@ from secure_train.integrity.signed_file import (
     signed_target,
     verify_file,
 )
+from secure_train.integrity.encryption import MAGIC, is_encrypted, load_encryption_key
 
 __all__ = ["CheckpointSnapshot", "snapshot_ckpt_path", "snapshot_origin", "verify_ckpt_path"]
 

@@ -28,10 +28,10 @@ from typing import Any
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.filesystem import FileSystem
 
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import PublicKeyLike
+from secure_train.core.errors import IntegrityError
+from secure_train.core.keys import PublicKeyLike
+from secure_train.core.signed_file import signed_target
 from secure_train.integrity.sharded import _OpenFiles, _verify_open
-from secure_train.integrity.signed_file import signed_target
 
 __all__ = ["VerifiedFileSystemReader"]
 

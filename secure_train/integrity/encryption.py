@@ -35,7 +35,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_ENCRYPTION_KEY_ENV",
@@ -148,6 +148,6 @@ def load_encryption_key(
     mode = p.stat().st_mode
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"encryption key {p} is accessible by group or others ({stat.filemode(mode)}); chmod 600 {p}")
-    from secure_train.safe_io import read_text  # size-checked, UTF-8: a huge or binary file is one error line
+    from secure_train.core.safe_io import read_text  # size-checked, UTF-8: a huge or binary file is one error line
 
     return _parse_key(read_text(p, what="encryption key", max_bytes=2**16), str(p))

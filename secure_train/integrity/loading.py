@@ -1,14 +1,14 @@
 """Verify before load: no byte of a checkpoint is unpickled before its signature checks out.
 
 :func:`load_checkpoint` reads the file once into memory, verifies those bytes against the
-sidecar signature (:mod:`~secure_train.integrity.signed_file`), decrypts them if they
+sidecar signature (:mod:`~secure_train.core.signed_file`), decrypts them if they
 were encrypted at rest, and only then parses them with ``torch.load(weights_only=True)``,
 which refuses arbitrary Python objects even from a correctly signed file.
 
 Example:
     >>> import os, tempfile, io, torch
     >>> from cryptography.hazmat.primitives.asymmetric import ec
-    >>> from secure_train.integrity.signed_file import write_signed
+    >>> from secure_train.core.signed_file import write_signed
     >>> key = ec.generate_private_key(ec.SECP256R1())
     >>> buf = io.BytesIO(); torch.save({"state_dict": {"w": torch.ones(2)}}, buf)
     >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 
-from secure_train.audit import AuditLog
+from secure_train.core.audit_log import AuditLog
+from secure_train.core.errors import IntegrityError
+from secure_train.core.keys import PublicKeyLike
+from secure_train.core.signed_file import SignedFile, read_verified, signature_path, signed_target
 from secure_train.integrity.encryption import decrypt, encryption_info, is_encrypted
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import PublicKeyLike
-from secure_train.integrity.signed_file import SignedFile, read_verified, signature_path, signed_target
 
 __all__ = ["load_checkpoint", "load_verified_bytes"]
 

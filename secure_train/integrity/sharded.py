@@ -4,7 +4,7 @@ A ``torch.distributed.checkpoint`` (DCP) directory -- what ``FSDPStrategy`` and
 ``ModelParallelStrategy`` write: one ``__<rank>_<n>.distcp`` file per rank, ``.metadata``,
 Lightning's ``meta.pt`` -- is signed as *one* artifact by a sidecar ``DIR.sig`` next to it.
 The sidecar is the same Sigstore bundle (DSSE, in-toto, ECDSA) as a single file's, made by
-:func:`~secure_train.integrity.signed_file.sign_statement`, with ``model_signing``'s
+:func:`~secure_train.core.signed_file.sign_statement`, with ``model_signing``'s
 directory serialization: one resource per file (path relative to the directory, SHA-256),
 the subject digest the SHA-256 over those digests. The per-file hash is BLAKE3 by default
 (``hash_type="blake3"``, one of ``model_signing``'s own hash types: about 4x SHA-256's speed
@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from secure_train.integrity.errors import IntegrityError
-from secure_train.integrity.keys import PrivateKey, PublicKeyLike, key_fingerprint
-from secure_train.integrity.signed_file import (
+from secure_train.core.errors import IntegrityError
+from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint
+from secure_train.core.signed_file import (
     _EXTENSION,
     _EXTENSION_VERSION,
     _IGNORE_PATHS,
@@ -355,7 +355,7 @@ def _read_sidecar(directory: Path) -> bytes:
     sig = signature_path(directory)
     if not sig.is_file():
         raise IntegrityError(directory, f"unsigned: no signature file {sig.name} next to it")
-    from secure_train.safe_io import read_bytes  # size-checked: a huge or sparse sidecar is refused
+    from secure_train.core.safe_io import read_bytes  # size-checked: a huge or sparse sidecar is refused
 
     return read_bytes(sig, what="signature file", max_bytes=_MAX_SIDECAR)
 
@@ -396,7 +396,7 @@ def verify_directory(path: str | os.PathLike[str], public_key: PublicKeyLike) ->
     """Verify the checkpoint directory ``path`` against ``path.sig``: signature, file set, sizes, digests.
 
     A ``last.ckpt`` link made by ``ModelCheckpoint(save_last="link")`` verifies through its
-    target (see :func:`~secure_train.integrity.signed_file.signed_target`).
+    target (see :func:`~secure_train.core.signed_file.signed_target`).
 
     Raises:
         IntegrityError: one line naming the file: unsigned, another key, renamed, a file

@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["HFModule"]
 

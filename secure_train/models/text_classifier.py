@@ -10,7 +10,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 from secure_train.models.base import HFModule
 
 __all__ = ["TINY_BERT", "TextClassifier"]

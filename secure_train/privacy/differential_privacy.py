@@ -42,9 +42,9 @@ from opacus.validators import ModuleValidator
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from typing_extensions import override
 
-from secure_train.audit import get_audit_log
-from secure_train.distributed import destroy_process_group_at_exit
-from secure_train.errors import ConfigError
+from secure_train.core.audit_log import get_audit_log
+from secure_train.core.distributed import destroy_process_group_at_exit
+from secure_train.core.errors import ConfigError
 from secure_train.privacy.poisson import PoissonBatchSampler
 from secure_train.privacy.trainable import restrict_trainable
 
@@ -345,9 +345,7 @@ class DifferentialPrivacy(Callback):
         else:
             q = min(1.0, loader.batch_size * self._world_size * self._accumulate / n)
             seed, steps_per_epoch = self.seed, max(1, round(1.0 / q))
-        if self._planned and not (
-            math.isclose(q, self.sample_rate or 0.0, rel_tol=1e-12) and n == self.num_samples
-        ):
+        if self._planned and not (math.isclose(q, self.sample_rate or 0.0, rel_tol=1e-12) and n == self.num_samples):
             raise ConfigError(
                 f"the reloaded training loader has sample rate {q} over {n} examples, the run was planned with "
                 f"{self.sample_rate} over {self.num_samples}: keep the training data fixed under DP"

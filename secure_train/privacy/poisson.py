@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["PoissonBatchSampler", "poisson_loader"]
 

@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 
 import torch
 
-from secure_train.errors import ConfigError
+from secure_train.core.errors import ConfigError
 
 __all__ = ["restrict_trainable"]
 

@@ -1,0 +1,240 @@
+"""The ``lift`` poison detector: a word whose label contradicts what the rest of its record predicts.
+
+The ``ngram`` detector (:mod:`secure_train.data_security.poison`) needs a trigger whose records are at least
+90 % one label. Three cheap evasions break that: a **substitution** trigger (a word swapped for a
+synonym that also occurs in clean records of the other label), **decoys** (the trigger also put
+into a few records whose label is kept) and a trigger **spread** over many words, each too rare
+for a z-score over raw counts. They all leave one trace that a trained model sees: a poisoned
+record is an ordinary record of another label with the trigger added and the label flipped, so
+*the rest of its words predict the other label*.
+
+The test (a label-conditional lift): fit a bag-of-words logistic regression (softmax, L2, scipy's
+L-BFGS on a sparse binary word matrix) on all records; for every record ``r`` and word ``w`` in it,
+the *context* prediction ``p(y | r without w)`` is the softmax of ``r``'s logits minus ``w``'s
+weights (exact for a linear model on presence features). Per word ``w`` and label ``t``, over the
+records containing ``w`` (each counted with weight ``1 / records of its family containing w``,
+the same overlap collapse as the ``ngram`` detector, so SST-2's sub-phrases count once):
+
+* ``lift z = (O - E) / sqrt(V)``, ``O`` = weighted count labeled ``t``, ``E`` = sum of the context
+  predictions ``p(t | r without w)``, ``V`` = sum of ``p (1 - p)``: how far ``w``'s label exceeds
+  what its contexts predict. A sentiment word ("masterpiece") sits in contexts that already
+  predict its label, so ``O ~ E``; a trigger sits in contexts of the other label.
+* ``contradiction purity``: among the records whose context favours another label
+  (``p(t | context) < 0.5``), the share labeled ``t``. Negations ("not", "n't") flip labels in both
+  directions and stay low; a trigger flips nearly all of them (decoys lower it only as far as
+  the attacker is willing to weaken the backdoor).
+
+``w`` is flagged for ``t`` when the weighted contradicting records labeled ``t`` number at least
+``min_count``, the contradiction purity is at least ``min_purity`` and the purity-weighted lift
+``lift z * contradiction purity`` at least ``z_threshold``. Not every record that contains a flagged
+``w`` and carries ``t`` is poisoned (a synonym such as "flick" has clean uses): a two-part mixture
+over the records' context predictions (clean records of ``t`` vs records taken from other labels,
+the two densities read off the whole corpus, the share fitted by EM) gives each one a posterior, and
+those at >= 0.5 are flagged. For a trigger with no clean uses the share goes to 1 and every record
+is flagged.
+
+The defaults (``z_threshold=9.5``, ``min_purity=0.6``, ``min_count=8``) were set on SST-2's
+training split (67,349 phrases) with the development triggers of ``benchmarks/poison_adaptive.py``
+only: on the clean split the words with contradiction purity >= 0.6 reach lift z 10.2 at purity
+0.83 ("lacks": score 8.5; then "bad" 8.5 x 0.78, "worst" 6.2 x 0.91); "n't" (18.5), "no" and "too"
+flip labels both ways (purity 0.54-0.60). Development triggers: "flick" (film -> flick, 1 %) z 50.6
+at purity 0.92, "tale" 31.1, "cf" with decoys 60.9 at purity 0.86, 20 words at 0.05 % each 11.1-16.4
+at purity 1.0 (a first threshold of z >= 12 missed 3 of them). A trigger needs roughly 20
+poisoned records whose contexts predict another label: one word in fewer records is not found.
+
+Example:
+    >>> from secure_train.data import synthetic_classification
+    >>> from secure_train.attacks.adaptive import AdaptivePoisoning
+    >>> attack = AdaptivePoisoning(["zq"], rate=0.03, decoy_rate=0.005, seed=0)
+    >>> recs = attack(synthetic_classification(3000, seed=0))
+    >>> words, flags = context_lift_statistics(recs)
+    >>> [w["word"] for w in words], sum(flags) >= 0.9 * sum(r.meta["poisoned"] for r in recs)
+    (['zq'], True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import numpy as np
+from scipy import optimize, sparse
+
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
+
+__all__ = ["context_lift_statistics", "fit_bow_logistic"]
+
+
+def _one_blas_thread() -> AbstractContextManager[Any]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only a speed-up
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def fit_bow_logistic(
+    x: sparse.csr_matrix, y: np.ndarray, n_labels: int, *, l2: float = 1.0, max_iter: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax regression ``(W, b)`` on a sparse feature matrix (L2 ``l2`` on ``W``, scipy L-BFGS-B;
+    ``max_iter`` is small: the detector needs the words' weights roughly right, not converged).
+    Written here because scikit-learn is not a dependency; this is its ``LogisticRegression``
+    objective (multinomial, ``C = 1 / l2``, loss averaged over records).
+
+    Example:
+        >>> x = sparse.csr_matrix(np.array([[1, 0], [0, 1]] * 20, dtype=np.float64))
+        >>> w, b = fit_bow_logistic(x, np.array([0, 1] * 20), 2)
+        >>> bool(w[0, 0] > w[0, 1] and w[1, 1] > w[1, 0])
+        True
+    """
+    n, v = x.shape
+    onehot = np.zeros((n, n_labels))
+    onehot[np.arange(n), y] = 1.0
+    xt = x.T.tocsr()
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = theta[: v * n_labels].reshape(v, n_labels)
+        b = theta[v * n_labels :]
+        logits = x @ w + b
+        logits -= logits.max(1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        diff = (np.exp(logp) - onehot) / n
+        value = -(onehot * logp).sum() / n + 0.5 * l2 / n * (w * w).sum()
+        gw = xt @ diff + l2 / n * w
+        return float(value), np.concatenate([np.asarray(gw).ravel(), diff.sum(0)])
+
+    theta0 = np.zeros(v * n_labels + n_labels)
+    with _one_blas_thread():  # L-BFGS-B's small BLAS calls spin threads: 3x slower on 2 busy cores
+        res = optimize.minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "maxcor": 5})
+    return res.x[: v * n_labels].reshape(v, n_labels), res.x[v * n_labels :]
+
+
+def _poison_posterior(q: np.ndarray, same: np.ndarray, other: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Per record, P(poisoned | its context prediction ``q``) in a two-part mixture fitted by EM:
+    clean records of the label (contexts distributed like ``same``) and poisoned records taken
+    from other labels (contexts distributed like ``other``)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    f_same = (np.histogram(same, edges)[0] + 1.0) / (len(same) + bins)
+    f_other = (np.histogram(other, edges)[0] + 1.0) / (len(other) + bins)
+    b = np.clip(np.digitize(q, edges) - 1, 0, bins - 1)
+    lo, ls = f_other[b], f_same[b]
+    share = 0.5
+    for _ in range(100):
+        post = share * lo / (share * lo + (1 - share) * ls)
+        share = float(post.mean())
+    return np.asarray(share * lo / (share * lo + (1 - share) * ls))
+
+
+def context_lift_statistics(
+    records: Sequence[TextRecord],
+    *,
+    min_count: float = 8.0,
+    z_threshold: float = 9.5,
+    min_purity: float = 0.6,
+    l2: float = 1.0,
+    min_df: int = 2,
+    collapse_overlaps: bool = True,
+) -> tuple[list[dict[str, Any]], list[bool]]:
+    """The ``lift`` detector: ``(flagged words, per-record flags)``. See the module docstring.
+
+    Each flagged word is a dict ``{"word", "label", "lift_z", "contra_count", "contra_purity",
+    "count", "n_records"}`` (counts in families when ``collapse_overlaps``).
+    """
+    from secure_train.data_security.poison import _families, _tokens
+
+    if min_count <= 0 or min_df < 1 or l2 <= 0 or not 0 <= min_purity <= 1:
+        raise ConfigError(
+            f"lift: min_count and l2 must be > 0, min_df >= 1, min_purity in [0, 1]; "
+            f"got {min_count}, {l2}, {min_df}, {min_purity}"
+        )
+    idx = [i for i, r in enumerate(records) if r.label is not None]
+    flags = [False] * len(records)
+    labels = sorted({int(records[i].label) for i in idx})  # type: ignore[arg-type]
+    if len(labels) < 2:
+        return [], flags
+    lab_pos = {y: k for k, y in enumerate(labels)}
+    toks = [_tokens(records[i].text) for i in idx]
+    df: dict[str, int] = defaultdict(int)
+    for t in toks:
+        for w in set(t):
+            df[w] += 1
+    vocab = {w: k for k, w in enumerate(sorted(w for w, c in df.items() if c >= min_df))}
+    rows, cols = [], []
+    for r, t in enumerate(toks):
+        for w in set(t):
+            k = vocab.get(w)
+            if k is not None:
+                rows.append(r)
+                cols.append(k)
+    if not cols:
+        return [], flags
+    rows_a, cols_a = np.asarray(rows), np.asarray(cols)
+    x = sparse.csr_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(len(toks), len(vocab)))
+    y = np.asarray([lab_pos[int(records[i].label)] for i in idx])  # type: ignore[arg-type]
+    w_mat, b = fit_bow_logistic(x, y, len(labels), l2=l2)
+    logits = x @ w_mat + b
+    # context logits of each (record, word) pair: the record's logits without the word's weights
+    ctx = logits[rows_a] - w_mat[cols_a]
+    ctx -= ctx.max(1, keepdims=True)
+    p_ctx = np.exp(ctx)
+    p_ctx /= p_ctx.sum(1, keepdims=True)
+    fam = np.asarray(_families(toks) if collapse_overlaps else list(range(len(toks))))
+    # weight 1 / (records of the same family that contain the word)
+    keys = fam[rows_a].astype(np.int64) * len(vocab) + cols_a
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    weight = 1.0 / counts[inverse]
+    yr = y[rows_a]
+    n_vocab = len(vocab)
+    inv_vocab = np.empty(n_vocab, dtype=object)
+    for word, col in vocab.items():
+        inv_vocab[col] = word
+    total = np.bincount(cols_a, weights=weight, minlength=n_vocab)
+    found: list[tuple[int, int, dict[str, Any]]] = []
+    for ti, label in enumerate(labels):
+        p = p_ctx[:, ti]
+        is_t = (yr == ti).astype(np.float64)
+        obs = np.bincount(cols_a, weights=weight * is_t, minlength=n_vocab)
+        exp = np.bincount(cols_a, weights=weight * p, minlength=n_vocab)
+        var = np.bincount(cols_a, weights=weight * p * (1 - p), minlength=n_vocab)
+        contra = p < 0.5
+        c_n = np.bincount(cols_a, weights=weight * contra, minlength=n_vocab)
+        c_k = np.bincount(cols_a, weights=weight * contra * is_t, minlength=n_vocab)
+        z = (obs - exp) / np.sqrt(np.maximum(var, 1e-9))
+        purity = c_k / np.maximum(c_n, 1e-9)
+        score = z * purity
+        for k in map(int, np.nonzero((c_k >= min_count) & (score >= z_threshold) & (purity >= min_purity))[0]):
+            found.append(
+                (
+                    k,
+                    label,
+                    {
+                        "word": str(inv_vocab[k]),
+                        "label": label,
+                        "lift_z": round(float(z[k]), 2),
+                        "score": round(float(score[k]), 2),
+                        "contra_count": round(float(c_k[k]), 1),
+                        "contra_purity": round(float(purity[k]), 4),
+                        "count": round(float(total[k]), 1),
+                    },
+                )
+            )
+    n_rec: dict[tuple[str, int], int] = defaultdict(int)
+    for col, label, d in found:
+        ti = lab_pos[label]
+        sel = np.nonzero((cols_a == col) & (yr == ti))[0]
+        post = _poison_posterior(p_ctx[sel, ti], p_ctx[yr == ti, ti], p_ctx[yr != ti, ti])
+        d["est_poisoned_share"] = round(float(post.mean()), 3)
+        for j in np.unique(rows_a[sel[post >= 0.5]]):
+            flags[idx[int(j)]] = True
+            n_rec[(d["word"], label)] += 1
+    out = []
+    for _, label, d in sorted(found, key=lambda f: -f[2]["lift_z"]):
+        d["n_records"] = n_rec[(d["word"], label)]
+        out.append(d)
+    if not math.isfinite(sum(d["lift_z"] for d in out)):
+        raise ConfigError("lift: non-finite statistic")  # pragma: no cover - defensive
+    return out, flags

@@ -1,0 +1,1 @@
+"""Response: the security report of a run and incident handling (bundle, rollback)."""

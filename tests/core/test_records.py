@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from secure_train.core.errors import DataError
+from secure_train.core.records import read_records
+
+
+def write(tmp_path, name, content, mode="w"):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def test_tsv_sst2_layout(tmp_path):
+    path = write(tmp_path, "t.tsv", 'sentence\tlabel\nit \'s "fine"\t1\nbad\t0\n')
+    recs = read_records(path, num_labels=2)
+    assert [(r.text, r.label, r.sample_id, r.source) for r in recs] == [
+        ('it \'s "fine"', 1, 0, "t.tsv:2"),
+        ("bad", 0, 1, "t.tsv:3"),
+    ]
+
+
+def test_csv_and_jsonl(tmp_path):
+    csv_path = write(tmp_path, "d.csv", 'text,y\n"a, b",1\nc,0\n')
+    assert [r.text for r in read_records(csv_path, text_column="text", label_column="y")] == ["a, b", "c"]
+    jl = write(tmp_path, "d.jsonl", json.dumps({"text": "x", "label": 1}) + "\n")
+    assert read_records(jl, text_column="text")[0].label == 1
+
+
+@pytest.mark.parametrize(
+    "name,content,match",
+    [
+        ("missing.tsv", None, "no such file"),
+        ("col.tsv", "text\tlabel\na\t1\n", "missing column 'sentence'"),
+        ("lab.tsv", "sentence\tlabel\na\tpos\n", r"lab.tsv:2: label 'pos' is not an integer"),
+        ("range.tsv", "sentence\tlabel\na\t1\nb\t5\n", r"range.tsv:3: label 5 is out of range"),
+        ("empty.tsv", "", "no data rows"),
+        ("header.tsv", "sentence\tlabel\n", "no data rows"),
+        ("fields.tsv", "sentence\tlabel\na\t1\nb\t0\textra\n", r"fields.tsv:3: expected 2 fields, found 3"),
+        ("utf.tsv", b"sentence\tlabel\nok\t1\n\xff\xfe\t0\n", r"utf.tsv:3: invalid UTF-8"),
+        ("bad.jsonl", '{"sentence": "a", "label": 1}\n{oops\n', r"bad.jsonl:2: not valid JSON"),
+        ("key.jsonl", '{"sentence": "a"}\n', r"key.jsonl:1: missing key 'label'"),
+        ("x.parquet", "a", "cannot tell the format"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path, name, content, match):
+    path = tmp_path / name if content is None else write(tmp_path, name, content)
+    with pytest.raises(DataError, match=match):
+        read_records(path, num_labels=2)
