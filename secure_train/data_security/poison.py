@@ -35,7 +35,8 @@ states), per label: spectral scores are squared projections on the top singular 
 centered features; activation clustering reduces features to ``n_components`` dimensions
 (PCA), splits each label with 2-means and flags the smaller cluster when it holds less than
 ``max_cluster_share`` of the label and the split's silhouette is at least ``min_silhouette``.
-Both are written in torch (IBM ART's versions are tied to Keras/TF tensors).
+Both are written in torch here; IBM ART's ``SpectralSignatureDefense`` and ``ActivationDefence``
+are framework-agnostic (numpy / scikit-learn) implementations of the same methods.
 
 Example:
     >>> from secure_train.attacks import BackdoorPoisoning
