@@ -5,7 +5,9 @@ log cut after any event, or rewritten and re-chained, still verifies. Signing th
 (number of events, hash of the last one) at every checkpoint and at the end of the run
 closes that gap: a log with fewer events than its signed head, or whose event at the signed
 position has another hash, is refused. The head lives next to the log as
-``<log>.head.json`` and is replaced atomically.
+``<log>.head.json``, a :class:`~secure_train.core.envelope.SignedEnvelope` of kind
+``audit-head`` (envelope version 2), replaced atomically. A head written by an older release
+(``{"payload", "signature", "key_fingerprint"}``, envelope version 1) is still read.
 
 A head file can be swapped for an older genuine one. Every signed checkpoint also carries
 the head of the log at the time it was saved (``audit_head`` in its signed provenance), so
@@ -40,8 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,11 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.core.audit_log import GENESIS_HASH, iter_events, verify
-from secure_train.core.errors import IntegrityError
-from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
+from secure_train.core.envelope import SignedEnvelope
+from secure_train.core.errors import ConfigError, DataError, IntegrityError
+from secure_train.core.keys import PrivateKey, PublicKeyLike, load_public_key
 from secure_train.core.signed_file import SIGNATURE_SUFFIX as _SIG
 from secure_train.core.signed_file import open_bundle, signature_path
-from secure_train.core.signing import sign_bytes, verify_bytes
 
 __all__ = [
     "HEAD_SUFFIX",
@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 HEAD_SUFFIX = ".head.json"
+HEAD_KIND = "audit-head"
+"""The envelope kind of a signed head."""
 _MAX_SIDECAR = 16 << 20  # a checkpoint sidecar is a few kB; a larger one is refused unread
 _MAX_HEAD = 1 << 20
 
@@ -74,10 +76,6 @@ _MAX_HEAD = 1 << 20
 def head_path(log_path: str | os.PathLike[str]) -> Path:
     """Where the signed head of ``log_path`` lives: ``<log_path>.head.json``."""
     return Path(os.fspath(log_path) + HEAD_SUFFIX)
-
-
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def sign_audit_head(log_path: str | os.PathLike[str], private_key: PrivateKey, *, reason: str = "") -> dict[str, Any]:
@@ -89,15 +87,15 @@ def sign_audit_head(log_path: str | os.PathLike[str], private_key: PrivateKey, *
         reason: why the head was signed (``"checkpoint"``, ``"end of run"``), recorded.
 
     Returns:
-        The signed head record.
+        The signed head envelope as written (``payload`` is in its ``body``).
 
     Raises:
-        ValueError: the log's own hash chain is broken (a broken log is never signed).
+        DataError: the log's own hash chain is broken (a broken log is never signed).
     """
     log_path = Path(log_path)
     result = verify(log_path) if log_path.exists() else None
     if result is not None and not result.ok:
-        raise ValueError(f"refusing to sign the head of a broken audit log: {result.error}")
+        raise DataError(f"refusing to sign the head of a broken audit log: {result.error}")
     events, head = (result.events, result.head) if result is not None else (0, "0" * 64)
     payload = {
         "log": log_path.name,
@@ -106,16 +104,9 @@ def sign_audit_head(log_path: str | os.PathLike[str], private_key: PrivateKey, *
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "reason": reason,
     }
-    record = {
-        "payload": payload,
-        "signature": base64.b64encode(sign_bytes(_canonical(payload), private_key)).decode(),
-        "key_fingerprint": key_fingerprint(private_key.public_key()),
-    }
-    target = head_path(log_path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return record
+    envelope = SignedEnvelope.sign(HEAD_KIND, payload, private_key)
+    envelope.write(head_path(log_path))
+    return envelope.to_dict()
 
 
 @dataclass(frozen=True)
@@ -182,7 +173,7 @@ def _sidecars(log_path: Path, extra: Iterable[str | os.PathLike[str]]) -> list[P
         elif p.is_file() or signature_path(p).is_file():
             found.append(p if p.name.endswith(_SIG) else signature_path(p))
         else:
-            raise FileNotFoundError(f"{p}: no such checkpoint or directory")
+            raise ConfigError(f"{p}: no such checkpoint or directory")
     unique: dict[Path, Path] = {}
     for sig in found:
         unique.setdefault(sig.resolve(), sig)
@@ -201,6 +192,9 @@ def checkpoint_heads(
     Returns:
         ``(heads, problems)``: a sidecar that does not verify under ``public_key`` is a problem
         (it may hide a newer head), named by its path.
+
+    Raises:
+        ConfigError: a checkpoint in ``extra`` does not exist.
     """
     log_path = Path(log_path)
     key = load_public_key(public_key)
@@ -280,25 +274,25 @@ def verify_audit_head(
     target = head_path(log_path)
     if not target.is_file():
         return HeadCheck(False, chain.events, 0, f"no signed head {target.name} next to the log")
+    key = load_public_key(public_key)
     try:
-        if target.stat().st_size > _MAX_HEAD:
-            raise ValueError("too large")
-        record = json.loads(target.read_text(encoding="utf-8"))
-        payload = record["payload"]
-        signature = base64.b64decode(record["signature"], validate=True)
+        envelope = SignedEnvelope.read(target, kind=HEAD_KIND, legacy="payload", max_bytes=_MAX_HEAD)
+    except IntegrityError as err:
+        return HeadCheck(False, chain.events, 0, f"signed head {target.name}: {err.reason}")
+    if not envelope.verifies(key):
+        return HeadCheck(False, chain.events, 0, f"signature of {target.name} is not valid for the given public key")
+    payload = envelope.body
+    try:
         signed_events, signed_hash, name = int(payload["events"]), str(payload["head"]), payload["log"]
     except (ValueError, KeyError, TypeError):
         return HeadCheck(False, chain.events, 0, f"signed head {target.name} is malformed")
-    key = load_public_key(public_key)
-    if not verify_bytes(_canonical(payload), signature, key):
-        return HeadCheck(False, chain.events, 0, f"signature of {target.name} is not valid for the given public key")
     if name != log_path.name:
         return HeadCheck(
             False, chain.events, signed_events, f"signed head was made for {name!r}, not {log_path.name!r}"
         )
     try:
         pins, problems = checkpoint_heads(log_path, key, checkpoints)
-    except FileNotFoundError as err:
+    except ConfigError as err:
         return _fail(chain.events, signed_events, str(err))
     newest = max(pins, key=lambda h: h.events, default=None)
     n, pinned = len(pins), newest.events if newest is not None else 0

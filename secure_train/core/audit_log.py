@@ -6,7 +6,12 @@ reordered event breaks the chain at a point :func:`verify` names.
 
 Event fields: ``seq`` (0, 1, 2, ...), ``time`` (UTC, ISO 8601), ``type``, ``source``,
 ``payload``, ``prev`` (hash of the previous event, 64 zeros for the first) and ``hash``
-(SHA-256 over the canonical JSON of every other field).
+(SHA-256 over the canonical JSON of every other field,
+:func:`~secure_train.core.envelope.canonical_json`). Payload values JSON cannot hold are
+stored as strings (:func:`~secure_train.core.envelope.json_value`: ``NaN`` as ``"nan"``, a
+path as its text), so every event hashes under the one canonical rule set. A log written by
+an older release verifies unchanged, unless one of its events holds a bare ``NaN`` or
+``Infinity``: :func:`verify` then names that event.
 
 Example:
     >>> import tempfile, os
@@ -34,6 +39,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from secure_train.core.envelope import canonical_json, json_value
+from secure_train.core.errors import ConfigError, DataError
+
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
@@ -43,14 +51,14 @@ GENESIS_HASH = "0" * 64
 _FIELDS = ("seq", "time", "type", "source", "payload", "prev", "hash")
 
 
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
 def event_hash(event: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of an event without its ``hash`` field."""
+    """SHA-256 over the canonical JSON of an event without its ``hash`` field.
+
+    Raises:
+        DataError: the event holds a value canonical JSON refuses (a bare ``NaN``).
+    """
     body = {k: event[k] for k in _FIELDS if k != "hash"}
-    return hashlib.sha256(_canonical(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class AuditLog:
         enabled: when False (non-zero DDP ranks), :meth:`record` writes nothing.
 
     Raises:
-        ValueError: if the existing file fails verification (the chain is never extended
+        DataError: the existing file fails verification (the chain is never extended
             past a broken event).
     """
 
@@ -95,8 +103,6 @@ class AuditLog:
             if self.path.exists() and self.path.stat().st_size > 0:
                 result = verify(self.path)
                 if not result.ok:
-                    from secure_train.core.errors import DataError  # a ValueError: one error line in the CLI
-
                     raise DataError(f"audit log {self.path} is corrupt: {result.error}")
                 self._seq = result.events
                 self._prev = result.head
@@ -108,9 +114,13 @@ class AuditLog:
         return self._seq, self._prev
 
     def record(self, event_type: str, *, source: str = "secure_train", **payload: Any) -> dict[str, Any] | None:
-        """Append one event and return it (``None`` when this log is disabled)."""
+        """Append one event and return it (``None`` when this log is disabled).
+
+        Raises:
+            ConfigError: ``event_type`` is not a non-empty string.
+        """
         if not event_type or not isinstance(event_type, str):
-            raise ValueError(f"event_type must be a non-empty string, got {event_type!r}")
+            raise ConfigError(f"event_type must be a non-empty string, got {event_type!r}")
         if not self.enabled:
             return None
         with self._lock, self.path.open("a+", encoding="utf-8") as fh:
@@ -123,11 +133,11 @@ class AuditLog:
                 "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "type": event_type,
                 "source": source,
-                "payload": json.loads(_canonical(payload)),
+                "payload": json_value(payload),
                 "prev": self._prev,
             }
             event["hash"] = event_hash(event)
-            fh.write(_canonical(event).decode() + "\n")
+            fh.write(canonical_json(event).decode() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             self._size = os.fstat(fh.fileno()).st_size
@@ -193,7 +203,11 @@ def verify(path: str | os.PathLike[str]) -> VerifyResult:
             )
         if event["prev"] != prev:
             return VerifyResult(False, count, prev, f"{where}: seq {count} does not chain to the previous event", count)
-        if event_hash(event) != event["hash"]:
+        try:
+            digest = event_hash(event)
+        except DataError as err:
+            return VerifyResult(False, count, prev, f"{where}: seq {count} cannot be hashed: {err}", count)
+        if digest != event["hash"]:
             return VerifyResult(False, count, prev, f"{where}: seq {count} was edited (hash mismatch)", count)
         prev, count = event["hash"], count + 1
     return VerifyResult(True, count, prev)
