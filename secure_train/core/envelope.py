@@ -356,16 +356,15 @@ class SignedEnvelope:
         """Return ``self`` when the signature is valid under ``public_key``.
 
         Raises:
-            IntegrityError: signed by another key (both fingerprints named) or tampered with.
+            IntegrityError: tampered with, or signed by another key (the key the envelope names,
+                when it is not the given one, is named too).
         """
         key, fingerprint = _fingerprint_of(public_key)
-        if self.key_fingerprint and self.key_fingerprint != fingerprint:
-            raise IntegrityError(
-                self.source,
-                f"signed by key {self.key_fingerprint[:16]}..., not by the given key {fingerprint[:16]}... (foreign)",
-            )
         if not self.verifies(key):
-            raise IntegrityError(self.source, "signature does not verify under the given key (tampered)")
+            named = self.key_fingerprint
+            hint = f": it names key {named[:16]}..." if named and named != fingerprint else ""
+            given = f"the given key {fingerprint[:16]}..."
+            raise IntegrityError(self.source, f"signature does not verify under {given} (tampered or foreign{hint})")
         return self
 
 

@@ -9,8 +9,11 @@ checkpoint (``CKPT.attestation.json``) and filed by digest in the
 An **approval** says: approver ``NAME`` in role ``ROLE`` approved digest ``D`` for ``TARGET``.
 It is signed with *the approver's own key* and written to ``CKPT.approvals/ROLE-NAME.json``;
 :func:`write_approval` verifies the checkpoint's signature (streaming, bounded memory) before
-it signs anything. Both are JSON files ``{"body": {...}, "signature": <base64 ECDSA over the
-canonical body>, "key_fingerprint": ...}``.
+it signs anything. Both are :class:`~secure_train.core.envelope.SignedEnvelope` files (kind
+``attestation`` / ``approval``, envelope version 2: ``{"format", "version", "kind", "body",
+"key_fingerprint", "signature"}``). Files written by an older release (``{"body", "signature",
+"key_fingerprint"}``, envelope version 1) still verify; an envelope of another version is
+refused with a message naming it.
 
 :class:`ReleasePolicy` (a YAML file) decides what an export needs: a passing attestation for
 the exact digest (default on) from a pinned suite (``suite_sha256``) and/or with a minimum set
@@ -34,8 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import math
@@ -47,10 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.core.audit_log import AuditLog
+from secure_train.core.envelope import SignedEnvelope, json_value
 from secure_train.core.errors import ConfigError, IntegrityError, SecureTrainError
 from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
 from secure_train.core.signed_file import SignedFile, open_bundle, signature_path
-from secure_train.core.signing import CHUNK_SIZE, sha256_file, sign_bytes, verify_bytes
+from secure_train.core.signing import CHUNK_SIZE, sha256_file
 from secure_train.gate.keyring import NAME_RE, ApproverKeyring
 from secure_train.gate.verdicts import VerdictStore
 
@@ -88,10 +90,6 @@ class GateRefused(SecureTrainError):
     """An export (or other release step) refused by the gate policy; the message says why."""
 
 
-def _canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
 def attestation_path(checkpoint: str | os.PathLike[str]) -> Path:
     """``CKPT.attestation.json``."""
     return Path(os.fspath(checkpoint) + ATTESTATION_SUFFIX)
@@ -106,15 +104,14 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_signed_json(body: dict[str, Any], path: str | os.PathLike[str], private_key: PrivateKey) -> None:
-    """Sign the canonical JSON of ``body`` and write ``{"body", "signature", "key_fingerprint"}``."""
-    signature = base64.b64encode(sign_bytes(_canonical(body), private_key)).decode()
-    doc = {"body": body, "signature": signature, "key_fingerprint": key_fingerprint(private_key.public_key())}
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, p)
+def write_signed_json(
+    body: dict[str, Any], path: str | os.PathLike[str], private_key: PrivateKey, *, kind: str | None = None
+) -> None:
+    """Write ``body`` as a signed envelope of ``kind`` (default: the body's ``kind`` field).
+
+    Values JSON cannot hold are stored as strings first (:func:`~secure_train.core.envelope.json_value`).
+    """
+    SignedEnvelope.sign(kind or str(body.get("kind") or "document"), json_value(body), private_key).write(path)
 
 
 def _read_document(path: Path) -> dict[str, Any]:
@@ -134,30 +131,37 @@ def _read_document(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _signature_ok(doc: dict[str, Any], key: Any) -> bool:
+def _signature_ok(doc: dict[str, Any], key: Any, kind: str | None = None) -> bool:
+    """Whether ``doc`` is an envelope (of ``kind``; version 1 allowed) whose signature verifies under ``key``."""
     try:
-        signature = base64.b64decode(doc["signature"], validate=True)
-    except (KeyError, TypeError, ValueError, binascii.Error):
+        return SignedEnvelope.from_dict(doc, kind=kind, legacy="body").verifies(key)
+    except IntegrityError:
         return False
-    return verify_bytes(_canonical(doc["body"]), signature, key)
 
 
-def read_signed_json(path: str | os.PathLike[str], public_key: PublicKeyLike) -> dict[str, Any]:
-    """The body of a signed JSON file after its signature verifies under ``public_key``.
+def read_signed_json(
+    path: str | os.PathLike[str], public_key: PublicKeyLike, *, kind: str | None = None
+) -> dict[str, Any]:
+    """The body of a signed envelope file after its signature verifies under ``public_key``.
+
+    Args:
+        path: the file.
+        public_key: the key it must be signed with.
+        kind: the envelope kind expected (``None``: any). Version-1 files (written before
+            envelopes) carry no kind and are accepted.
 
     Raises:
-        GateRefused: missing file, not a signed document, or a bad / foreign signature.
+        GateRefused: missing file, not a signed document, another envelope version or kind,
+            or a bad / foreign signature (one line naming the file).
     """
     p = Path(path)
     if not p.is_file():
         raise GateRefused(f"{p}: no such file")
-    doc = _read_document(p)
-    if not isinstance(doc.get("signature"), str):
-        raise GateRefused(f"{p}: not a signed secure-train document")
-    if not _signature_ok(doc, load_public_key(public_key)):
-        raise GateRefused(f"{p}: signature does not verify under the given public key (tampered or foreign)")
-    body: dict[str, Any] = doc["body"]
-    return body
+    try:
+        envelope = SignedEnvelope.read(p, kind=kind, legacy="body", max_bytes=MAX_DOCUMENT_BYTES)
+        return envelope.verify(load_public_key(public_key)).body
+    except IntegrityError as err:
+        raise GateRefused(str(err)) from None
 
 
 def verify_streaming(path: str | os.PathLike[str], public_key: PublicKeyLike) -> SignedFile:
@@ -544,7 +548,7 @@ class ReleasePolicy:
         for path in strict:
             if not path.is_file():
                 raise GateRefused(f"{ckpt}: no gate attestation ({path}); run `secure-train gate` first")
-            body = read_signed_json(path, key)
+            body = read_signed_json(path, key, kind="attestation")
             if body.get("kind") != "attestation":
                 raise GateRefused(f"{path}: not a gate attestation")
             if body.get("checkpoint_sha256") != digest:
@@ -560,7 +564,7 @@ class ReleasePolicy:
                 continue  # unreadable: no verdict at all
             body = doc["body"]
             if body.get("kind") == "attestation" and body.get("checkpoint_sha256") == digest:
-                found.append(_Verdict(path, body, _signature_ok(doc, key)))
+                found.append(_Verdict(path, body, _signature_ok(doc, key, "attestation")))
         return found
 
     def _suite_problem(self, body: dict[str, Any]) -> str | None:
@@ -656,7 +660,7 @@ class ReleasePolicy:
         approver = ring.get(by)
         if approver is None:
             raise GateRefused(f"{file.name}: approver {by!r} is not in {ring.source}")
-        if not _signature_ok(doc, approver.public_key):
+        if not _signature_ok(doc, approver.public_key, "approval"):
             raise GateRefused(f"{file.name}: not signed with {by}'s key in {ring.source} (tampered or forged)")
         if body.get("kind") != "approval" or body.get("checkpoint_sha256") != digest:
             raise GateRefused(f"{file.name}: approves another checkpoint")

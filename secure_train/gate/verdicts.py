@@ -27,12 +27,12 @@ reads them back with :meth:`VerdictStore.paths` and decides (see
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from secure_train.core.envelope import json_value, pretty_json
 from secure_train.core.errors import ConfigError
 
 __all__ = ["VERDICTS_ENV", "VerdictStore", "default_verdict_dir"]
@@ -79,7 +79,7 @@ class VerdictStore:
         digest = body.get("checkpoint_sha256") if isinstance(body, dict) else None
         if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
             raise ConfigError("a gate verdict needs body.checkpoint_sha256 (64 hex digits)")
-        raw = (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode()
+        raw = pretty_json(json_value(document))
         folder = self.root / digest
         path = folder / f"{hashlib.sha256(raw).hexdigest()[:32]}.json"
         tmp = folder / f".{path.name}.{os.getpid()}.tmp"
