@@ -115,11 +115,14 @@ def test_manifest_resigned_with_attackers_key_refused(
     m = manifest_for(data_dir, tmp_path / "m.json", project[0])
     write(data_dir / "train.tsv", ROWS[:2] + ["dull and long\t1"] + ROWS[3:])
     manifest_for(data_dir, m, attacker[0])  # regenerated and signed with a key of the attacker's own
-    # ... and the attacker's public key embedded where older versions looked for it
+    assert verify_manifest(m, public_key=attacker[1]).ok  # valid, but under the wrong key
+    # ... and the attacker's public key embedded where older versions looked for it: an unsigned
+    # field in the signature envelope is refused whatever the key
     data = json.loads(m.read_text())
     data["signature"]["public_key"] = attacker[1].read_text()
     m.write_text(json.dumps(data))
-    assert verify_manifest(m, public_key=attacker[1]).ok  # valid, but under the wrong key
+    (problem,) = verify_manifest(m, public_key=attacker[1]).problems
+    assert "envelope fields" in problem and "public_key" in problem
     with pytest.raises(DataError, match="signature does not verify under the trusted key"):
         datamodule(data_dir, m).load_records()
     with pytest.raises(DataError, match="signature does not verify under the trusted key"):
