@@ -77,25 +77,50 @@ _SIGNED_FIELDS = ("format", "version", "kind", "body", "key_fingerprint")
 _FIELDS = frozenset((*_SIGNED_FIELDS, "signature"))
 
 
-def _check(obj: Any, where: str) -> None:
-    """Refuse what canonical JSON cannot hold, naming where it sits (``$.checks[2].value``)."""
-    if obj is None or isinstance(obj, (str, bool, int)):
-        return
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise DataError(f"canonical JSON: {obj!r} at {where} (NaN and infinities are not JSON)")
-        return
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""The one encoder of :func:`canonical_json` (built once: encoding small records stays cheap)."""
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def _problem(obj: Any) -> tuple[list[str], str] | None:
+    """``(path parts, innermost first; reason)`` for the first value canonical JSON refuses, else None.
+
+    The path is only built on failure: checking stays cheap for the common case.
+    """
+    kind = type(obj)
+    if kind in _SCALARS or isinstance(obj, (str, int)):
+        return None
+    if kind is float or isinstance(obj, float):
+        return None if math.isfinite(obj) else ([], f"{obj!r} (NaN and infinities are not JSON)")
     if isinstance(obj, Mapping):
         for key, value in obj.items():
-            if not isinstance(key, str):
-                raise DataError(f"canonical JSON: key {key!r} at {where} is not a string")
-            _check(value, f"{where}.{key}")
-        return
+            if type(key) is not str and not isinstance(key, str):
+                return [], f"key {key!r} is not a string"
+            if type(value) in _SCALARS:
+                continue
+            found = _problem(value)
+            if found is not None:
+                found[0].append(f".{key}")
+                return found
+        return None
     if isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
-            _check(value, f"{where}[{i}]")
-        return
-    raise DataError(f"canonical JSON: a {type(obj).__name__} at {where} is not a JSON value")
+            if type(value) in _SCALARS:
+                continue
+            found = _problem(value)
+            if found is not None:
+                found[0].append(f"[{i}]")
+                return found
+        return None
+    return [], f"a {kind.__name__} is not a JSON value"
+
+
+def _check(obj: Any) -> None:
+    """Refuse what canonical JSON cannot hold, naming where it sits (``$.checks[2].value``)."""
+    found = _problem(obj)
+    if found is not None:
+        parts, reason = found
+        raise DataError(f"canonical JSON: {reason} at $" + "".join(reversed(parts)))
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -111,13 +136,11 @@ def canonical_json(obj: Any) -> bytes:
         >>> canonical_json({"loss": float("nan")})
         Traceback (most recent call last):
         ...
-        secure_train.core.errors.DataError: canonical JSON: nan at $.loss (NaN and infinities are not JSON)
+        secure_train.core.errors.DataError: canonical JSON: nan (NaN and infinities are not JSON) at $.loss
     """
-    _check(obj, "$")
+    _check(obj)
     try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-            "utf-8"
-        )
+        return _CANONICAL.encode(obj).encode("utf-8")
     except UnicodeEncodeError as err:  # a lone surrogate in a string
         raise DataError(f"canonical JSON: a string is not valid Unicode ({err.reason})") from None
 
@@ -160,7 +183,7 @@ def pretty_json(obj: Any) -> bytes:
         >>> pretty_json({"b": 1, "a": 2})
         b'{\\n "a": 2,\\n "b": 1\\n}\\n'
     """
-    _check(obj, "$")
+    _check(obj)
     return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 

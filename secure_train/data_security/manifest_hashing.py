@@ -57,8 +57,14 @@ def merkle_root(leaves: Iterable[bytes]) -> str:
     return level[0].hex()
 
 
+_PLAIN = (int, str, bool, type(None))  # exact types canonical JSON takes as they are
+
+
 def _record_bytes(record: TextRecord) -> bytes:
-    return canonical_json([json_value(v) for v in (record.sample_id, record.text, record.label, record.completion)])
+    values = [record.sample_id, record.text, record.label, record.completion]
+    if not all(type(v) in _PLAIN for v in values):  # a numpy scalar, a float: through json_value
+        values = [json_value(v) for v in values]
+    return canonical_json(values)
 
 
 def record_leaf(record: TextRecord) -> bytes:
