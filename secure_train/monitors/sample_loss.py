@@ -25,15 +25,12 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from secure_train.core.audit_log import get_audit_log
-from secure_train.monitors.base import AnomalyMonitor, _control
+from secure_train.core.errors import ConfigError
+from secure_train.core.robust_stats import robust_z
+from secure_train.monitors.base import AnomalyMonitor
+from secure_train.monitors.policy import run_control
 
 __all__ = ["SampleLossMonitor"]
-
-
-def _robust_z(scores: torch.Tensor) -> torch.Tensor:
-    center = scores.median()
-    spread = 1.4826 * (scores - center).abs().median()
-    return (scores - center) / spread.clamp_min(1e-6)
 
 
 class SampleLossMonitor(AnomalyMonitor):
@@ -108,14 +105,14 @@ class SampleLossMonitor(AnomalyMonitor):
         )
         super().__init__(action=action, check_every_n_steps=1)
         if score_after_epochs < 1:
-            raise ValueError(f"score_after_epochs must be >= 1, got {score_after_epochs}")
+            raise ConfigError(f"score_after_epochs must be >= 1, got {score_after_epochs}")
         if k <= 0:
-            raise ValueError(f"k must be > 0, got {k}")
+            raise ConfigError(f"k must be > 0, got {k}")
         if not 0.0 < max_flag_fraction <= 1.0:
-            raise ValueError(f"max_flag_fraction must be in (0, 1], got {max_flag_fraction}")
+            raise ConfigError(f"max_flag_fraction must be in (0, 1], got {max_flag_fraction}")
         bad_kinds = [x for x in kinds if x not in ("early", "high")]
         if not kinds or bad_kinds:
-            raise ValueError(f"kinds must be a non-empty subset of ('early', 'high'), got {tuple(kinds)!r}")
+            raise ConfigError(f"kinds must be a non-empty subset of ('early', 'high'), got {tuple(kinds)!r}")
         self.score_after_epochs = score_after_epochs
         self.k = k
         self.max_flag_fraction = max_flag_fraction
@@ -168,7 +165,7 @@ class SampleLossMonitor(AnomalyMonitor):
     ) -> None:
         self.policy_before_step(trainer)
         if self._skip_step == trainer.global_step:
-            _control(trainer).skip_now(trainer)
+            run_control(trainer).skip_now(trainer)
 
     @override
     def on_train_batch_end(
@@ -259,7 +256,7 @@ class SampleLossMonitor(AnomalyMonitor):
             "high": torch.tensor([sum(t[-2:]) / len(t[-2:]) for t in trajs], dtype=torch.float64),
         }
         for kind in self.kinds:
-            z = _robust_z(scores[kind])
+            z = robust_z(scores[kind], floor=1e-6)
             for i in torch.nonzero(z > self.k).reshape(-1).tolist():
                 candidates.append((float(z[i]), ids[i], kind, float(scores[kind][i])))
         candidates.sort(reverse=True)
@@ -321,7 +318,7 @@ class SampleLossMonitor(AnomalyMonitor):
             before_step=False,
             extra={"max_z": max(z_values) if z_values else math.nan},
         )
-        _control(trainer).flush_halt(trainer, self.monitor_name)  # no batch end follows an epoch end
+        run_control(trainer).flush_halt(trainer, self.monitor_name)  # no batch end follows an epoch end
 
     @override
     def state_dict(self) -> dict[str, Any]:
