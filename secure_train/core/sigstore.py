@@ -16,9 +16,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from secure_train.core.errors import IntegrityError
+from secure_train.core.errors import ConfigError, IntegrityError
 
 __all__ = ["sign_keyless", "verify_keyless"]
+
+
+def _model_signing() -> Any:
+    """``model_signing``, or a :class:`ConfigError` naming the extra that installs it."""
+    try:
+        import model_signing
+    except ImportError:
+        raise ConfigError("keyless signing needs model_signing: pip install 'secure-train[sigstore]'") from None
+    return model_signing
 
 
 def sign_keyless(
@@ -35,8 +44,11 @@ def sign_keyless(
 
     Returns:
         The signature path.
+
+    Raises:
+        ConfigError: ``model_signing`` is not installed (the ``sigstore`` extra).
     """
-    import model_signing
+    model_signing = _model_signing()
 
     out = Path(signature) if signature is not None else Path(os.fspath(path) + ".sigstore.json")
     model_signing.signing.Config().use_sigstore_signer(**sigstore_options).sign(Path(path), out)
@@ -55,8 +67,9 @@ def verify_keyless(
 
     Raises:
         IntegrityError: verification failed (the message is ``model_signing``'s).
+        ConfigError: ``model_signing`` is not installed (the ``sigstore`` extra).
     """
-    import model_signing
+    model_signing = _model_signing()
 
     sig = Path(signature) if signature is not None else Path(os.fspath(path) + ".sigstore.json")
     config = model_signing.verifying.Config().use_sigstore_verifier(
