@@ -1,0 +1,173 @@
+"""One API over the poison detectors: run the chosen ones and combine their scores and flags.
+
+The detectors: ``ngram`` (:mod:`~secure_train.data_security.poison_ngram`), ``lift``
+(:mod:`~secure_train.data_security.poison_lift`), ``spectral`` and ``clustering``
+(:mod:`~secure_train.data_security.poison_representation`). Each gives per-record flags and
+scores; the combined score of a record is the largest robust z-score
+(:func:`~secure_train.core.robust_stats.robust_z`) over the detectors' scores.
+
+Example:
+    >>> from secure_train.attacks import BackdoorPoisoning
+    >>> from secure_train.data import synthetic_classification
+    >>> recs = BackdoorPoisoning("badnets", rate=0.05, seed=0, words=["cf"])(synthetic_classification(1000, seed=0))
+    >>> report = detect_poison(recs, methods=["ngram"])
+    >>> [g["ngram"] for g in report.ngrams]
+    ['cf']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
+from secure_train.core.robust_stats import MAD_SCALE, robust_z
+from secure_train.data_security.poison_ngram import _tokens, ngram_label_statistics
+from secure_train.data_security.poison_report import PoisonReport
+from secure_train.data_security.poison_representation import (
+    activation_clustering_scores,
+    per_label,
+    spectral_signature_scores,
+)
+
+__all__ = ["METHODS", "detect_poison"]
+
+METHODS = ("ngram", "lift", "spectral", "clustering")
+
+_SCORE_FLOOR = MAD_SCALE * 1e-12
+"""Least spread of the robust z-scores: the MAD floored at 1e-12 (constant scores stay finite)."""
+
+
+def _robust(scores: torch.Tensor) -> torch.Tensor:
+    return robust_z(scores, floor=_SCORE_FLOOR)
+
+
+def _deferred_to_lift(
+    records: Sequence[TextRecord],
+    ngrams: list[dict[str, Any]],
+    ngram_flags: torch.Tensor,
+    lift_words: list[dict[str, Any]],
+    lift_flags: torch.Tensor,
+) -> torch.Tensor:
+    """Records the ``ngram`` detector flagged only through n-grams that contain a word the ``lift``
+    detector also flagged (same label), and that the lift detector judged clean: the lift
+    detector's per-record posterior knows the word's clean uses (a synonym such as "picture"),
+    the n-gram statistic flags every record with the n-gram."""
+    words = {(w["word"], w["label"]) for w in lift_words}
+    out = torch.zeros_like(ngram_flags)
+    for i in torch.nonzero(ngram_flags & ~lift_flags).flatten().tolist():
+        label = records[i].label
+        text = " " + " ".join(_tokens(records[i].text)) + " "
+        hits = [g["ngram"] for g in ngrams if g["label"] == label and f" {g['ngram']} " in text]
+        out[i] = bool(hits) and all(any((w, label) in words for w in g.split()) for g in hits)
+    return out
+
+
+def detect_poison(
+    records: Sequence[TextRecord],
+    *,
+    methods: Sequence[str] = ("ngram", "lift"),
+    features: torch.Tensor | None = None,
+    combine: str = "any",
+    expected_rate: float | None = None,
+    spectral_sigma: float = 6.0,
+    max_n: int = 4,
+    min_count: int = 10,
+    z_sigma: float = 3.5,
+    min_purity: float = 0.9,
+    collapse_overlaps: bool = True,
+    cluster_kwargs: dict[str, Any] | None = None,
+    lift_kwargs: dict[str, Any] | None = None,
+    defer_to_lift: bool = False,
+) -> PoisonReport:
+    """Run the chosen detectors over labeled records and combine their flags.
+
+    Args:
+        records: the training records (labels needed).
+        methods: any of :data:`METHODS`; ``spectral`` and ``clustering`` need ``features``.
+        features: ``(len(records), dim)`` features in record order (see :func:`extract_features`).
+        combine: ``any`` (flag if a detector flags), ``all``, or ``majority``. With both ``ngram``
+            and ``lift``, records the n-gram detector flagged only through n-grams containing a
+            lift-flagged word can be left to the lift detector's per-record posterior
+            (``defer_to_lift=True``; ``detectors["ngram"]["deferred"]``): more precise on
+            synonyms with clean uses, but it lost recall on SST-2 (good -> decent: 1.00 -> 0.80),
+            so it is off by default.
+        expected_rate: spectral signatures flag the top ``1.5 * expected_rate`` of each label
+            (Tran et al.); without it, records whose robust z-score (median/MAD) of the spectral
+            score exceeds ``spectral_sigma``.
+        max_n, min_count, z_sigma, min_purity, collapse_overlaps: the ``ngram`` detector's settings.
+        cluster_kwargs: passed to :func:`activation_clustering_scores`.
+        lift_kwargs: passed to :func:`~secure_train.data_security.poison_lift.context_lift_statistics`
+            (``z_threshold``, ``min_purity``, ``min_count``, ``l2``); ``collapse_overlaps`` is shared.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown or not methods:
+        raise ConfigError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
+    if combine not in ("any", "all", "majority"):
+        raise ConfigError(f"combine must be 'any', 'all' or 'majority', got {combine!r}")
+    if expected_rate is not None and not 0 < expected_rate < 1:
+        raise ConfigError(f"expected_rate must be in (0, 1), got {expected_rate}")
+    needs_features = {"spectral", "clustering"} & set(methods)
+    if needs_features and (features is None or len(features) != len(records)):
+        raise ConfigError(f"methods {sorted(needs_features)} need features with one row per record")
+    n = len(records)
+    detectors: dict[str, dict[str, Any]] = {}
+    ngrams: list[dict[str, Any]] = []
+    if "ngram" in methods:
+        ngrams, flags = ngram_label_statistics(
+            records,
+            max_n=max_n,
+            min_count=min_count,
+            z_sigma=z_sigma,
+            min_purity=min_purity,
+            collapse_overlaps=collapse_overlaps,
+        )
+        flag_t = torch.tensor(flags, dtype=torch.bool)
+        detectors["ngram"] = {"scores": flag_t.float(), "flags": flag_t, "n_ngrams": len(ngrams)}
+    lift_words: list[dict[str, Any]] = []
+    if "lift" in methods:
+        from secure_train.data_security.poison_lift import context_lift_statistics
+
+        lift_words, lflags = context_lift_statistics(
+            records, collapse_overlaps=collapse_overlaps, **(lift_kwargs or {})
+        )
+        lflag_t = torch.tensor(lflags, dtype=torch.bool)
+        detectors["lift"] = {"scores": lflag_t.float(), "flags": lflag_t, "n_words": len(lift_words)}
+    if needs_features and features is not None:
+        labels = torch.tensor([r.label if r.label is not None else -1 for r in records])
+        if "spectral" in methods:
+            s = spectral_signature_scores(features, labels)
+            sflags = torch.zeros(n, dtype=torch.bool)
+            for idx in per_label(labels):
+                if expected_rate is not None:
+                    k = min(len(idx), max(1, math.ceil(1.5 * expected_rate * len(idx))))
+                    sflags[idx[s[idx].topk(k).indices]] = True
+                else:
+                    sflags[idx] = _robust(s[idx]) > spectral_sigma
+            detectors["spectral"] = {"scores": s, "flags": sflags}
+        if "clustering" in methods:
+            cs, cflags, details = activation_clustering_scores(features, labels, **(cluster_kwargs or {}))
+            detectors["clustering"] = {"scores": cs, "flags": cflags, "per_label": details}
+    if defer_to_lift and "ngram" in detectors and lift_words:
+        deferred = _deferred_to_lift(
+            records, ngrams, detectors["ngram"]["flags"], lift_words, detectors["lift"]["flags"]
+        )
+        detectors["ngram"]["deferred"] = deferred
+        detectors["ngram"]["n_deferred"] = int(deferred.sum())
+    stacked = torch.stack([d["flags"] & ~d.get("deferred", torch.zeros_like(d["flags"])) for d in detectors.values()])
+    if combine == "any":
+        combined = stacked.any(0)
+    elif combine == "all":
+        combined = stacked.all(0)
+    else:
+        combined = stacked.float().sum(0) > len(detectors) / 2
+    norm = torch.stack(
+        [_robust(d["scores"].float()) if d["scores"].std() > 0 else d["scores"] for d in detectors.values()]
+    )
+    return PoisonReport(
+        [r.sample_id for r in records], norm.max(0).values, combined, detectors, ngrams, combine, lift_words
+    )
