@@ -58,6 +58,7 @@ from secure_train.data_security.scanners import (
     UnicodeScanner,
 )
 from secure_train.data_security.scanners.normalize import _INVISIBLE_RE, deconfuse
+from secure_train.data_security.scanners.prefilter import available_engine
 
 __all__ = ["ACTIONS", "SCANNERS", "DataScanner", "Finding", "ScanReport"]
 
@@ -159,6 +160,9 @@ class DataScanner:
         quarantine_path: JSONL file the ``quarantine`` action appends records to.
         progress: show a tqdm progress bar (bytes for files, records for transforms).
         name: the name recorded in the chain of custody.
+        engine: multi-pattern prefilter of the injection and PII rules (``auto``: Hyperscan if
+            installed, else RE2, else none; ``re``: every rule on every record, the reference).
+            Findings do not depend on it (:mod:`~secure_train.data_security.scanners.prefilter`).
     """
 
     def __init__(
@@ -173,6 +177,7 @@ class DataScanner:
         quarantine_path: str | os.PathLike[str] | None = None,
         progress: bool = False,
         name: str = "scan",
+        engine: str = "auto",
     ) -> None:
         unknown = {s for s in scanners if "=" not in s} - set(SCANNERS)
         unknown |= {s for s in scanners if "=" in s and s.split("=", 1)[0] not in BACKENDS}
@@ -204,9 +209,10 @@ class DataScanner:
             "near_duplicates": near_duplicates,
             "dup_threshold": dup_threshold,
         }
-        self.pii = PIIScanner(tuple(pii_kinds) if pii_kinds else None)
+        self.engine = available_engine(engine)
+        self.pii = PIIScanner(tuple(pii_kinds) if pii_kinds else None, engine=self.engine)
         self.dup = DuplicateScanner(near=near_duplicates, threshold=dup_threshold)
-        self.injection = InjectionScanner()
+        self.injection = InjectionScanner(engine=self.engine)
         self.unicode = UnicodeScanner()
         self.custody: list[CustodyEntry] = []
         self.report = ScanReport()

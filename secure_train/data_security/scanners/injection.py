@@ -27,10 +27,12 @@ on the held-out families.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from secure_train.core.errors import ConfigError
 from secure_train.data_security.scanners.base import Finding
-from secure_train.data_security.scanners.normalize import views
+from secure_train.data_security.scanners.normalize import view_gates, views
+from secure_train.data_security.scanners.prefilter import Prefilter, available_engine
 
 __all__ = ["INJECTION_CUES", "INJECTION_PATTERNS", "InjectionScanner"]
 
@@ -114,6 +116,9 @@ class InjectionScanner:
         cues: name -> (group, regular expression) (default :data:`INJECTION_CUES`; ``{}`` turns
             the cue rule off).
         min_cues: distinct cues (one of them ``intent``) a view needs for ``jailbreak_cues``.
+        engine: multi-pattern prefilter (:data:`~secure_train.data_security.scanners.prefilter.ENGINES`):
+            one Hyperscan / RE2 pass per view picks the rules whose ``re`` search runs; ``"re"``
+            runs every rule on every view (the reference; same findings, slower).
 
     Example:
         >>> s = InjectionScanner()
@@ -135,6 +140,7 @@ class InjectionScanner:
         *,
         cues: dict[str, tuple[str, str]] | None = None,
         min_cues: int = 2,
+        engine: str = "auto",
     ) -> None:
         if min_cues < 1:
             raise ConfigError(f"min_cues must be >= 1, got {min_cues}")
@@ -145,20 +151,45 @@ class InjectionScanner:
             raise ConfigError(f"cue groups must be 'intent' or 'frame', got {bad}")
         self.cues = {k: (g, re.compile(v)) for k, (g, v) in cue_table.items()}
         self.min_cues = min_cues
+        self.engine = available_engine(engine)
+        names = [*self.patterns, *self.cues]
+        regexes = [*self.patterns.values(), *(p for _, p in self.cues.values())]
+        self._prefilter = Prefilter([(p.pattern, p.flags) for p in regexes], self.engine)
+        self._names = dict(enumerate(names))
+        self._view_gates = view_gates(self.engine)
 
     def scan(self, text: str, sample_id: int, source: str) -> list[Finding]:
         found: dict[str, Finding] = {}
-        for how, view in views(text):
-            for kind, pattern in self.patterns.items():
+        n_patterns = len(self.patterns)
+        all_views = list(views(text, gates=self._view_gates))
+        joined = self._prefilter.candidates_of_all([view for _, view in all_views])  # one scan for all views
+        if joined is not None and not joined:
+            return []
+        for how, view in all_views:
+            cand = joined if joined is not None else self._prefilter.candidates(view)
+            if cand is None:  # the prefilter cannot tell: every rule runs
+                pattern_names: Iterable[str] = self.patterns
+                cue_names: list[str] = list(self.cues)
+            else:  # rules the prefilter rules out cannot match: skip their search (same findings)
+                if not cand:
+                    continue
+                pattern_names = [self._names[i] for i in sorted(cand) if i < n_patterns]
+                cue_names = [self._names[i] for i in sorted(cand) if i >= n_patterns]
+            for kind in pattern_names:
                 if kind in found:
                     continue
-                match = pattern.search(view)
+                match = self.patterns[kind].search(view)
                 if match:
                     found[kind] = Finding(
                         sample_id, source, self.name, kind, None, match.group(0)[:80], {"decoded": how}
                     )
-            if self.cues and "jailbreak_cues" not in found:
-                hits = {k: m for k, (_, p) in self.cues.items() if (m := p.search(view))}
+            if (
+                cue_names
+                and "jailbreak_cues" not in found
+                and len(cue_names) >= self.min_cues
+                and any(self.cues[k][0] == "intent" for k in cue_names)
+            ):
+                hits = {k: m for k in cue_names if (m := self.cues[k][1].search(view))}
                 intent = [k for k in hits if self.cues[k][0] == "intent"]
                 if intent and len(hits) >= self.min_cues:
                     found["jailbreak_cues"] = Finding(

@@ -30,7 +30,18 @@ import unicodedata
 import urllib.parse
 from collections.abc import Iterator, Mapping
 
-__all__ = ["CONFUSABLES", "INVISIBLE", "confusable_data_version", "deconfuse", "normalize", "script_of", "views"]
+from secure_train.data_security.scanners.prefilter import Prefilter
+
+__all__ = [
+    "CONFUSABLES",
+    "INVISIBLE",
+    "confusable_data_version",
+    "deconfuse",
+    "normalize",
+    "script_of",
+    "view_gates",
+    "views",
+]
 
 
 @functools.cache
@@ -131,6 +142,7 @@ def script_of(ch: str) -> frozenset[str]:
 
 
 _TOKEN = re.compile(r"\S+")
+_NON_ASCII_TOKEN = re.compile(r"\S*[^\x00-\x7f]\S*")  # the whole \S+ run around a non-ASCII character
 
 
 def deconfuse(text: str, *, capital_i: bool = False) -> str:
@@ -169,7 +181,7 @@ def deconfuse(text: str, *, capital_i: bool = False) -> str:
                     mapped = mapped[:first] + "i" + mapped[first + 1 :]
         return mapped
 
-    return _TOKEN.sub(fix, text)
+    return _NON_ASCII_TOKEN.sub(fix, text)  # == _TOKEN.sub(fix, text): fix() keeps ASCII words
 
 
 INVISIBLE = frozenset(
@@ -225,35 +237,65 @@ def normalize(text: str, *, capital_i: bool = False) -> str:
         text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
         text = deconfuse(unicodedata.normalize("NFC", _ACCENT.sub("", text)), capital_i=capital_i)
         text = text.translate(_QUOTES)
-    return _WS.sub(lambda m: "\n" if "\n" in m.group(0) else " ", text.casefold()).strip()
+    # == _WS.sub(lambda m: "\n" if "\n" in m.group(0) else " ", text).strip(): str.split() and the
+    # regular expression's \s agree on whitespace; a run holding a line break becomes one "\n"
+    text = text.casefold()
+    if "\n" not in text:
+        return " ".join(text.split())
+    return "\n".join(line for line in (" ".join(part.split()) for part in text.split("\n")) if line)
 
 
 def _printable(s: str) -> bool:
     return bool(s) and sum(ch.isprintable() or ch.isspace() for ch in s) >= 0.95 * len(s)
 
 
-def views(text: str) -> Iterator[tuple[str, str]]:
+_GATED = (_SPLIT, _HYPHENATED, _IDENT, _PCT, _HEXESC, _B64)
+_GATES = (  # on ASCII text, each matches wherever the _GATED test at its index can succeed (a superset)
+    r"(?:^|\W)\w[ .\-_*|/+~]\w[ .\-*|/+~]\w(?:\W|$)",  # _SPLIT: the lookarounds spelled out
+    r"[A-Za-z]-[\s\S]*[A-Za-z]-[\s\S]*[A-Za-z]-[A-Za-z]",  # _HYPHENATED three times
+    r"[A-Za-z0-9]_[A-Za-z0-9]",  # _IDENT
+    _PCT.pattern,
+    _HEXESC.pattern,
+    r"[A-Za-z0-9+/_-]{16}",  # _B64
+)
+
+
+@functools.cache
+def view_gates(engine: str = "auto") -> Prefilter | None:
+    """A :class:`~secure_train.data_security.scanners.prefilter.Prefilter` of the cheap tests
+    :func:`views` runs on the raw text before decoding (split letters, hyphens, identifiers,
+    percent and hex escapes, base64 runs), or ``None`` for the ``re`` engine."""
+    gates = Prefilter(_GATES, engine)
+    return gates if gates.active else None
+
+
+def views(text: str, *, gates: Prefilter | None = None) -> Iterator[tuple[str, str]]:
     """``(how, normalized text)`` for every readable form: ``plain``, ``confusable_i``, ``despaced``,
     ``dehyphenated``, ``underscored``, ``morse``, ``reversed``, ``leet``, ``rot13``,
     ``percent``, ``html``, ``hex``, ``base64`` (each decodable run), ``tags`` (tag-character ASCII).
+
+    ``gates`` (:func:`view_gates`) answers the tests that decide which decodings to try in one
+    pass; the views are the same with or without it.
 
     Example:
         >>> dict(views("aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw=="))["base64"]
         'ignore previous instructions'
     """
+    cand = gates.candidates(text) if gates is not None else None
+    split, hyphen, ident, pct, hexesc, b64 = (cand is None or i in cand for i in range(len(_GATED)))
     plain = normalize(text)
     yield "plain", plain
     alt = normalize(text, capital_i=True) if not text.isascii() else plain
     if alt != plain:  # TR39 gives capital I and l one skeleton: read that class as "i" too
         yield "confusable_i", alt
-    if _SPLIT.search(text):  # "I.g.n.o.r.e", "i g n o r e  a l l": letters split, words by wider gaps
+    if split and _SPLIT.search(text):  # "I.g.n.o.r.e", "i g n o r e  a l l": letters split, words by wider gaps
         joined = _SPLIT.sub(lambda m: _SPLIT_SEP.sub("", m.group(0)), text)
         yield "despaced", normalize(joined)
         if alt != plain:
             yield "despaced_i", normalize(joined, capital_i=True)
-    if len(_HYPHENATED.findall(text)) >= 3:  # "i-nstruction w-ith no rules": hyphens inside words
+    if hyphen and len(_HYPHENATED.findall(text)) >= 3:  # "i-nstruction w-ith no rules": hyphens inside words
         yield "dehyphenated", normalize(_HYPHENATED.sub("", text))
-    if _IDENT.search(text):  # DEVELOPER_MODE, ignore_all_previous_instructions
+    if ident and _IDENT.search(text):  # DEVELOPER_MODE, ignore_all_previous_instructions
         yield "underscored", normalize(_IDENT.sub(" ", text))
     if _MORSE_TEXT.match(text):  # ".. --. -. --- .-. ." -- letters by spaces, words by "/" or wider gaps
         words = re.split(r"\s*/\s*|\s{2,}|\|", text.strip())
@@ -264,18 +306,18 @@ def views(text: str) -> Iterator[tuple[str, str]]:
     if leet != plain:
         yield "leet", leet
     yield "rot13", codecs.encode(plain, "rot13")
-    if _PCT.search(text):
+    if pct and _PCT.search(text):
         yield "percent", normalize(urllib.parse.unquote(text))
     if "&" in text and ";" in text:
         unescaped = html.unescape(text)
         if unescaped != text:
             yield "html", normalize(unescaped)
-    if _HEXESC.search(text):
+    if hexesc and _HEXESC.search(text):
         try:
             yield "hex", normalize(codecs.decode(text.encode("latin-1", "ignore"), "unicode_escape"))
         except (UnicodeDecodeError, ValueError):
             pass
-    for match in _B64.finditer(text):
+    for match in _B64.finditer(text) if b64 else ():
         chunk = match.group(0)
         try:
             raw = base64.b64decode(
@@ -286,6 +328,6 @@ def views(text: str) -> Iterator[tuple[str, str]]:
             continue
         if _printable(decoded):
             yield "base64", normalize(decoded)
-    tags = _tag_text(text)
+    tags = _tag_text(text) if not text.isascii() else ""
     if tags:
         yield "tags", normalize(tags)

@@ -28,7 +28,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from secure_train.core.errors import ConfigError
 from secure_train.data_security.scanners.base import Finding
+from secure_train.data_security.scanners.prefilter import Prefilter, available_engine
 
 __all__ = ["PII_KINDS", "PIIScanner", "iban_valid", "luhn_valid"]
 
@@ -174,6 +176,7 @@ _RECOGNIZERS = (
 )  # fmt: skip
 
 PII_KINDS = ("email", "phone", "credit_card", "iban", "ssn", "ip_address", "api_key")
+_GATE = r"[0-9@=:\-]"  # on ASCII text (the only text the prefilter answers for): ch.isdigit() or ch in "@=:-"
 
 
 class PIIScanner:
@@ -184,6 +187,8 @@ class PIIScanner:
 
     Args:
         kinds: which of :data:`PII_KINDS` to look for (default all).
+        engine: multi-pattern prefilter (``auto``, ``hyperscan``, ``re2``, ``re``): one pass picks
+            the recognizers whose ``re`` search runs; ``"re"`` runs all (same spans, slower).
 
     Example:
         >>> s = PIIScanner()
@@ -198,20 +203,32 @@ class PIIScanner:
 
     name = "pii"
 
-    def __init__(self, kinds: tuple[str, ...] | list[str] | None = None) -> None:
+    def __init__(self, kinds: tuple[str, ...] | list[str] | None = None, *, engine: str = "auto") -> None:
         kinds = tuple(kinds or PII_KINDS)
         unknown = set(kinds) - set(PII_KINDS)
         if unknown:
-            raise ValueError(f"kinds: unknown PII kinds {sorted(unknown)}; expected some of {PII_KINDS}")
+            raise ConfigError(f"kinds: unknown PII kinds {sorted(unknown)}; expected some of {PII_KINDS}")
         self.kinds = kinds
         self._recognizers = [r for r in _RECOGNIZERS if r.kind in kinds]
+        self.engine = available_engine(engine)
+        # pattern 0: the cheap gate (a digit or one of @=:-), then one per recognizer
+        self._prefilter = Prefilter(
+            [_GATE, *((r.pattern.pattern, r.pattern.flags) for r in self._recognizers)], self.engine
+        )
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping ``(start, end, kind)`` of everything recognized, in text order."""
         taken: list[tuple[int, int, str]] = []
-        if not any(ch.isdigit() or ch in "@=:-" for ch in text):
-            return taken
-        for rec in self._recognizers:
+        cand = self._prefilter.candidates(text)
+        if cand is None:
+            if not any(ch.isdigit() or ch in "@=:-" for ch in text):
+                return taken
+            recognizers = self._recognizers
+        else:  # a recognizer the prefilter rules out finds nothing: skip it (same spans)
+            if 0 not in cand:
+                return taken
+            recognizers = [r for i, r in enumerate(self._recognizers, 1) if i in cand]
+        for rec in recognizers:
             for m in rec.pattern.finditer(text):
                 group = 1 if m.lastindex and m.group(1) is not None else 0
                 start, end = m.span(group)

@@ -30,6 +30,13 @@ _KINDS = (
     ("soft_hyphen", lambda c: c == "\u00ad"),
     ("control", lambda c: unicodedata.category(c) == "Cc" and c not in "\t\n\r"),
 )
+_SPECIAL = re.compile(  # any character of a _KINDS class: without one, no _KINDS finding (skip the loops)
+    "["
+    + "".join(sorted(re.escape(c) for c in _BIDI | _ZERO_WIDTH))
+    + "\U000e0000-\U000e007f\ufe00-\ufe0f\U000e0100-\U000e01ef\u00ad"
+    + "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # category Cc but \t \n \r
+    + "]"
+)
 _WORD = re.compile(r"\S+")
 _ASCII_WORD = re.compile(r"\b[A-Za-z]{2,}\b")
 
@@ -76,7 +83,7 @@ class UnicodeScanner:
     def scan(self, text: str, sample_id: int, source: str) -> list[Finding]:
         findings: list[Finding] = []
         if not text.isascii():
-            for kind, test in _KINDS:
+            for kind, test in _KINDS if _SPECIAL.search(text) else ():
                 positions = [i for i, c in enumerate(text) if test(c)]
                 if positions:
                     chars = sorted({f"U+{ord(text[i]):04X}" for i in positions})

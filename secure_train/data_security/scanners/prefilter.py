@@ -1,0 +1,224 @@
+"""One pass over a text that says which of many regular expressions *could* match it.
+
+The scanners keep their rules as plain ``re`` patterns (they produce the findings: spans, rule
+names, details). :class:`Prefilter` compiles all of a scanner's patterns into one multi-pattern
+database and scans a text once; a pattern it does not report cannot match, so the scanner skips
+its ``re`` search. The answer is a superset of the patterns that match, never a subset, so the
+findings are exactly those of running every pattern:
+
+- ``hyperscan``: every pattern compiled with ``HS_FLAG_PREFILTER`` (Hyperscan approximates
+  constructs it cannot run exactly, such as lookarounds, by something that matches more).
+- ``re2``: an ``RE2::Set`` of the patterns with their lookarounds removed (which only widens them).
+- ``re``: no prefilter (every pattern runs); used when neither package is installed.
+
+Equal semantics need texts on which both engines agree: the prefilter only answers for ASCII
+texts without the control characters ``\\v \\f \\x1c-\\x1f`` (Python's ``\\s`` takes those,
+Hyperscan's and RE2's do not all); for any other text :meth:`Prefilter.candidates` returns
+``None`` and every pattern runs. ``tests/data_security/test_fast_scan.py`` compares the two paths.
+``engine="auto"`` takes Hyperscan, else RE2, else ``re`` (Hyperscan measured faster:
+``benchmarks/scanner_quality.py --sections speed``).
+
+Example:
+    >>> pf = Prefilter([r"\\bignore\\b", r"(?<!\\d)\\d{3}-\\d{4}"], engine="auto")
+    >>> sorted(pf.candidates("please ignore it"))
+    [0]
+    >>> sorted(pf.candidates("call 555-1234 now"))
+    [1]
+    >>> pf.candidates("naïve") is None  # not ASCII: the caller runs every pattern
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+try:  # Python >= 3.11
+    from re import _constants as sre_constants  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    import sre_constants  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
+
+from secure_train.core.errors import ConfigError
+
+__all__ = ["ENGINES", "Prefilter", "available_engine"]
+
+ENGINES = ("auto", "hyperscan", "re2", "re")
+_UNSAFE = "[\\x0b\\x0c\\x1c-\\x1f]"  # whitespace to Python's \s, not to Hyperscan's / RE2's
+_LOOKAROUND = re.compile(r"\(\?<?[!=](?:[^()\\]|\\.)*\)")
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def available_engine(engine: str = "auto") -> str:
+    """The engine ``engine`` resolves to: ``auto`` -> ``hyperscan`` if importable, else ``re2``, else ``re``.
+
+    Raises:
+        ConfigError: an unknown engine, or one whose package is not installed.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":
+        return "hyperscan" if _has("hyperscan") else "re2" if _has("re2") else "re"
+    if engine != "re" and not _has(engine):
+        raise ConfigError(f"engine {engine!r} needs the {'google-re2' if engine == 're2' else engine} package")
+    return engine
+
+
+def _hs_flags(pyflags: int) -> int:
+    import hyperscan as hs
+
+    f = hs.HS_FLAG_PREFILTER | hs.HS_FLAG_SINGLEMATCH | hs.HS_FLAG_ALLOWEMPTY
+    for bit, flag in ((re.MULTILINE, hs.HS_FLAG_MULTILINE), (re.IGNORECASE, hs.HS_FLAG_CASELESS), (re.DOTALL, hs.HS_FLAG_DOTALL)):  # noqa: E501
+        if pyflags & bit:
+            f |= flag
+    return f
+
+
+def _re2_source(source: str, pyflags: int) -> str:
+    prefix = "".join(f for f, bit in (("m", re.MULTILINE), ("i", re.IGNORECASE), ("s", re.DOTALL)) if pyflags & bit)
+    return (f"(?{prefix})" if prefix else "") + _LOOKAROUND.sub("", source)  # no lookaround: a wider pattern
+
+
+class _Database:
+    """One compiled multi-pattern database; ``match(bytes)`` -> ids that may match. A pattern the
+    engine cannot compile is reported on every text (``always``), so it always runs."""
+
+    def __init__(self, engine: str, patterns: Sequence[tuple[str, int]]) -> None:
+        self.engine = engine
+        self.unsafe = len(patterns)
+        entries = [*patterns, (_UNSAFE, 0)]
+        self.db: object = None
+        self.ids: list[int] = []
+        # Python reads "{,n}" as "{0,n}", Hyperscan and RE2 as literal text: such a pattern always runs
+        portable = [i for i, (src, _) in enumerate(entries) if "{," not in src]
+        if not self._build(entries, portable):  # leave out what the engine rejects
+            self._build(entries, [i for i in portable if self._compiles(entries[i])])
+        self.always = frozenset(range(len(patterns))) - frozenset(self.ids)
+        if self.unsafe not in self.ids:  # cannot tell the unsafe texts apart: answer for none
+            self.always = frozenset([*range(len(patterns)), self.unsafe])
+
+    def _compiles(self, entry: tuple[str, int]) -> bool:
+        try:
+            self._compile([entry], [0])
+        except Exception:  # noqa: BLE001 -- the engines raise their own error types
+            return False
+        return True
+
+    def _build(self, entries: Sequence[tuple[str, int]], ids: Sequence[int]) -> bool:
+        try:
+            self.db = self._compile([entries[i] for i in ids], list(ids))
+        except Exception:  # noqa: BLE001
+            return False
+        self.ids = list(ids)
+        return True
+
+    def _compile(self, entries: Sequence[tuple[str, int]], ids: list[int]) -> object:
+        if self.engine == "hyperscan":
+            import hyperscan as hs
+
+            db = hs.Database(mode=hs.HS_MODE_BLOCK)
+            db.compile(
+                expressions=[src.encode() for src, _ in entries],
+                ids=ids,
+                elements=len(entries),
+                flags=[_hs_flags(f) for _, f in entries],
+            )
+            return db
+        import re2
+
+        options = re2.Options()
+        options.max_mem = 256 << 20
+        rset = re2.Set.SearchSet(options)
+        for src, f in entries:
+            rset.Add(_re2_source(src, f))
+        rset.Compile()
+        return rset
+
+    def match(self, data: bytes) -> set[int]:
+        if self.db is None:
+            return set(self.always)
+        if self.engine == "re2":
+            return {self.ids[i] for i in self.db.Match(data) or ()} | self.always  # type: ignore[attr-defined]
+        hits = set(self.always)
+
+        def on_match(pid: int, start: int, end: int, flags: int, context: object) -> None:
+            hits.add(pid)
+
+        self.db.scan(data, match_event_handler=on_match)  # type: ignore[attr-defined]
+        return hits
+
+
+@functools.cache
+def _compiled(engine: str, patterns: tuple[tuple[str, int], ...]) -> _Database:
+    return _Database(engine, patterns)
+
+
+class Prefilter:
+    """Which of ``patterns`` could match a text, in one scan (see the module docstring).
+
+    Args:
+        patterns: regular expression sources, or ``(source, re flags)`` pairs (``re.MULTILINE``,
+            ``re.IGNORECASE`` and ``re.DOTALL`` carry over; inline ``(?i:...)`` works in all engines).
+        engine: one of :data:`ENGINES`.
+
+    Databases are compiled once per process and pattern list (Hyperscan takes a few seconds
+    for the injection rules).
+    """
+
+    def __init__(self, patterns: Sequence[str | tuple[str, int]], engine: str = "auto") -> None:
+        self.engine = available_engine(engine)
+        self.patterns = tuple((p, 0) if isinstance(p, str) else (p[0], int(p[1])) for p in patterns)
+        self._db: _Database | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether a multi-pattern engine is in use (``False``: ``candidates`` is always ``None``)."""
+        return self.engine != "re" and bool(self.patterns)
+
+    @functools.cached_property
+    def joinable(self) -> bool:
+        """Whether :meth:`candidates_of_all` may scan texts joined by line breaks: no pattern
+        anchors at the start or end of the whole string (``\\A``, ``\\Z``, or ``^`` / ``$``
+        without ``re.MULTILINE``), so a match in one text is still a match in the joined string."""
+        ends = {sre_constants.AT_BEGINNING_STRING, sre_constants.AT_END_STRING}
+        line = {sre_constants.AT_BEGINNING, sre_constants.AT_END}
+
+        def walk(node: object, multiline: bool) -> bool:
+            if isinstance(node, tuple) and len(node) == 2 and node[0] is sre_constants.AT:
+                return not (node[1] in ends or (node[1] in line and not multiline))
+            if isinstance(node, (list, tuple)) or type(node).__name__ == "SubPattern":
+                return all(walk(child, multiline) for child in node)  # type: ignore[attr-defined]
+            return True
+
+        try:
+            return all(walk(list(sre_parse.parse(src, flags)), bool(flags & re.MULTILINE)) for src, flags in self.patterns)  # noqa: E501
+        except re.error:
+            return False
+
+    def candidates_of_all(self, texts: Sequence[str]) -> set[int] | None:
+        """Patterns that could match at least one of ``texts``, in one scan when :attr:`joinable`;
+        ``None`` when it cannot tell (then ask :meth:`candidates` text by text)."""
+        if not self.active or not self.joinable:
+            return None
+        return self.candidates("\n".join(texts))
+
+    def candidates(self, text: str) -> set[int] | None:
+        """Indices of the patterns that could match ``text``; ``None`` when the prefilter cannot
+        tell (no engine, or a text outside the ASCII subset both engines read alike): run all."""
+        if not self.active or not text.isascii():
+            return None
+        if self._db is None:  # compiled on first use, once per process and pattern list
+            self._db = _compiled(self.engine, self.patterns)
+        hits = self._db.match(text.encode("ascii"))
+        if self._db.unsafe in hits:
+            return None
+        return hits
