@@ -20,6 +20,9 @@ refused, ``.git`` names included), none may be missing, symbolic links and speci
 inside are refused, and the directory's name is bound (a renamed checkpoint is refused).
 Every error is one line naming the file.
 
+:class:`~secure_train.integrity.dcp_writer.SigningFileSystemWriter` makes the same signature
+while DCP writes (each shard hashed on its way to the file), so signing reads nothing back.
+
 :class:`~secure_train.integrity.dcp_reader.VerifiedFileSystemReader` is a DCP
 ``StorageReader`` that opens every file once, verifies those open files, and then serves
 DCP's reads from them only: files replaced or renamed on disk after the check are never read.
@@ -165,6 +168,15 @@ def _raise_open_files_limit() -> bool:
     return True
 
 
+def _hasher(hash_type: str) -> Any:
+    """A new single-threaded hasher of ``hash_type`` (files are hashed in parallel threads, one each)."""
+    if hash_type == "blake3":
+        import blake3  # model_signing's own dependency
+
+        return blake3.blake3()
+    return hashlib.sha256()
+
+
 class _OpenFiles:
     """Every regular file under a directory, each opened once (``O_NOFOLLOW``), by relative POSIX path."""
 
@@ -213,12 +225,7 @@ class _OpenFiles:
     def digest(self, rel: str, hash_type: str) -> str:
         """The file's digest, read with ``preadv`` into one reused buffer (constant memory)."""
         fd = self.fds[rel]
-        if hash_type == "blake3":
-            import blake3  # model_signing's own dependency
-
-            hasher: Any = blake3.blake3()  # files are hashed in parallel threads, one each
-        else:
-            hasher = hashlib.sha256()
+        hasher = _hasher(hash_type)
         size, pos = os.fstat(fd).st_size, 0
         view = memoryview(bytearray(min(_CHUNK, max(size, 1))))
         while pos < size:
@@ -229,9 +236,12 @@ class _OpenFiles:
             pos += n
         return str(hasher.hexdigest())
 
-    def digests(self, hash_type: str) -> dict[str, str]:
-        futures = {rel: _pool().submit(self.digest, rel, hash_type) for rel in self.fds}
-        return {rel: fut.result() for rel, fut in futures.items()}
+    def digests(self, hash_type: str, known: Mapping[str, tuple[str, int]] | None = None) -> dict[str, str]:
+        """Every file's digest; a file in ``known`` (digest, size) of the same size on disk is not read again."""
+        known = known or {}
+        reuse = {rel: known[rel][0] for rel in self.fds if rel in known and known[rel][1] == self.size(rel)}
+        futures = {rel: _pool().submit(self.digest, rel, hash_type) for rel in self.fds if rel not in reuse}
+        return {rel: reuse[rel] if rel in reuse else futures[rel].result() for rel in self.fds}
 
     def close(self) -> None:
         fds, self.fds = self.fds, {}
@@ -273,6 +283,23 @@ def sign_directory(
     Raises:
         IntegrityError: ``path`` is not a directory or holds a symbolic link or special file.
     """
+    return _sign(path, private_key, provenance=provenance, hash_type=hash_type, fsync=fsync)
+
+
+def _sign(
+    path: str | os.PathLike[str],
+    private_key: PrivateKey,
+    *,
+    provenance: dict[str, Any] | None,
+    hash_type: str,
+    fsync: bool,
+    known: Mapping[str, tuple[str, int]] | None = None,
+) -> SignedDirectory:
+    """:func:`sign_directory`, taking ``known`` (digest, size) of files hashed as they were written.
+
+    A known digest is used for a file of that size on disk (the bytes this process wrote: if the
+    file on disk differs, the signature fails to verify); every other file is hashed from disk.
+    """
     if hash_type not in HASH_TYPES:
         raise ValueError(f"hash_type must be one of {HASH_TYPES}, got {hash_type!r}")
     directory = Path(path)
@@ -280,7 +307,7 @@ def sign_directory(
         raise IntegrityError(directory, "is not a directory: only a checkpoint directory is signed this way")
     files = _OpenFiles(directory)
     try:
-        digests = files.digests(hash_type)
+        digests = files.digests(hash_type, known)
         sizes = {rel: files.size(rel) for rel in files.fds}
     finally:
         files.close()

@@ -15,13 +15,15 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemWriter
+from torch.distributed.checkpoint.api import CheckpointException
 
 from secure_train.cli import main as cli_main
 from secure_train.core.audit_log import AuditLog, read_events
 from secure_train.core.errors import ConfigError, IntegrityError
 from secure_train.core.signed_file import signature_path, verify_file, write_signed
-from secure_train.integrity import generate_keypair, load_private_key
+from secure_train.integrity import generate_keypair, load_private_key, sharded
 from secure_train.integrity.dcp_reader import VerifiedFileSystemReader
+from secure_train.integrity.dcp_writer import SigningFileSystemWriter
 from secure_train.integrity.sharded import sign_directory, verify_directory
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
@@ -190,6 +192,70 @@ def test_verified_reader_loads_and_never_reads_a_file_swapped_after_the_check(tm
         verify_directory(ckpt, pub)
 
 
+def _count_disk_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files hashed by reading them from disk from now on (names relative to the directory)."""
+    read: list[str] = []
+    digest = sharded._OpenFiles.digest
+
+    def counting(self: Any, rel: str, hash_type: str) -> str:
+        read.append(rel)
+        return digest(self, rel, hash_type)
+
+    monkeypatch.setattr(sharded._OpenFiles, "digest", counting)
+    return read
+
+
+@pytest.mark.parametrize("hash_type", ["blake3", "sha256"])
+def test_signing_writer_hashes_while_writing_and_verifies_like_sign_directory(tmp_path, keys, hash_type, monkeypatch):
+    priv, pub = keys
+    ckpt = tmp_path / "step=4.ckpt"
+    ckpt.mkdir()
+    torch.save({"global_step": 4}, ckpt / "meta.pt")  # a file DCP does not write (Lightning's): hashed from disk
+    read = _count_disk_hashes(monkeypatch)
+    writer = SigningFileSystemWriter(
+        ckpt, load_private_key(priv), provenance={"global_step": 4}, hash_type=hash_type,
+        single_file_per_rank=False, thread_count=2,  # several files, written by two threads
+    )
+    dcp.save(_state(4), storage_writer=writer)
+    assert read == ["meta.pt"]  # no DCP file read back
+    assert writer.signed is not None and len(writer.signed.digests) == len(_shards(ckpt)) + 2 > 4
+    files = sharded._OpenFiles(ckpt)
+    try:  # the digests taken while writing are those of the files on disk
+        assert files.digests(hash_type) == dict(writer.signed.digests)
+    finally:
+        files.close()
+    signed = verify_directory(ckpt, pub)
+    assert signed.hash_type == hash_type and signed.provenance == {"global_step": 4}
+    state = _zeros_like(_state(4))
+    with VerifiedFileSystemReader(ckpt, pub) as reader:
+        dcp.load(state, storage_reader=reader)
+    assert torch.equal(state["optimizer_0"]["m"], _state(4)["optimizer_0"]["m"])
+
+
+def test_signing_writer_signs_the_bytes_it_wrote_not_a_file_changed_before_signing(tmp_path, keys):
+    priv, pub = keys
+
+    class Tampered(SigningFileSystemWriter):
+        def finish(self, metadata: Any, results: Any) -> None:
+            _flip(_shards(Path(self.path))[0], 40)  # between the shard's write and the signature
+            super().finish(metadata, results)
+
+    ckpt = tmp_path / "step=5.ckpt"
+    dcp.save(_state(5), storage_writer=Tampered(ckpt, load_private_key(priv), single_file_per_rank=False))
+    with pytest.raises(IntegrityError, match=r"__0_0\.distcp: content does not match the signature"):
+        verify_directory(ckpt, pub)
+
+
+def test_signing_writer_needs_a_key_and_a_known_hash(tmp_path):
+    with pytest.raises(ConfigError, match="hash_type"):
+        SigningFileSystemWriter(tmp_path / "x", None, hash_type="md5")
+    with pytest.raises(CheckpointException) as info:  # DCP wraps what a rank raised
+        dcp.save(_state(1), storage_writer=SigningFileSystemWriter(tmp_path / "y"))
+    (error, _), *_ = info.value.failures.values()
+    assert isinstance(error, ConfigError) and "needs the private key" in str(error)
+    assert not signature_path(tmp_path / "y").exists()
+
+
 def test_save_last_link_verifies_through_its_target_and_other_links_are_refused(tmp_path, keys):
     priv, pub = keys
     folder = tmp_path / "checkpoints"
@@ -275,7 +341,7 @@ def test_cli_verify_directory(tmp_path, keys, capsys):
 # -- two processes (gloo): torch.distributed.checkpoint save, sign, verified load ----------------
 
 
-def _dcp_worker(rank: int, root: str, priv: str, pub: str, port: int) -> None:
+def _dcp_worker(rank: int, root: str, priv: str, pub: str, port: int, writer: bool) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -284,9 +350,18 @@ def _dcp_worker(rank: int, root: str, priv: str, pub: str, port: int) -> None:
     try:
         ckpt = Path(root) / "step=5.ckpt"
         state = {"shared": torch.arange(8.0), f"rank{rank}": torch.full((256,), float(rank + 1))}
-        dcp.save(state, checkpoint_id=ckpt)
-        if rank == 0:  # what the hooked strategy does: global rank zero signs the finished directory
-            sign_directory(ckpt, load_private_key(priv), provenance={"global_step": 5})
+        read: list[str] = []
+        digest = sharded._OpenFiles.digest
+        sharded._OpenFiles.digest = lambda self, rel, h: read.append(rel) or digest(self, rel, h)  # type: ignore[method-assign]
+        if writer:  # every rank hashes its shard while writing it; rank 0 collects the digests and signs
+            key = load_private_key(priv) if rank == 0 else None
+            dcp.save(state, storage_writer=SigningFileSystemWriter(ckpt, key, provenance={"global_step": 5}))
+        else:
+            dcp.save(state, checkpoint_id=ckpt)
+            if rank == 0:  # what the hooked strategy does: global rank zero signs the finished directory
+                sign_directory(ckpt, load_private_key(priv), provenance={"global_step": 5})
+        report["hashed_from_disk"] = sorted(read)
+        sharded._OpenFiles.digest = digest  # type: ignore[method-assign]
         dist.barrier()
         loaded = {"shared": torch.zeros(8), f"rank{rank}": torch.zeros(256)}
         with VerifiedFileSystemReader(ckpt, pub) as reader:
@@ -308,7 +383,8 @@ def _dcp_worker(rank: int, root: str, priv: str, pub: str, port: int) -> None:
 
 
 @pytest.mark.ddp
-def test_two_process_gloo_dcp_save_sign_verified_load_and_tamper(tmp_path, keys):
+@pytest.mark.parametrize("writer", [False, True], ids=["sign_directory", "SigningFileSystemWriter"])
+def test_two_process_gloo_dcp_save_sign_verified_load_and_tamper(tmp_path, keys, writer):
     import socket
 
     import torch.multiprocessing as mp
@@ -317,12 +393,15 @@ def test_two_process_gloo_dcp_save_sign_verified_load_and_tamper(tmp_path, keys)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     priv, pub = keys
-    mp.spawn(_dcp_worker, args=(str(tmp_path), str(priv), str(pub), port), nprocs=2, join=True)
+    mp.spawn(_dcp_worker, args=(str(tmp_path), str(priv), str(pub), port, writer), nprocs=2, join=True)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for report in reports:
         assert report["loaded"] is True
         assert report["files"] == [".metadata", "__0_0.distcp", "__1_0.distcp"]
         assert report["refused"].endswith("__1_0.distcp: content does not match the signature of step=5.ckpt")
+    files = [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert reports[0]["hashed_from_disk"] == ([] if writer else files)  # the writer reads nothing back
+    assert reports[1]["hashed_from_disk"] == []
 
 
 # -- Lightning ModelParallelStrategy (FSDP2) on 2 CPU processes --------------------------------
