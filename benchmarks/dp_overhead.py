@@ -9,8 +9,8 @@ backward (incl. Opacus's per-sample hooks; both passes under ghost) and the opti
 DP batches are Poisson-sampled (expected size = ``--batch-size``), so DP steps vary in size.
 
 Example:
-    python benchmarks/dp_overhead.py --steps 30
-    python benchmarks/dp_overhead.py --preset bert-base --device cuda  # B=32, T=128 on a GPU
+    python -m benchmarks.dp_overhead --steps 30
+    python -m benchmarks.dp_overhead --preset bert-base --device cuda  # B=32, T=128 on a GPU
 """
 
 from __future__ import annotations
@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from benchmarks import common
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny-bert": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
@@ -97,16 +94,11 @@ def _worker(args: argparse.Namespace, mode: str, queue: Any) -> None:
     if mode != "non-private":
         callbacks.append(DifferentialPrivacy(noise_multiplier=1.0, delta=1e-5, grad_sample_mode=mode, accountant="rdp"))
     with tempfile.TemporaryDirectory() as root:
-        trainer = pl.Trainer(
+        trainer = common.make_trainer(
             accelerator=args.device,
-            devices=1,
             max_steps=args.steps + args.warmup,
             max_epochs=1,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
             enable_progress_bar=False,
-            enable_model_summary=False,
             callbacks=callbacks,
             default_root_dir=root,
         )

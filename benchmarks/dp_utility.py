@@ -9,9 +9,9 @@ like) to the parameters matching the patterns: fewer noisy coordinates, the usua
 utility under DP. ``--full-baseline`` adds a non-private run that trains everything.
 
 Example:
-    python benchmarks/dp_utility.py --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
+    python -m benchmarks.dp_utility --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
         --model-path minilm --train-limit 4000 --max-length 48
-    python benchmarks/dp_utility.py --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
+    python -m benchmarks.dp_utility --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \\
         --model-path minilm --train-limit 20000 --batch-size 256 --epochs 3 --lr 1e-3 --dp-lr 2e-3 \\
         --trainable 'encoder.layer.5.*' 'pooler.*' 'classifier.*' --full-baseline
 """
@@ -19,15 +19,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-
-from secure_train.privacy import DifferentialPrivacy, restrict_trainable  # noqa: E402
+from benchmarks import common
+from secure_train.privacy import DifferentialPrivacy, restrict_trainable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ Reported per stream: windows with an alert, the share alerted, and the median PS
 statistic and label Jensen–Shannon divergence.
 
 Example:
-    python benchmarks/drift.py                 # ~1 min of CPU
+    python -m benchmarks.drift                 # ~1 min of CPU
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 import torch
 
+from benchmarks import common
 from secure_train.data import TextRecord, synthetic_classification
 from secure_train.monitoring.drift import DriftMonitor
 

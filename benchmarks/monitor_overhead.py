@@ -7,32 +7,28 @@ both alike. Step time is the wall time between consecutive ``on_train_batch_star
 ``--skip`` steps of each round are dropped.
 
 Examples:
-    python benchmarks/monitor_overhead.py                          # tiny BERT, synthetic corpus, CPU
-    python benchmarks/monitor_overhead.py --rounds 5 --steps 200
+    python -m benchmarks.monitor_overhead                          # tiny BERT, synthetic corpus, CPU
+    python -m benchmarks.monitor_overhead --rounds 5 --steps 200
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lightning.pytorch as pl
+import torch
 
-import common  # noqa: E402
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-
-from secure_train.monitors import (  # noqa: E402
+from benchmarks import common
+from secure_train.monitors import (
     ActivationMonitor,
     GradNormMonitor,
     LossSpikeMonitor,
 )
-from secure_train.monitors.sample_loss import SampleLossMonitor  # noqa: E402  (retired, not exported)
+from secure_train.monitors.sample_loss import SampleLossMonitor  # (retired, not exported)
 
 
 class StepTimer(pl.Callback):

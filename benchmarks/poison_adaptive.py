@@ -13,28 +13,24 @@ The insertion attacks of ``benchmarks/poison_detection.py`` (BadNets, AddSent; 0
 the clean split are re-run to show nothing regressed.
 
 Example:
-    nice -n 10 python benchmarks/poison_adaptive.py --train ../shared/data/sst2/train.tsv
+    nice -n 10 python -m benchmarks.poison_adaptive --train ../shared/data/sst2/train.tsv
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import common  # noqa: E402
-import torch  # noqa: E402
-
-from secure_train.attacks import BackdoorPoisoning  # noqa: E402
-from secure_train.attacks.adaptive import AdaptivePoisoning  # noqa: E402
-from secure_train.attacks.substitution import SubstitutionPoisoning  # noqa: E402
-from secure_train.data import TextRecord, read_records  # noqa: E402
-from secure_train.data_security.poison import detect_poison  # noqa: E402
+from benchmarks import common
+from secure_train.attacks import BackdoorPoisoning
+from secure_train.attacks.adaptive import AdaptivePoisoning
+from secure_train.attacks.substitution import SubstitutionPoisoning
+from secure_train.data import TextRecord, read_records
+from secure_train.data_security.poison import detect_poison
 
 Attack = Callable[[list[TextRecord]], list[TextRecord]]
 
@@ -95,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
             continue
         recs = attack(base) if attack is not None else base
         truth = torch.tensor([bool(r.meta.get("poisoned")) for r in recs])
-        start = time.perf_counter()
-        new = detect_poison(recs, defer_to_lift=True)
-        seconds = time.perf_counter() - start
+        with common.timed() as t:
+            new = detect_poison(recs, defer_to_lift=True)
+        seconds = t.seconds
         old_flags = new.detectors["ngram"]["flags"]  # the n-gram detector's own verdict = methods=("ngram",)
         default = old_flags | new.detectors["lift"]["flags"]  # detect_poison() defaults (defer_to_lift=False)
         row: dict[str, Any] = {"split": split, "attack": name, "n_poisoned": int(truth.sum())}

@@ -15,8 +15,8 @@ training subset feed the representation detectors (spectral signatures with the 
 reported on that subset, with the combined pipeline (ngram OR spectral OR clustering).
 
 Examples:
-    python benchmarks/poison_detection.py --part detect --train ../shared/data/sst2/train.tsv
-    python benchmarks/poison_detection.py --part train --train ../shared/data/sst2/train.tsv \\
+    python -m benchmarks.poison_detection --part detect --train ../shared/data/sst2/train.tsv
+    python -m benchmarks.poison_detection --part train --train ../shared/data/sst2/train.tsv \\
         --dev ../shared/data/sst2/dev.tsv --model-path minilm --subset 4000 --rates 0.01
 """
 
@@ -24,21 +24,16 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import common  # noqa: E402
-import torch  # noqa: E402
-
-from secure_train.attacks import BackdoorPoisoning, triggered_records  # noqa: E402
-from secure_train.attacks.metrics import AttackSuccessRate, CleanAccuracy  # noqa: E402
-from secure_train.data import TextRecord, read_records  # noqa: E402
-from secure_train.data_security.poison import PoisonSanitizer, detect_poison, extract_features  # noqa: E402
+from benchmarks import common
+from secure_train.attacks import BackdoorPoisoning, triggered_records
+from secure_train.attacks.metrics import AttackSuccessRate, CleanAccuracy
+from secure_train.data import TextRecord, read_records
+from secure_train.data_security.poison import PoisonSanitizer, detect_poison, extract_features
 
 
 class Subsample:
@@ -76,9 +71,9 @@ def part_detect(args: argparse.Namespace) -> None:
             recs = base
         truth = {r.sample_id for r in recs if r.meta.get("poisoned")}
         for name, collapse in variants:
-            start = time.perf_counter()
-            report = detect_poison(recs, methods=("ngram",), collapse_overlaps=collapse)
-            seconds = time.perf_counter() - start
+            with common.timed() as t:
+                report = detect_poison(recs, methods=("ngram",), collapse_overlaps=collapse)
+            seconds = t.seconds
             row = {
                 "detector": name,
                 "attack": attack,

@@ -8,28 +8,24 @@ its (random) label. Reported: membership AUC, TPR at low FPR, the one-run ε low
 on the base data and *all* canaries, so the vocabulary does not reveal which were included.
 
 Example:
-    python benchmarks/privacy_audit.py --canaries 500 --epochs 15
+    python -m benchmarks.privacy_audit --canaries 500 --epochs 15
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lightning.pytorch as pl
+import torch
 
-import common  # noqa: E402
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-
-from secure_train.data import TextClassificationDataModule, TextRecord  # noqa: E402
-from secure_train.data.synthetic import synthetic_classification  # noqa: E402
-from secure_train.data.tokenizer import train_tokenizer  # noqa: E402
-from secure_train.models import TINY_BERT, TextClassifier  # noqa: E402
-from secure_train.privacy import DifferentialPrivacy, canary_audit, include_half  # noqa: E402
+from benchmarks import common
+from secure_train.data import TextClassificationDataModule, TextRecord
+from secure_train.data.synthetic import synthetic_classification
+from secure_train.data.tokenizer import train_tokenizer
+from secure_train.models import TINY_BERT, TextClassifier
+from secure_train.privacy import DifferentialPrivacy, canary_audit, include_half
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

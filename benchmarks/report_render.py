@@ -7,7 +7,7 @@ hash-chained audit log with ``checkpoint.signed`` every 1000 steps, injected ano
 their actions, per-epoch ``privacy.epsilon`` events and a signed head, and ten small signed
 checkpoints. Then times the report (read + verify + build + HTML/Markdown/JSON), repeated.
 
-    nice -n 10 python benchmarks/report_render.py --steps 100000 --repeats 3
+    nice -n 10 python -m benchmarks.report_render --steps 100000 --repeats 3
 
 Writes ``benchmarks/results/report_render.json``.
 """
@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from benchmarks import common
 from secure_train.core.audit_log import AuditLog
 from secure_train.integrity import sign_audit_head, write_signed
 from secure_train.response.report import ReportRenderer, SecurityReport
@@ -132,24 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "report_render.json"))
+    parser.add_argument("--out", default=str(common.RESULTS_DIR / "report_render.json"))
     args = parser.parse_args(argv)
     key = ec.generate_private_key(ec.SECP256R1())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run = synthetic_run(Path(tmp), steps=args.steps, key=key)
-        gen = time.perf_counter() - start
+        with common.timed() as t:
+            run = synthetic_run(Path(tmp), steps=args.steps, key=key)
+        gen = t.seconds
         csv_mb = (run / "metrics.csv").stat().st_size / 1e6
         for with_key in (False, True):
             times = []
             for _ in range(args.repeats):
-                start = time.perf_counter()
-                report = SecurityReport.from_run(
-                    run, public_key=key.public_key() if with_key else None, use_verdict_store=False
-                )
-                paths = ReportRenderer([report]).write(Path(tmp) / "out")
-                times.append(time.perf_counter() - start)
+                with common.timed() as t:
+                    report = SecurityReport.from_run(
+                        run, public_key=key.public_key() if with_key else None, use_verdict_store=False
+                    )
+                    paths = ReportRenderer([report]).write(Path(tmp) / "out")
+                times.append(t.seconds)
             verdict = report.to_dict()["integrity"]["verdict"]
             rows.append(
                 {
@@ -169,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['steps']:>8} {str(r['public_key']):>12} {r['median_s']:>9.2f} {r['max_s']:>7.2f} "
             f"{r['html_kb']:>8.0f} {r['verdict']}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"metrics_csv_mb": csv_mb, "rows": rows}, indent=1) + "\n")
+    out = common.write_json(args.out, {"metrics_csv_mb": csv_mb, "rows": rows}, indent=1)
     print(f"wrote {out}")
     return 0
 

@@ -20,7 +20,7 @@ SHA-256 rate (one in-memory hashing thread per core, all at once) measured in th
 
 Example::
 
-    flock /tmp/secure-train-heavy.lock python benchmarks/signing_overhead.py --sizes-mb 100 1000
+    flock /tmp/secure-train-heavy.lock python -m benchmarks.signing_overhead --sizes-mb 100 1000
 """
 
 from __future__ import annotations
@@ -37,26 +37,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import torch  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
+import torch
+from cryptography.hazmat.primitives.asymmetric import ec
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from secure_train.integrity import SignedCheckpointIO, load_checkpoint, verify_file  # noqa: E402
+from benchmarks import common
+from secure_train.integrity import SignedCheckpointIO, load_checkpoint, verify_file
 
 
 def make_checkpoint(size_mb: int, seed: int = 0) -> dict[str, Any]:
     """A Lightning-like checkpoint whose state dict holds ``size_mb`` MB of float32 (64 MB tensors at most)."""
-    g = torch.Generator().manual_seed(seed)
-    remaining = size_mb * 1_000_000 // 4
-    state: dict[str, torch.Tensor] = {}
-    i = 0
-    while remaining > 0:
-        n = min(remaining, 16_000_000)
-        state[f"layer{i}.weight"] = torch.randn(n, generator=g)
-        remaining -= n
-        i += 1
+    state = common.random_weights(size_mb, 16_000_000, "layer{}.weight", seed)
     return {"state_dict": state, "global_step": 1000, "epoch": 1, "optimizer_states": [], "callbacks": {}}
 
 
@@ -180,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     ]
     meta = {
         "machine": f"{platform.machine()}, {cores} cores (shared), Python {platform.python_version()}",
-        "torch": torch.__version__,
         "dir": str(workdir),
         "filesystem": _filesystem(workdir),
         "repeats": args.repeats,

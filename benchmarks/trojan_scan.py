@@ -19,8 +19,8 @@ Reported per model: clean accuracy, true ASR, backdoor score, how the score was 
 inputs), best candidate, gate decision, scan time. Models are cached under ``--cache``.
 
 Example:
-    nice -n 10 python benchmarks/trojan_scan.py                   # the full zoo
-    nice -n 10 python benchmarks/trojan_scan.py --arch tiny --split heldout
+    nice -n 10 python -m benchmarks.trojan_scan                   # the full zoo
+    nice -n 10 python -m benchmarks.trojan_scan --arch tiny --split heldout
 """
 
 from __future__ import annotations
@@ -31,19 +31,16 @@ import hashlib
 import json
 import random
 import re
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
+from benchmarks import common
 from secure_train.attacks import BackdoorPoisoning, Trigger
 from secure_train.core.records import TextRecord
 from secure_train.data import TextClassificationDataModule, synthetic_classification

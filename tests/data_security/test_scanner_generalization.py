@@ -7,16 +7,11 @@ tuned on), so they test the rule families rather than memorized strings.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from secure_train.core.errors import ConfigError
 from secure_train.data_security.scanners import InjectionScanner
 from secure_train.data_security.scanners.injection import INJECTION_CUES, INJECTION_PATTERNS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 INJ = InjectionScanner()
 
@@ -154,7 +149,7 @@ def test_tables_are_plain_re() -> None:
 
 
 def test_length_baseline_threshold() -> None:
-    from injection_generalization import length_threshold
+    from benchmarks.injection_generalization import length_threshold
 
     lengths = list(range(1, 1001))  # 1000 benign texts of length 1..1000
     assert length_threshold(lengths, 0.001) == 999  # only the longest (1 = 0.1 %) is above the threshold
