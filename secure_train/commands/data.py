@@ -10,7 +10,11 @@ PATH`` streams a data file through the scanners, writes JSON and Markdown report
 actions (``--action pii=redact --action injection=quarantine``) to a sanitized copy
 (``--out``), appends the step to a manifest's chain of custody (``--manifest``: re-signed
 only after its signature verified under the configured key), and exits 1 when the policy
-(``--fail-on``) is violated.
+(``--fail-on``) is violated. Reports go to the current directory (``./NAME.scan.json`` and
+``.md``) unless ``--report STEM`` says otherwise, never next to a possibly read-only input.
+``data poison PATH --workers N [--engine ray]`` runs the ``ngram`` poison detector over a sharded
+corpus as map -> reduce -> score on the engine, writes ``./NAME.poison.json`` and exits 1 when
+it flags records.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--no-sign", action="store_true", help="do not sign even when a key is configured")
     man.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_args(man)
+    _poison_parser(sub)
     ver = sub.add_parser("verify", help="recompute every hash; exit 1 naming changed files and records")
     ver.add_argument("manifest")
     ver.add_argument(
@@ -59,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.action == "poison":
+        return _poison(args)
     if args.action == "manifest":
         target = Path(args.path)
         out = (
@@ -170,7 +177,12 @@ def build_scan_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-near-duplicates", action="store_true", help="exact duplicates only (faster)")
     parser.add_argument("--out", help="write the sanitized data here (same format)")
     parser.add_argument("--quarantine", help="JSONL file for quarantined records")
-    parser.add_argument("--report", default=None, help="report path stem (default: PATH.scan -> .json and .md)")
+    parser.add_argument(
+        "--report",
+        default=None,
+        help="report path stem -> STEM.json and STEM.md (default: NAME.scan in the current directory, NAME "
+        "being the input's file or folder name; reports are no longer written next to the input)",
+    )
     parser.add_argument("--manifest", help="append this step to the manifest's chain of custody (re-signed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_args(parser)
@@ -244,13 +256,7 @@ def main_scan(argv: list[str]) -> int:
 
 
 def _write_reports(args: argparse.Namespace, report: Any) -> tuple[Path, Path]:
-    if args.report:
-        stem = Path(args.report)
-    elif Path(args.path).is_dir():
-        stem = Path(args.path) / "data.scan"
-    else:
-        target = Path(args.path.replace("*", "_").replace("?", "_"))
-        stem = target.with_name(target.name + ".scan")
+    stem = Path(args.report) if args.report else _default_stem(args.path, "scan")
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
     json_path.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -289,3 +295,61 @@ def _scan_parallel(args: argparse.Namespace, actions: dict[str, str]) -> int:
         print(f"POLICY FAILED: unhandled findings of {', '.join(report.failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _default_stem(path: str, what: str) -> Path:
+    """``./NAME.what`` in the current directory: the input may sit in a read-only shared folder."""
+    name = Path(path.rstrip("/").replace("*", "_").replace("?", "_")).name or "data"
+    return Path.cwd() / f"{name}.{what}"
+
+
+def _poison_parser(sub: Any) -> None:
+    poison = sub.add_parser(
+        "poison",
+        help="ngram poison detector over a sharded corpus: map -> reduce -> score on datasets workers or Ray",
+        description="Flag n-grams whose records are almost all one label (trigger words / sentences) and the "
+        "records carrying them, over a file, a glob or a folder of JSONL / Parquet / CSV / TSV shards. "
+        "Same flags as the single-process ngram detector with collapse_overlaps=False. Exit 1 when "
+        "records are flagged.",
+    )
+    poison.add_argument("path", help="data file, glob or folder of shards")
+    poison.add_argument("--text-column", default="sentence")
+    poison.add_argument("--label-column", default="label")
+    poison.add_argument("--max-n", type=int, default=4, help="longest word n-gram tested")
+    poison.add_argument("--min-count", type=int, default=10, help="n-grams in fewer records are not tested")
+    poison.add_argument("--z-sigma", type=float, default=3.5, help="threshold: mean + Z_SIGMA * std of the z-scores")
+    poison.add_argument("--min-purity", type=float, default=0.9, help="share of an n-gram's records with its label")
+    poison.add_argument(
+        "--report", default=None, help="report path stem -> STEM.json (default: NAME.poison in the current directory)"
+    )
+    poison.add_argument("--quiet", action="store_true", help="no progress bars")
+    _engine_args(poison)
+
+
+def _poison(args: argparse.Namespace) -> int:
+    if args.quiet:
+        import datasets
+
+        datasets.disable_progress_bars()
+    from secure_train.data_security.poison_parallel import ParallelPoisonDetector
+
+    report = ParallelPoisonDetector(
+        max_n=args.max_n,
+        min_count=args.min_count,
+        z_sigma=args.z_sigma,
+        min_purity=args.min_purity,
+        workers=args.workers or 1,
+        engine=args.engine or "local",
+        text_column=args.text_column,
+        label_column=args.label_column,
+    ).detect(args.path)
+    stem = Path(args.report) if args.report else _default_stem(args.path, "poison")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = stem.with_name(stem.name + ".json")
+    out.write_text(json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    grams = ", ".join(f"{g['ngram']!r}->{g['label']} ({g['n_records']})" for g in report.ngrams) or "none"
+    print(
+        f"{args.path}: {report.n_records} records, {len(report.flagged_ids)} flagged; "
+        f"n-grams: {grams}; {report.seconds:.1f} s; report: {out}"
+    )
+    return 1 if report.flagged_ids else 0

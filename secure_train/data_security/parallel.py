@@ -1,13 +1,14 @@
 """Corpus-scale scans on an existing engine: ``datasets`` (one machine) or Ray Data (a cluster).
 
 :class:`ParallelScan` runs :class:`~secure_train.data_security.scan.DataScanner`'s scanners over sharded
-JSONL / Parquet / CSV / TSV (a file, a glob, or a folder of shards) read with
-:func:`~secure_train.core.arrow_records.read_arrow` (memory-mapped Arrow; ``sample_id`` contiguous
-across shards in sorted order, ``source`` = ``file:line``):
+JSONL / Parquet / CSV / TSV (a file, a glob, or a folder of shards) with
+:class:`~secure_train.data_security.parallel_shards.ShardMap`: every worker reads its own shards
+(``sample_id`` contiguous across shards in sorted order, ``source`` = ``file:line``, as
+:func:`~secure_train.core.arrow_records.read_arrow` gives them):
 
-1. a batched map computes, per record, the per-record findings (injection, unicode, PII,
+1. a map over the shards computes, per record, the per-record findings (injection, unicode, PII,
    ``NAME=ARG`` backends), the record's Merkle leaf, its normalized-text digest and its MinHash
-   band keys (``datasets.Dataset.map(num_proc=N)`` locally, ``map_batches`` on Ray);
+   band keys (``datasets.Dataset.map(num_proc=N)`` locally, ``map_batches`` on Ray), as Arrow;
 2. exact duplicates group records by digest, near-duplicates group them by MinHash band key on
    the engine (a ``sort`` + one streaming pass over the sorted rows locally, ``groupby(...)
    .map_groups`` on Ray) instead of one in-memory LSH index.
@@ -19,7 +20,8 @@ streaming :meth:`DataScanner.scan_file`'s. Near-duplicates differ in one documen
 streaming index holds only records that were not themselves near-duplicates, so a chain
 ``a ~ b ~ c`` where ``c`` shares a band with ``b`` only reports ``c`` there but not in the
 streaming scan; here ``c`` is reported as a near-duplicate of the earliest record it shares a
-MinHash band with. Reports only: sanitized copies (``--out``) and quarantine files still come
+MinHash band with. The report's ``input_digest`` (the Merkle root over all records) is folded
+on the driver in O(log n) memory. Reports only: sanitized copies (``--out``) and quarantine files still come
 from the streaming scan.
 
 Example:
@@ -44,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from secure_train.core.errors import ConfigError, DataError
+from secure_train.data_security.parallel_shards import ENGINES, MerkleStream, ShardMap, read_shard
 from secure_train.data_security.scanners.base import Finding
 
 __all__ = ["ENGINES", "ParallelScan", "hash_files", "shard_files"]
 
-ENGINES = ("local", "ray")
 _SHARD_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 _BATCH = 1024
 _SCANNERS: dict[str, Any] = {}  # per worker process: DataScanner built from its parameters
@@ -174,6 +176,7 @@ def _explode(batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
 
 def _exact_group(ids: Sequence[int], labels: Sequence[Any]) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """One digest's records sorted by id: every later one is an exact duplicate of the first."""
+    labels = [_label(x) for x in labels]
     first, first_label = int(ids[0]), labels[0]
     for sid, label in zip(ids[1:], labels[1:], strict=True):
         yield int(sid), "exact_duplicate", {"of": first}
@@ -188,7 +191,7 @@ def _near_group(
     exact duplicates (a digest seen earlier in the group) are neither heads nor candidates."""
     seen: set[str] = set()
     head: tuple[int, Any] | None = None
-    for sid, label, digest in zip(ids, labels, digests, strict=True):
+    for sid, label, digest in zip(ids, [_label(x) for x in labels], digests, strict=True):
         if digest in seen:
             continue
         seen.add(digest)
@@ -205,11 +208,12 @@ class ParallelScan:
         scanners / actions / fail_on / pii_kinds / near_duplicates / dup_threshold: as in
             :class:`~secure_train.data_security.scan.DataScanner` (``actions`` only decide the policy and
             the ``affected`` summary: nothing is rewritten).
-        workers: worker processes (``datasets`` ``num_proc``; with Ray, the blocks in flight).
+        workers: worker processes (``datasets`` ``num_proc``, at most one per shard; with Ray, the
+            CPUs of the local cluster it starts).
         engine: ``local`` (``datasets`` maps) or ``ray`` (Ray Data; ``pip install
             secure-train[ray]``; joins a running cluster or starts a local one).
         text_column / label_column: columns of the shards.
-        cache_dir: where :func:`~secure_train.core.arrow_records.read_arrow` keeps its Arrow files.
+        cache_dir: where local maps write their Arrow outputs (default: a temporary folder).
     """
 
     def __init__(
@@ -251,184 +255,201 @@ class ParallelScan:
         """Scan every shard of ``path``; a :class:`~secure_train.data_security.scan.ScanReport`."""
         import time
 
-        from secure_train.core.arrow_records import read_arrow
         from secure_train.data_security.scan import ScanReport
 
         files = shard_files(path)
         start = time.perf_counter()
-        parts, offset = [], 0
-        for f in files:  # sample ids contiguous across shards, in sorted order
-            part = read_arrow(
-                f,
-                text_column=self.text_column,
-                label_column=self.label_column,
-                id_offset=offset,
-                cache_dir=self.cache_dir,
-            )
-            parts.append(part.dataset)
-            offset += len(part)
-        import datasets
-
-        ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-        run = self._ray if self.engine == "ray" else self._local
+        shards = ShardMap(self.workers, self.engine, self.cache_dir)
+        tasks = shards.tasks(files)
+        stage = shards.map(
+            _scan_shard,
+            tasks,
+            params=self.params,
+            text_column=self.text_column,
+            label_column=self.label_column,
+        )
         report = ScanReport(source=os.fspath(path))
-        dup_findings, rows = run(ds)
-        self._collect(report, rows, dup_findings)
+        dup_findings = self._ray_dups(stage) if self.engine == "ray" else self._local_dups(stage)
+        self._collect(report, shards.batches(stage, _ROW_COLUMNS), dup_findings)
         report.n_bytes = sum(f.stat().st_size for f in files)
         report.seconds = time.perf_counter() - start
         return report
 
-    # -- engines ---------------------------------------------------------------------------
-    def _local(self, ds: Any) -> tuple[dict[int, list[Finding]], Iterator[dict[str, Any]]]:
+    # -- duplicates on the engine ----------------------------------------------------------
+    def _local_dups(self, stage: Any) -> dict[int, list[Finding]]:
         import uuid
 
-        stage = ds.map(
-            _scan_batch,
-            fn_kwargs={"params": self.params},
-            batched=True,
-            batch_size=_BATCH,
-            num_proc=self.workers if self.workers > 1 else None,
-            remove_columns=ds.column_names,
-            new_fingerprint=uuid.uuid4().hex,
-            load_from_cache_file=False,
-            desc="scan",
-        )
         dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-        if "duplicate" in self.scanner.scanner_names:
-            exact = stage.select_columns(["digest", "sample_id", "label"]).sort(["digest", "sample_id"])
-            for digest, ids, labels in _groups(exact, "digest", ("sample_id", "label")):
-                del digest
-                for sid, kind, detail in _exact_group(ids, labels):
-                    dups.setdefault(sid, []).append((kind, detail))
-            if self.params["near_duplicates"]:
-                bands = stage.select_columns(["sample_id", "label", "digest", "bands"]).map(
-                    _explode,
-                    batched=True,
-                    batch_size=_BATCH,
-                    num_proc=self.workers if self.workers > 1 else None,
-                    remove_columns=["bands"],
-                    new_fingerprint=uuid.uuid4().hex,
-                    desc="band keys",
-                )
-                near: dict[int, tuple[int, Any, Any]] = {}
-                for _, ids, rest in _groups(
-                    bands.sort(["band", "sample_id"]), "band", ("sample_id", "label", "digest")
-                ):
-                    labels, digests = rest
-                    for sid, other, other_label, label in _near_group(ids, labels, digests):
-                        if sid not in near or other < near[sid][0]:
-                            near[sid] = (other, other_label, label)
-                _add_near(dups, near)
-        rows = stage.select_columns(["sample_id", "source", "excerpt", "pre", "post", "leaf"]).iter(batch_size=4096)
-        return self._findings(stage, dups), _rows(rows)
-
-    def _ray(self, ds: Any) -> tuple[dict[int, list[Finding]], Iterator[dict[str, Any]]]:
-        _ray_init(self.workers)
-        import ray.data
-
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        params = self.params
-        src = ray.data.from_huggingface(ds)
-        stage = src.map_batches(lambda b: _scan_batch(b, params), batch_size=_BATCH, batch_format="numpy").materialize()
-        dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-        parts = max(4 * self.workers, stage.count() // 1_000_000)  # shuffle partitions: ~1 M rows each
-        if "duplicate" in self.scanner.scanner_names:
-
-            def exact_fn(g: dict[str, Any]) -> dict[str, list[Any]]:
-                order = sorted(range(len(g["sample_id"])), key=lambda i: int(g["sample_id"][i]))
-                ids = [int(g["sample_id"][i]) for i in order]
-                labels = [_label(g["label"][i]) for i in order]
-                out: dict[str, list[Any]] = {"sample_id": [], "kind": [], "detail": []}
-                for sid, kind, detail in _exact_group(ids, labels):
-                    out["sample_id"].append(sid)
-                    out["kind"].append(kind)
-                    out["detail"].append(json.dumps(detail))
-                return out
-
-            exact = (
-                stage.select_columns(["digest", "sample_id", "label"])
-                .groupby("digest", num_partitions=parts)
-                .map_groups(exact_fn)
+        if "duplicate" not in self.scanner.scanner_names:
+            return {}
+        exact = stage.select_columns(["digest", "sample_id", "label"]).sort(["digest", "sample_id"])
+        for _, ids, labels in _groups(exact, "digest", ("sample_id", "label")):
+            for sid, kind, detail in _exact_group(ids, labels):
+                dups.setdefault(sid, []).append((kind, detail))
+        if self.params["near_duplicates"]:
+            bands = stage.select_columns(["sample_id", "label", "digest", "bands"]).map(
+                _explode,
+                batched=True,
+                batch_size=_BATCH,
+                num_proc=self.workers if self.workers > 1 else None,
+                remove_columns=["bands"],
+                new_fingerprint=uuid.uuid4().hex,
+                desc="band keys",
             )
-            for row in exact.iter_rows():
-                dups.setdefault(int(row["sample_id"]), []).append((row["kind"], json.loads(row["detail"])))
-            if params["near_duplicates"]:
-
-                def near_fn(g: dict[str, Any]) -> dict[str, list[Any]]:
-                    order = sorted(range(len(g["sample_id"])), key=lambda i: int(g["sample_id"][i]))
-                    out: dict[str, list[Any]] = {"sample_id": [], "other": [], "other_label": [], "label": []}
-                    for sid, other, other_label, label in _near_group(
-                        [int(g["sample_id"][i]) for i in order],
-                        [_label(g["label"][i]) for i in order],
-                        [str(g["digest"][i]) for i in order],
-                    ):
-                        out["sample_id"].append(sid)
-                        out["other"].append(other)
-                        out["other_label"].append(-1 if other_label is None else other_label)
-                        out["label"].append(-1 if label is None else label)
-                    return out
-
-                pairs = (
-                    stage.select_columns(["sample_id", "label", "digest", "bands"])
-                    .map_batches(_explode_np, batch_format="numpy")
-                    .groupby("band", num_partitions=parts)
-                    .map_groups(near_fn)
-                )
-                near: dict[int, tuple[int, Any, Any]] = {}
-                for row in pairs.iter_rows():
-                    sid, other = int(row["sample_id"]), int(row["other"])
+            near: dict[int, tuple[int, Any, Any]] = {}
+            for _, ids, rest in _groups(bands.sort(["band", "sample_id"]), "band", ("sample_id", "label", "digest")):
+                labels, digests = rest
+                for sid, other, other_label, label in _near_group(ids, labels, digests):
                     if sid not in near or other < near[sid][0]:
-                        near[sid] = (other, _label(row["other_label"]), _label(row["label"]))
-                _add_near(dups, near)
-        rows = (
-            {k: list(v) for k, v in b.items()}
-            for b in stage.select_columns(["sample_id", "source", "excerpt", "pre", "post", "leaf"]).iter_batches(
-                batch_size=4096, batch_format="numpy"
-            )
+                        near[sid] = (other, other_label, label)
+            _add_near(dups, near)
+        return _findings(dups)
+
+    def _ray_dups(self, stage: Any) -> dict[int, list[Finding]]:
+        dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        if "duplicate" not in self.scanner.scanner_names:
+            return {}
+        parts = max(4 * self.workers, stage.count() // 1_000_000)  # shuffle partitions: ~1 M rows each
+        exact = (
+            stage.select_columns(["digest", "sample_id", "label"])
+            .groupby("digest", num_partitions=parts)
+            .map_groups(_exact_fn, batch_format="pyarrow")
         )
-        return self._findings(None, dups), _rows(rows)
+        for b in exact.iter_batches(batch_format="pyarrow"):
+            for sid, kind, detail in zip(*(b[c].to_pylist() for c in ("sample_id", "kind", "detail")), strict=True):
+                dups.setdefault(int(sid), []).append((kind, json.loads(detail)))
+        if self.params["near_duplicates"]:
+            pairs = (
+                stage.select_columns(["sample_id", "label", "digest", "bands"])
+                .map_batches(_explode_arrow, batch_format="pyarrow")
+                .groupby("band", num_partitions=parts)
+                .map_groups(_near_fn, batch_format="pyarrow")
+            )
+            near: dict[int, tuple[int, Any, Any]] = {}
+            for b in pairs.iter_batches(batch_format="pyarrow"):
+                cols = (b[c].to_pylist() for c in ("sample_id", "other", "other_label", "label"))
+                for sid, other, other_label, label in zip(*cols, strict=True):
+                    if sid not in near or other < near[sid][0]:
+                        near[sid] = (other, _label(other_label), _label(label))
+            _add_near(dups, near)
+        return _findings(dups)
 
     # -- collecting ------------------------------------------------------------------------
-    def _findings(self, stage: Any, dups: dict[int, list[tuple[str, dict[str, Any]]]]) -> dict[int, list[Finding]]:
-        """Duplicate findings as :class:`Finding`s, with the record's source and excerpt."""
-        del stage
-        return {
-            sid: [Finding(sid, "", "duplicate", kind, None, "", detail) for kind, detail in v]
-            for sid, v in dups.items()
-        }
-
-    def _collect(self, report: Any, rows: Iterator[dict[str, Any]], dups: dict[int, list[Finding]]) -> None:
+    def _collect(self, report: Any, batches: Iterator[dict[str, list[Any]]], dups: dict[int, list[Finding]]) -> None:
         from dataclasses import replace
 
-        from secure_train.data_security.manifest import merkle_root
         from secure_train.data_security.scan import _PAST, _RANK
 
         scanner = self.scanner
-        leaves: list[bytes] = []
+        tree = MerkleStream()  # O(log n) memory whatever the corpus size
         affected: dict[str, list[int]] = {}
-        for row in rows:
-            sid = int(row["sample_id"])
-            report.n_records += 1
-            leaves.append(bytes.fromhex(str(row["leaf"])))
-            pre = _decode(row["pre"])
-            src, excerpt = str(row["source"]), str(row["excerpt"])
-            found = pre + [replace(f, source=src, excerpt=excerpt) for f in dups.get(sid, [])] + _decode(row["post"])
-            for f in found:
-                report.add(f)
-                scanner._check_policy(report, f)
-            if found:
+        for batch in batches:
+            cols = [batch[c] for c in _ROW_COLUMNS]
+            for sid, src, excerpt, pre_json, post_json, leaf in zip(*cols, strict=True):
+                report.n_records += 1
+                tree.add(bytes.fromhex(leaf))
+                if not pre_json and not post_json and sid not in dups:
+                    continue
+                found = (
+                    _decode(pre_json)
+                    + [replace(f, source=src, excerpt=excerpt) for f in dups.get(sid, [])]
+                    + _decode(post_json)
+                )
+                for f in found:
+                    report.add(f)
+                    scanner._check_policy(report, f)
                 action = max((scanner.action_for(f) for f in found), key=_RANK.__getitem__)
                 if action in _PAST:
                     affected.setdefault(_PAST[action], []).append(sid)
         report.affected = affected
-        report.input_digest = merkle_root(leaves)
+        report.input_digest = tree.root()
 
 
-def _rows(batches: Any) -> Iterator[dict[str, Any]]:
-    for batch in batches:
-        for i in range(len(next(iter(batch.values())))):
-            yield {k: batch[k][i] for k in batch}
+_ROW_COLUMNS = ("sample_id", "source", "excerpt", "pre", "post", "leaf")
+
+
+def _stage_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("sample_id", pa.int64()),
+            ("source", pa.string()),
+            ("excerpt", pa.string()),
+            ("label", pa.int64()),  # -1: unlabeled
+            ("pre", pa.string()),
+            ("post", pa.string()),
+            ("leaf", pa.string()),
+            ("digest", pa.string()),
+            ("bands", pa.list_(pa.int64())),
+        ]
+    )
+
+
+def _scan_shard(
+    task: Mapping[str, Any], params: Mapping[str, Any], text_column: str, label_column: str | None
+) -> Any:
+    """One shard, read by the worker itself: stage-1 rows as a ``pyarrow.Table``."""
+    import pyarrow as pa
+
+    schema = _stage_schema()
+    tables = []
+    for batch in read_shard(task, text_column, label_column):
+        out = _scan_batch(batch, params)
+        out["label"] = [-1 if x is None else x for x in out["label"]]
+        tables.append(pa.Table.from_pydict(out, schema=schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _findings(dups: dict[int, list[tuple[str, dict[str, Any]]]]) -> dict[int, list[Finding]]:
+    """Duplicate findings as :class:`Finding`s (source and excerpt filled in when collected)."""
+    return {
+        sid: [Finding(sid, "", "duplicate", kind, None, "", detail) for kind, detail in v] for sid, v in dups.items()
+    }
+
+
+def _exact_fn(g: Any) -> Any:
+    """Ray ``map_groups``: one digest's records -> exact-duplicate / label-conflict rows."""
+    import pyarrow as pa
+
+    pairs = sorted(zip(g["sample_id"].to_pylist(), g["label"].to_pylist(), strict=True))
+    out: dict[str, list[Any]] = {"sample_id": [], "kind": [], "detail": []}
+    for sid, kind, detail in _exact_group([p[0] for p in pairs], [p[1] for p in pairs]):
+        out["sample_id"].append(sid)
+        out["kind"].append(kind)
+        out["detail"].append(json.dumps(detail))
+    return pa.table(out, schema=pa.schema([("sample_id", pa.int64()), ("kind", pa.string()), ("detail", pa.string())]))
+
+
+def _near_fn(g: Any) -> Any:
+    """Ray ``map_groups``: one MinHash band's records -> (record, earliest other record) rows."""
+    import pyarrow as pa
+
+    rows = sorted(zip(g["sample_id"].to_pylist(), g["label"].to_pylist(), g["digest"].to_pylist(), strict=True))
+    out: dict[str, list[Any]] = {"sample_id": [], "other": [], "other_label": [], "label": []}
+    for sid, other, other_label, label in _near_group([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]):
+        out["sample_id"].append(sid)
+        out["other"].append(other)
+        out["other_label"].append(-1 if other_label is None else other_label)
+        out["label"].append(-1 if label is None else label)
+    return pa.table(out, schema=pa.schema([(k, pa.int64()) for k in out]))
+
+
+def _explode_arrow(batch: Any) -> Any:
+    """Ray: one row per (band key, record), vectorized."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    bands = batch["bands"].combine_chunks() if hasattr(batch["bands"], "combine_chunks") else batch["bands"]
+    parent = pc.list_parent_indices(bands)
+    return pa.table(
+        {
+            "band": pc.list_flatten(bands),
+            "sample_id": pc.take(batch["sample_id"], parent),
+            "label": pc.take(batch["label"], parent),
+            "digest": pc.take(batch["digest"], parent),
+        }
+    )
 
 
 def _decode(value: Any) -> list[Finding]:
@@ -446,18 +467,6 @@ def _label(value: Any) -> int | None:
         return None
     v = int(value)
     return None if v < 0 else v
-
-
-def _explode_np(batch: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
-    out = _explode({k: list(v) for k, v in batch.items()})
-    return {
-        "band": np.asarray(out["band"], dtype=np.int64),
-        "sample_id": np.asarray(out["sample_id"], dtype=np.int64),
-        "label": np.asarray([-1 if x is None else x for x in out["label"]], dtype=np.int64),
-        "digest": np.asarray(out["digest"], dtype=object),
-    }
 
 
 def _groups(ds: Any, key: str, cols: tuple[str, ...]) -> Iterator[tuple[Any, list[Any], Any]]:
@@ -485,25 +494,25 @@ def _add_near(dups: dict[int, list[tuple[str, dict[str, Any]]]], near: dict[int,
             dups[sid].append(("label_conflict", {"of": other, "labels": [other_label, label], "near": True}))
 
 
-def _hash_batch(batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+def _hash_task(task: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """One file's manifest state, hashed by the worker that reads it."""
     from secure_train.data_security.manifest import _hash_file
 
-    out: dict[str, list[Any]] = {k: [] for k in ("path", "sha256", "size", "records", "merkle_root", "lines")}
-    for path in batch["path"]:
-        state = _hash_file(Path(path))
-        out["path"].append(path)
-        out["sha256"].append(state.sha256)
-        out["size"].append(state.size)
-        out["records"].append(state.records)
-        out["merkle_root"].append(state.merkle_root)
-        out["lines"].append(state.lines)
-    return out
+    state = _hash_file(Path(str(task["path"])))
+    return {
+        "path": [str(task["path"])],
+        "sha256": [state.sha256],
+        "size": [state.size],
+        "records": [state.records],
+        "merkle_root": [state.merkle_root],
+        "lines": [state.lines],
+    }
 
 
 def hash_files(files: Sequence[Path], *, workers: int = 1, engine: str = "local") -> list[Any]:
     """Per-file manifest states (SHA-256, record leaves, per-file Merkle root), one file per
-    task on the engine, returned in the order of ``files``: the manifest's tree over them is the
-    same for any number of workers.
+    task on the engine (each worker reads its own files), in the order of ``files``: the
+    manifest's tree over the per-file roots is the same for any number of workers or engine.
 
     Example:
         >>> import tempfile, os
@@ -512,53 +521,14 @@ def hash_files(files: Sequence[Path], *, workers: int = 1, engine: str = "local"
         >>> [s.size for s in hash_files([Path(d) / "a.jsonl"], workers=1)]
         [9]
     """
-    import uuid
-
     from secure_train.data_security.manifest import _FileState
 
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
-    paths = [os.fspath(f) for f in files]
-    if engine == "ray":
-        _ray_init(workers)
-        import ray.data
-
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=len(paths))
-        hashed = ds.map_batches(lambda b: _hash_batch(b), batch_size=1, batch_format="numpy").take_all()
-        rows = {str(r["path"]): r for r in hashed}
-    else:
-        from datasets import Dataset
-
-        mapped = Dataset.from_dict({"path": paths}).map(
-            _hash_batch,
-            batched=True,
-            batch_size=1,
-            num_proc=min(workers, len(paths)) if workers > 1 else None,
-            new_fingerprint=uuid.uuid4().hex,
-            load_from_cache_file=False,
-            desc="hashing",
-        )
-        rows = {r["path"]: r for r in mapped}
-    return [
-        _FileState(
-            str(r["sha256"]),
-            int(r["size"]),
-            [str(x) for x in r["records"]],
-            str(r["merkle_root"]),
-            [int(x) for x in r["lines"]],
-        )
-        for r in (rows[p] for p in paths)
-    ]
-
-
-def _ray_init(workers: int) -> None:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray Data: pip install 'secure-train[ray]'") from None
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address or None, num_cpus=None if address else workers, log_to_driver=False)
+    shards = ShardMap(workers, engine)
+    out = shards.map(_hash_task, [{"path": os.fspath(f)} for f in files])
+    cols = ("sha256", "size", "records", "merkle_root", "lines")
+    states = []
+    for batch in shards.batches(out, cols, batch_size=64):
+        for sha, size, records, root, lines in zip(*(batch[c] for c in cols), strict=True):
+            leaves, nums = [str(x) for x in records], [int(x) for x in lines]
+            states.append(_FileState(str(sha), int(size), leaves, str(root), nums))
+    return states

@@ -155,17 +155,109 @@ def test_cli_workers(shards, tmp_path, capsys):
     assert "streaming scan" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_ray_local_cluster_equals_one_worker(shards, one_worker, tmp_path):
+def test_merkle_stream_equals_merkle_root():
+    from secure_train.data_security.manifest import _leaf, merkle_root
+    from secure_train.data_security.parallel_shards import MerkleStream
+
+    for n in range(0, 40):
+        leaves = [_leaf(str(i).encode()) for i in range(n)]
+        tree = MerkleStream()
+        for leaf in leaves:
+            tree.add(leaf)
+        assert tree.root() == merkle_root(leaves), n
+
+
+def test_workers_read_their_shards(shards, tmp_path):
+    from secure_train.data_security.parallel_shards import ShardMap, read_shard
+
+    tasks = ShardMap(workers=1).tasks(shard_files(shards))
+    assert [t["offset"] for t in tasks] == [0, 54, 108] and sum(t["rows"] for t in tasks) == 160
+    first = next(read_shard(tasks[1]))
+    assert first["sample_id"][0] == 54 and first["source"][0] == "part-001.jsonl:1"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jsonl").write_text('{"sentence": "ok", "label": 1}\n{"sentence": 3, "label": 1}\n')
+    with pytest.raises(DataError, match="a.jsonl"):
+        ParallelScan(workers=1).scan(bad)
+
+
+def near_corpus(n_bases: int = 40, seed: int = 1) -> list[dict]:
+    """Distinct long bases (no chains) and near / exact copies of some of them."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(3000)]
+    rows = [{"sentence": " ".join(rng.sample(vocab, 30)), "label": rng.randint(0, 1)} for _ in range(n_bases)]
+    for k in range(0, n_bases, 3):
+        words = rows[k]["sentence"].split()
+        rows.append({"sentence": " ".join(words[:-1] + ["extra"]), "label": rng.randint(0, 1)})  # near copy
+        if k % 2:
+            rows.append(dict(rows[k]))  # exact copy
+    rng.shuffle(rows)
+    return rows
+
+
+def duplicate_pairs(findings_: list[dict]) -> set[tuple]:
+    return {(f["sample_id"], f["kind"], f["detail"]["of"]) for f in findings_ if f["scanner"] == "duplicate"}
+
+
+def test_near_duplicate_pairs_equal_in_memory_index(tmp_path):
+    from secure_train.data_security.scanners.dedup import DuplicateScanner
+
+    rows = near_corpus()
+    folder = write_shards(tmp_path / "near", rows, n_shards=4)
+    index = DuplicateScanner()
+    expected = set()
+    for sid, row in enumerate(rows):
+        for f in index.scan(row["sentence"], sid, f"x:{sid}", row["label"]):
+            expected.add((sid, f.kind, f.detail["of"]))
+    assert any(k == "near_duplicate" for _, k, _ in expected) and any(k == "exact_duplicate" for _, k, _ in expected)
+    for workers in (1, 2):
+        report = ParallelScan(["duplicate"], workers=workers, cache_dir=str(tmp_path)).scan(folder)
+        assert duplicate_pairs(findings(report)) == expected, workers
+
+
+def test_scan_reports_default_to_current_directory(shards, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["scan", str(shards), "--workers", "1", "--quiet", "--fail-on"]) == 0
+    assert (tmp_path / f"{shards.name}.scan.json").is_file() and (tmp_path / f"{shards.name}.scan.md").is_file()
+    assert not list(shards.glob("*.scan.*"))  # nothing written next to the input
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        report = ParallelScan(workers=2, engine="ray", cache_dir=str(tmp_path)).scan(shards)
-        assert findings(report) == findings(one_worker)
-        assert report.input_digest == one_worker.input_digest
-        states = hash_files(shard_files(shards), engine="ray")
-        assert [s.merkle_root for s in states] == [
-            e["merkle_root"] for e in Manifest.build(shards, source="t", license="CC0").data["files"]
-        ]
-    finally:
-        ray.shutdown()
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_local_cluster_equals_one_worker(ray_cluster, shards, one_worker, tmp_path):
+    report = ParallelScan(workers=2, engine="ray").scan(shards)
+    assert findings(report) == findings(one_worker)
+    assert report.input_digest == one_worker.input_digest
+    states = hash_files(shard_files(shards), engine="ray")
+    assert [s.merkle_root for s in states] == [
+        e["merkle_root"] for e in Manifest.build(shards, source="t", license="CC0").data["files"]
+    ]
+    ray_manifest = Manifest.build(shards, source="t", license="CC0", engine="ray")
+    assert ray_manifest.data["merkle_root"] == Manifest.build(shards, source="t", license="CC0").data["merkle_root"]
+
+
+@pytest.mark.slow
+def test_ray_near_duplicates_and_poison(ray_cluster, tmp_path):
+    from secure_train.attacks import BackdoorPoisoning
+    from secure_train.data import synthetic_classification
+    from secure_train.data_security.poison import ngram_label_statistics
+    from secure_train.data_security.poison_parallel import ParallelPoisonDetector
+
+    rows = near_corpus()
+    folder = write_shards(tmp_path / "near", rows, n_shards=4)
+    local = ParallelScan(["duplicate"], workers=1).scan(folder)
+    on_ray = ParallelScan(["duplicate"], workers=2, engine="ray").scan(folder)
+    assert duplicate_pairs(findings(on_ray)) == duplicate_pairs(findings(local))
+    recs = BackdoorPoisoning("addsent", rate=0.05, seed=0)(synthetic_classification(1200, seed=0))
+    write_shards(tmp_path / "poison", [{"sentence": r.text, "label": r.label} for r in recs], n_shards=3)
+    ngrams, flags = ngram_label_statistics(recs, collapse_overlaps=False)
+    report = ParallelPoisonDetector(workers=2, engine="ray").detect(tmp_path / "poison")
+    assert report.flagged_ids == [i for i, f in enumerate(flags) if f] and report.flagged_ids
+    assert sorted(g["ngram"] for g in report.ngrams) == sorted(g["ngram"] for g in ngrams)
