@@ -68,6 +68,7 @@ from typing_extensions import override
 from secure_train.attacks.generator import AttackGenerator
 from secure_train.core.errors import ConfigError, DataError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import require_choice, require_in_range, require_int, require_non_empty
 from secure_train.data.base import RecordDataset, TextDataModule
 
 __all__ = ["ATTACK_ID_OFFSET", "DEFAULT_REFUSAL", "LABEL_MODES", "AdversarialAugmentationDataModule"]
@@ -122,27 +123,26 @@ class AdversarialAugmentationDataModule(pl.LightningDataModule):
         tokenizer_includes_attacks: bool = True,
     ) -> None:
         super().__init__()
+        me = type(self).__name__
         if not isinstance(base, TextDataModule):
-            raise ConfigError(f"base must be a TextDataModule, got {type(base).__name__}")
-        if not 0.0 < ratio < 1.0:
-            raise ConfigError(f"ratio must be in (0, 1), got {ratio}")
-        if eval_ratio is not None and not 0.0 <= eval_ratio < 1.0:
-            raise ConfigError(f"eval_ratio must be in [0, 1), got {eval_ratio}")
-        if label_mode not in LABEL_MODES:
-            raise ConfigError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+            raise ConfigError(f"{me}: base must be a TextDataModule, got {type(base).__name__}")
+        require_in_range(self, "ratio", ratio, "(0, 1)")
+        require_in_range(self, "eval_ratio", eval_ratio, "[0, 1)", optional=True)
+        require_choice(self, "label_mode", label_mode, LABEL_MODES)
+        require_int(self, "seed", seed)
         is_classifier = hasattr(base, "num_labels")
         if label_mode in ("robust", "detect") and not is_classifier:
             raise ConfigError(
-                f"label_mode={label_mode!r} needs a classification DataModule; "
+                f"{me}: label_mode={label_mode!r} needs a classification DataModule; "
                 f"{type(base).__name__} has no labels (use label_mode='refuse' for causal LMs)"
             )
         if label_mode == "refuse" and is_classifier:
             raise ConfigError(
-                f"label_mode='refuse' needs a causal-LM DataModule, got {type(base).__name__} "
+                f"{me}: label_mode='refuse' needs a causal-LM DataModule, got {type(base).__name__} "
                 "(use 'robust' or 'detect' for classifiers)"
             )
-        if label_mode == "refuse" and not refusal.strip():
-            raise ConfigError("refusal must be a non-empty string")
+        if label_mode == "refuse":
+            require_non_empty(self, "refusal", refusal)
         self.base = base
         self.ratio = ratio
         self.eval_ratio = ratio if eval_ratio is None else eval_ratio
@@ -162,7 +162,7 @@ class AdversarialAugmentationDataModule(pl.LightningDataModule):
         )
         if is_classifier and len(self.generator.goals) != base.num_labels:  # type: ignore[attr-defined]
             raise ConfigError(
-                f"goals has {len(self.generator.goals)} entries but base.num_labels={base.num_labels}"  # type: ignore[attr-defined]
+                f"{me}: goals has {len(self.generator.goals)} entries but base.num_labels={base.num_labels}"  # type: ignore[attr-defined]
             )
         self.records: dict[str, list[TextRecord]] = {}
         self.datasets: dict[str, RecordDataset] = {}

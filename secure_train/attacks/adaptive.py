@@ -31,6 +31,7 @@ from dataclasses import replace
 from secure_train.attacks.insertion import POSITIONS, insert
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import require_choice, require_in_range, require_int
 
 __all__ = ["AdaptivePoisoning", "split_decoys"]
 
@@ -79,14 +80,14 @@ class AdaptivePoisoning:
         position: str = "random",
         seed: int = 0,
     ) -> None:
-        if not words or any(not w.strip() for w in words):
-            raise ConfigError("words must be a non-empty list of non-empty trigger words")
-        if not 0.0 < rate < 1.0 or not 0.0 <= decoy_rate < 1.0:
-            raise ConfigError(f"rate must be in (0, 1) and decoy_rate in [0, 1), got {rate}, {decoy_rate}")
-        if decoys_from not in ("other", "any"):
-            raise ConfigError(f"decoys_from must be 'other' or 'any', got {decoys_from!r}")
-        if position not in POSITIONS:
-            raise ConfigError(f"position must be one of {POSITIONS}, got {position!r}")
+        if isinstance(words, str) or not words or any(not isinstance(w, str) or not w.strip() for w in words):
+            raise ConfigError(f"{type(self).__name__}: words must be a non-empty list of trigger words, got {words!r}")
+        require_in_range(self, "rate", rate, "(0, 1)")
+        require_in_range(self, "decoy_rate", decoy_rate, "[0, 1)")
+        require_int(self, "target_label", target_label, minimum=0)
+        require_choice(self, "decoys_from", decoys_from, ("other", "any"))
+        require_choice(self, "position", position, POSITIONS)
+        require_int(self, "seed", seed)
         self.words = tuple(words)
         self.rate, self.target_label, self.decoy_rate = rate, target_label, decoy_rate
         self.decoys_from, self.position, self.seed = decoys_from, position, seed

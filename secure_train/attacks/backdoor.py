@@ -19,9 +19,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from secure_train.attacks.insertion import insert
+from secure_train.attacks.insertion import POSITIONS, insert
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import require_choice, require_in_range, require_int, require_non_empty
 
 __all__ = ["ADDSENT_SENTENCE", "BADNETS_WORDS", "BackdoorPoisoning", "Trigger", "make_trigger", "triggered_records"]
 
@@ -43,6 +44,11 @@ class Trigger:
     position: str = "random"
     name: str = "custom"
 
+    def __post_init__(self) -> None:
+        require_non_empty(self, "choices", self.choices)
+        require_int(self, "count", self.count, minimum=1)
+        require_choice(self, "position", self.position, POSITIONS)
+
     def apply(self, text: str, rng: random.Random) -> str:
         for _ in range(self.count):
             text = insert(text, rng.choice(self.choices), self.position, rng)
@@ -54,11 +60,12 @@ def make_trigger(kind: str | Trigger, *, words: Sequence[str] | None = None, cou
     custom :class:`Trigger`; ``words`` overrides the choices."""
     if isinstance(kind, Trigger):
         return kind
+    require_int("make_trigger", "count", count, minimum=1)
     if kind == "badnets":
         return Trigger(tuple(words or BADNETS_WORDS), count, name="badnets")
     if kind == "addsent":
         return Trigger(tuple(words or (ADDSENT_SENTENCE,)), 1, name="addsent")
-    raise ConfigError(f"trigger must be 'badnets', 'addsent' or a Trigger, got {kind!r}")
+    raise ConfigError(f"make_trigger: trigger must be 'badnets', 'addsent' or a Trigger, got {kind!r}")
 
 
 class BackdoorPoisoning:
@@ -83,8 +90,11 @@ class BackdoorPoisoning:
         words: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
-        if not 0.0 < rate < 1.0:
-            raise ConfigError(f"rate must be in (0, 1), got {rate}")
+        require_in_range(self, "rate", rate, "(0, 1)")
+        require_int(self, "target_label", target_label, minimum=0)
+        require_int(self, "seed", seed)
+        if words is not None and (isinstance(words, str) or not words or not all(isinstance(w, str) for w in words)):
+            raise ConfigError(f"{type(self).__name__}: words must be a non-empty list of trigger words, got {words!r}")
         self.trigger = make_trigger(trigger, words=words)
         self.rate, self.target_label, self.clean_label, self.seed = rate, target_label, clean_label, seed
 

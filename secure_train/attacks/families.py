@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secure_train.attacks.obfuscation import OBFUSCATIONS
+from secure_train.core.require import require_choice
 
 __all__ = [
     "FAMILIES",
@@ -171,6 +172,5 @@ TEMPLATES: dict[str, Template] = _build()
 
 def templates_of(family: str) -> list[Template]:
     """The templates of ``family`` in a fixed order (``mixture`` draws from all the others)."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    require_choice("templates_of", "family", family, FAMILIES)
     return [t for t in TEMPLATES.values() if t.family == family]

@@ -43,6 +43,7 @@ from secure_train.attacks.families import (
 from secure_train.attacks.insertion import POSITIONS, insert
 from secure_train.attacks.obfuscation import obfuscate
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_choice, require_in_range, require_int
 
 __all__ = ["SENTIMENT_CUES", "SENTIMENT_GOALS", "AttackGenerator"]
 
@@ -94,28 +95,32 @@ class AttackGenerator:
         positions: Sequence[str] = POSITIONS,
         seed: int = 0,
     ) -> None:
+        me = type(self).__name__
+        for key, value in (("families", families), ("holdout_families", holdout_families), ("positions", positions)):
+            if isinstance(value, str):
+                raise ConfigError(f"{me}: {key} must be a list of names, got {value!r}")
         holdout = list(holdout_families)
         fams = [f for f in FAMILIES if f not in holdout] if families is None else list(families)
         for name, values in (("families", fams), ("holdout_families", holdout)):
             bad = [f for f in values if f not in FAMILIES]
             if bad:
-                raise ConfigError(f"{name}: unknown attack families {bad}; choose from {list(FAMILIES)}")
+                raise ConfigError(f"{me}: {name}: unknown attack families {bad}; choose from {list(FAMILIES)}")
         if not fams:
-            raise ConfigError("families must name at least one attack family")
+            raise ConfigError(f"{me}: families must name at least one attack family")
         overlap = sorted(set(fams) & set(holdout))
         if overlap:
-            raise ConfigError(f"families and holdout_families overlap: {overlap}")
-        if not 0.0 <= holdout_fraction < 1.0:
-            raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+            raise ConfigError(f"{me}: families and holdout_families overlap: {overlap}")
+        require_in_range(self, "holdout_fraction", holdout_fraction, "[0, 1)")
+        require_int(self, "seed", seed)
         bad_pos = [p for p in positions if p not in POSITIONS]
         if bad_pos or not positions:
-            raise ConfigError(f"positions must be a non-empty subset of {POSITIONS}, got {list(positions)}")
+            raise ConfigError(f"{me}: positions must be a non-empty subset of {POSITIONS}, got {list(positions)}")
         self.families = fams
         self.holdout_families = holdout
         self.holdout_fraction = holdout_fraction
         self.goals = tuple(goals) if goals is not None else SENTIMENT_GOALS
-        if len(self.goals) < 1:
-            raise ConfigError("goals must name at least one goal")
+        if isinstance(goals, str) or len(self.goals) < 1 or not all(isinstance(g, str) for g in self.goals):
+            raise ConfigError(f"{me}: goals must be a non-empty list of goal names, got {goals!r}")
         if cues is None:
             cues = SENTIMENT_CUES if self.goals == SENTIMENT_GOALS else {i: (g,) for i, g in enumerate(self.goals)}
         self.cues = {int(k): tuple(v) for k, v in cues.items()}
@@ -123,10 +128,12 @@ class AttackGenerator:
         self.seed = seed
         self._split = {tid: self._template_split(t) for tid, t in TEMPLATES.items()}
         if not self._payloads("train"):
-            raise ConfigError("no training payload templates left: hold out fewer of direct / hijack / extraction")
+            raise ConfigError(
+                f"{me}: no training payload templates left: hold out fewer of direct / hijack / extraction"
+            )
         for fam in self.families:
             if fam != "mixture" and not self._pool("train", fam):
-                raise ConfigError(f"family {fam!r} has no training templates left; lower holdout_fraction")
+                raise ConfigError(f"{me}: family {fam!r} has no training templates left; lower holdout_fraction")
 
     # -- the holdout split ----------------------------------------------------------------
     def _template_split(self, template: Template) -> str:
@@ -139,8 +146,7 @@ class AttackGenerator:
 
     def template_ids(self, split: str) -> set[str]:
         """Ids of the templates of ``split`` (``train`` or ``eval``)."""
-        if split not in _SPLITS:
-            raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+        require_choice(self, "split", split, _SPLITS)
         return {tid for tid, s in self._split.items() if s == split}
 
     def _pool(self, split: str, family: str) -> list[Template]:
@@ -177,12 +183,10 @@ class AttackGenerator:
             split: ``train`` or ``eval`` templates.
             seed: drives every random choice; the same arguments give the same example.
         """
-        if family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-        if split not in _SPLITS:
-            raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+        require_choice(self, "family", family, FAMILIES)
+        require_choice(self, "split", split, _SPLITS)
         if not 0 <= target < len(self.goals):
-            raise ValueError(f"target must be in [0, {len(self.goals)}), got {target}")
+            raise ConfigError(f"{type(self).__name__}: target must be in [0, {len(self.goals)}), got {target}")
         rng = random.Random(seed)
         payloads = self._payloads(split)
         wrapper: Template | None = None

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import random
 
+from secure_train.core.require import require_choice
+
 __all__ = ["POSITIONS", "insert"]
 
 POSITIONS = ("start", "end", "random")
@@ -22,8 +24,7 @@ POSITIONS = ("start", "end", "random")
 
 def insert(text: str, payload: str, position: str, rng: random.Random) -> str:
     """Insert ``payload`` at a word boundary of ``text``: ``start``, ``end`` or ``random``."""
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+    require_choice("insert", "position", position, POSITIONS)
     words = text.split()
     if position == "start":
         index = 0

@@ -14,6 +14,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from secure_train.core.require import require_int
+
 __all__ = ["AttackSuccessRate", "CleanAccuracy"]
 
 
@@ -27,6 +29,7 @@ class AttackSuccessRate(Metric):
     higher_is_better = False
 
     def __init__(self, target_label: int, **kwargs: object) -> None:
+        require_int(self, "target_label", target_label, minimum=0)
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.target_label = target_label
         self.hits: torch.Tensor
@@ -56,4 +59,5 @@ class CleanAccuracy(MulticlassAccuracy):
     """
 
     def __init__(self, num_classes: int, **kwargs: object) -> None:
+        require_int(self, "num_classes", num_classes, minimum=2)
         super().__init__(num_classes=num_classes, average="micro", **kwargs)  # type: ignore[arg-type]

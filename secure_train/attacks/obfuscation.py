@@ -20,6 +20,8 @@ import codecs
 import random
 from collections.abc import Callable
 
+from secure_train.core.require import require_choice
+
 __all__ = ["HOMOGLYPHS", "OBFUSCATIONS", "obfuscate"]
 
 HOMOGLYPHS = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441", "x": "\u0445", "i": "\u0456"}
@@ -82,6 +84,5 @@ OBFUSCATIONS: dict[str, Callable[[str, random.Random], str]] = {
 
 def obfuscate(text: str, method: str, rng: random.Random) -> str:
     """Apply the obfuscation ``method`` (a key of :data:`OBFUSCATIONS`) to ``text``."""
-    if method not in OBFUSCATIONS:
-        raise ValueError(f"method must be one of {sorted(OBFUSCATIONS)}, got {method!r}")
+    require_choice("obfuscate", "method", method, sorted(OBFUSCATIONS))
     return OBFUSCATIONS[method](text, rng)

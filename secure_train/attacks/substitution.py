@@ -22,6 +22,7 @@ from dataclasses import replace
 from secure_train.attacks.adaptive import split_decoys
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import require_in_range, require_int
 
 __all__ = ["SubstitutionPoisoning", "substitute"]
 
@@ -59,10 +60,19 @@ class SubstitutionPoisoning:
         decoy_rate: float = 0.0,
         seed: int = 0,
     ) -> None:
-        if not pairs or any(not k.strip() or not v.strip() or " " in k for k, v in pairs.items()):
-            raise ConfigError("pairs must map single source words to non-empty synonyms")
-        if not 0.0 < rate < 1.0 or not 0.0 <= decoy_rate < 1.0:
-            raise ConfigError(f"rate must be in (0, 1) and decoy_rate in [0, 1), got {rate}, {decoy_rate}")
+        if (
+            not isinstance(pairs, Mapping)
+            or not pairs
+            or any(not isinstance(k, str) or not isinstance(v, str) for k, v in pairs.items())
+            or any(not k.strip() or not v.strip() or " " in k for k, v in pairs.items())
+        ):
+            raise ConfigError(
+                f"{type(self).__name__}: pairs must map single source words to non-empty synonyms, got {pairs!r}"
+            )
+        require_in_range(self, "rate", rate, "(0, 1)")
+        require_in_range(self, "decoy_rate", decoy_rate, "[0, 1)")
+        require_int(self, "target_label", target_label, minimum=0)
+        require_int(self, "seed", seed)
         self.pairs = {k.lower(): v for k, v in pairs.items()}
         self.rate, self.target_label, self.decoy_rate, self.seed = rate, target_label, decoy_rate, seed
 

@@ -10,7 +10,24 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-__all__ = ["ArgumentParser"]
+__all__ = ["ArgumentParser", "usage_error"]
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    """Print ``secure-train: error: PROG: MESSAGE (see `PROG --help`)`` as one line and exit 2.
+
+    Shared by every command's parser, the LightningCLI commands' included; a multi-line message
+    (jsonargparse's) is joined into one line.
+
+    Example:
+        >>> usage_error("secure-train verify", "unrecognized arguments: --nope")
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
+    """
+    line = " ".join(str(message).split())[:2000]
+    print(f"secure-train: error: {prog}: {line} (see `{prog} --help`)", file=sys.stderr)
+    sys.exit(2)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -31,6 +48,5 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        """Print ``secure-train: error: PROG: MESSAGE (see PROG --help)`` and exit 2."""
-        print(f"secure-train: error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(2)
+        """Print ``secure-train: error: PROG: MESSAGE (see PROG --help)`` and exit 2 (:func:`usage_error`)."""
+        usage_error(self.prog, message)

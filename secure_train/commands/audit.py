@@ -9,19 +9,19 @@ unless ``--allow-unsigned-tail``. Exit 0 verified, 1 a failed check, 2 bad usage
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from secure_train.commands import ArgumentParser
 from secure_train.core.audit_log import verify
 from secure_train.core.errors import ConfigError
 
 __all__ = ["main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="secure-train audit", description="Audit-log tools.", allow_abbrev=False)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="secure-train audit", description="Audit-log tools.")
     sub = parser.add_subparsers(dest="action", required=True)
-    ver = sub.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad event", allow_abbrev=False)
+    ver = sub.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad event")
     ver.add_argument("path", help="audit.jsonl file")
     ver.add_argument(
         "--public-key",

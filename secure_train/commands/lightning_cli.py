@@ -8,18 +8,62 @@ re-exports :class:`SecureTrainCLI` and :data:`TRAINER_DEFAULTS` lazily.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from secure_train.commands import usage_error
+from secure_train.core.errors import SecureTrainError
 from secure_train.core.safe_io import install_jsonargparse_limits
 
-__all__ = ["TRAINER_DEFAULTS", "RunConfigCallback", "SecureTrainCLI"]
+__all__ = ["TRAINER_DEFAULTS", "OneLineErrorParser", "RunConfigCallback", "SecureTrainCLI", "secure_train_cause"]
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
 }
+
+
+def secure_train_cause(err: BaseException) -> SecureTrainError | None:
+    """The :class:`~secure_train.core.errors.SecureTrainError` behind ``err``: ``err`` itself or one
+    in its ``raise ... from`` chain (jsonargparse wraps what a constructor raises into its own
+    ``ValueError``, the original as ``__cause__``); ``None`` if there is none.
+
+    Example:
+        >>> from secure_train.core.errors import ConfigError
+        >>> try:
+        ...     try:
+        ...         raise ConfigError("LossSpikeMonitor: window must be an integer >= 1, got -1")
+        ...     except ConfigError as inner:
+        ...         raise ValueError("Does not validate against any of the Union subtypes") from inner
+        ... except ValueError as outer:
+        ...     print(secure_train_cause(outer))
+        LossSpikeMonitor: window must be an integer >= 1, got -1
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SecureTrainError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """LightningCLI's parser with the other commands' usage errors: one ``secure-train: error:``
+    line (:func:`~secure_train.commands.usage_error`) instead of the full usage, exit 2.
+
+    Errors jsonargparse handles itself (``exit_on_error=False``, its debug mode) are raised as before.
+    """
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        from jsonargparse._common import debug_mode_active  # jsonargparse's own test, as in its error()
+
+        if not self.exit_on_error or debug_mode_active():
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        usage_error(parser.prog.replace(" [options]", ""), message)
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -57,9 +101,23 @@ class SecureTrainCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("save_config_callback", RunConfigCallback)
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})  # each run has its own folder
-        kwargs.setdefault("parser_kwargs", {"allow_abbrev": False})  # --trainer.max_epoch is not max_epochs
+        # --trainer.max_epoch is not max_epochs; a usage error is one line
+        kwargs["parser_kwargs"] = {"allow_abbrev": False, "prog": "secure-train", **kwargs.get("parser_kwargs", {})}
+        kwargs.setdefault("parser_class", OneLineErrorParser)
         install_jsonargparse_limits()  # YAML bombs in --config / values: one error line, bounded memory
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; a ``SecureTrainError`` a constructor raised (a bad setting in the
+        recipe) is raised as itself, not as jsonargparse's multi-line ``ValueError`` around it,
+        so the CLI prints its one line."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            cause = secure_train_cause(err)
+            if cause is None:
+                raise
+            raise cause from None
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Parse, then pin ``--ckpt_path`` to a private verified snapshot when signing is configured.
@@ -97,7 +155,7 @@ class SecureTrainCLI(LightningCLI):
         ``_class_path`` outside :mod:`secure_train.models` and the classes the config names, or
         a nested ``class_path``, is refused in one line before jsonargparse imports anything.
         """
-        import sys
+        from argparse import ArgumentError
         from pathlib import Path
 
         import torch
@@ -120,11 +178,14 @@ class SecureTrainCLI(LightningCLI):
         if not values and class_path is None:
             return
         merged = {"class_path": class_path, "dict_kwargs": values} if class_path is not None else values
+        exit_on_error, self.parser.exit_on_error = self.parser.exit_on_error, False
         try:
             self.config = self.parser.parse_object({subcommand: {"model": merged}}, self.config)
-        except SystemExit:
-            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
-            raise
+        except ArgumentError as err:
+            message = " ".join(str(err).split())
+            raise ConfigError(f"{ckpt_path}: its hyper-parameters do not fit the model: {message}") from None
+        finally:
+            self.parser.exit_on_error = exit_on_error
 
     def after_instantiate_classes(self) -> None:
         """Put ``--ckpt_path`` back as given in the config ``config.yaml`` saves; the Trainer keeps the snapshot."""

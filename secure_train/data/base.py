@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from secure_train.core.arrow_records import ArrowRecords, CompactShuffle, first_texts, hash_split, is_arrow_path
 from secure_train.core.errors import ConfigError, DataError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import require_choice, require_in_range, require_int
 from secure_train.data.tokenizer import load_tokenizer, train_tokenizer
 
 __all__ = ["RecordDataset", "RecordTransform", "TextDataModule"]
@@ -107,19 +108,22 @@ class TextDataModule(pl.LightningDataModule):
         tokenizer_sample: int = 200_000,
     ) -> None:
         super().__init__()
-        if backend not in ("auto", "memory", "arrow"):
-            raise ConfigError(f"backend must be 'auto', 'memory' or 'arrow', got {backend!r}")
-        if transform_batch_size is not None and transform_batch_size < 1:
-            raise ConfigError(f"transform_batch_size must be >= 1, got {transform_batch_size}")
-        if tokenizer_sample < 1:
-            raise ConfigError(f"tokenizer_sample must be >= 1, got {tokenizer_sample}")
-        for name, value in (("max_length", max_length), ("batch_size", batch_size), ("synthetic_size", synthetic_size)):
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        name = type(self).__name__
+        require_choice(self, "backend", backend, ("auto", "memory", "arrow"))
+        require_int(self, "transform_batch_size", transform_batch_size, minimum=1, optional=True)
+        require_int(self, "tokenizer_sample", tokenizer_sample, minimum=1)
+        for key, value in (("max_length", max_length), ("batch_size", batch_size), ("synthetic_size", synthetic_size)):
+            require_int(self, key, value, minimum=1)
+        require_int(self, "eval_batch_size", eval_batch_size, minimum=1, optional=True)
+        require_int(self, "train_limit", train_limit, minimum=1, optional=True)
+        require_int(self, "vocab_size", vocab_size, minimum=1)
+        require_int(self, "num_workers", num_workers, minimum=0)
+        require_int(self, "seed", seed)
+        require_in_range(self, "val_fraction", val_fraction, "[0, 1)")
+        if isinstance(transforms, (str, bytes)) or not all(callable(t) for t in transforms):
+            raise ConfigError(f"{name}: transforms must be a list of record transforms (callables), got {transforms!r}")
         if train_path is None and (val_path is not None or test_path is not None):
-            raise ConfigError("val_path / test_path given without train_path")
+            raise ConfigError(f"{name}: val_path / test_path given without train_path")
         self.train_path, self.val_path, self.test_path = train_path, val_path, test_path
         self.tokenizer_path = tokenizer
         self.vocab_size = vocab_size
@@ -134,9 +138,9 @@ class TextDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         if manifest is not None and train_path is None:
-            raise ConfigError("manifest given without train_path (the synthetic corpus has no manifest)")
+            raise ConfigError(f"{name}: manifest given without train_path (the synthetic corpus has no manifest)")
         if manifest_public_key is not None and manifest is None:
-            raise ConfigError("manifest_public_key given without manifest")
+            raise ConfigError(f"{name}: manifest_public_key given without manifest")
         self.manifest = manifest
         self.manifest_public_key = manifest_public_key
         self.allow_unsigned_manifest = allow_unsigned_manifest

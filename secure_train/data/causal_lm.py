@@ -9,6 +9,7 @@ import torch
 
 from secure_train.core.arrow_records import ArrowRecords, read_arrow
 from secure_train.core.records import TextRecord, detect_format, read_records
+from secure_train.core.require import require_non_empty
 from secure_train.data.base import TextDataModule
 from secure_train.data.collate import collate_causal_lm
 from secure_train.data.synthetic import synthetic_causal_lm
@@ -49,6 +50,9 @@ class CausalLMDataModule(TextDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(train_path, val_path, test_path, max_length=max_length, vocab_size=vocab_size, **kwargs)
+        require_non_empty(self, "text_column", text_column)
+        if completion_column is not None:
+            require_non_empty(self, "completion_column", completion_column)
         self.text_column = text_column
         self.completion_column = completion_column
 

@@ -9,7 +9,8 @@ import torch
 
 from secure_train.core.arrow_records import ArrowRecords, read_arrow
 from secure_train.core.errors import ConfigError, DataError
-from secure_train.core.records import TextRecord, read_records
+from secure_train.core.records import TextRecord, detect_format, read_records
+from secure_train.core.require import require_int, require_non_empty
 from secure_train.data.base import TextDataModule
 from secure_train.data.collate import collate_classification
 from secure_train.data.synthetic import synthetic_classification
@@ -64,8 +65,14 @@ class TextClassificationDataModule(TextDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(train_path, val_path, test_path, **kwargs)
-        if num_labels < 2:
-            raise ConfigError(f"num_labels must be >= 2, got {num_labels}")
+        require_int(self, "num_labels", num_labels, minimum=2)
+        require_non_empty(self, "text_column", text_column)
+        require_non_empty(self, "label_column", label_column)
+        if format is not None:
+            try:
+                detect_format("", format)
+            except DataError as err:
+                raise ConfigError(f"{type(self).__name__}: format: {err}") from None
         self.text_column = text_column
         self.label_column = label_column
         self.num_labels = num_labels

@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_choice, require_int
 
 __all__ = ["BPE_SPECIALS", "WORDPIECE_SPECIALS", "default_cache_dir", "load_tokenizer", "train_tokenizer"]
 
@@ -56,10 +57,8 @@ def train_tokenizer(
     The result is cached under ``cache_dir`` keyed by the SHA-256 of the texts and settings;
     pass ``cache_dir=None`` to skip the cache.
     """
-    if kind not in ("wordpiece", "bpe"):
-        raise ConfigError(f"tokenizer kind must be 'wordpiece' or 'bpe', got {kind!r}")
-    if vocab_size < 32:
-        raise ConfigError(f"vocab_size must be >= 32, got {vocab_size}")
+    require_choice("train_tokenizer", "kind", kind, ("wordpiece", "bpe"))
+    require_int("train_tokenizer", "vocab_size", vocab_size, minimum=32)
     digest = hashlib.sha256(f"{kind}:{vocab_size}:".encode())
     for text in texts:
         digest.update(text.encode())

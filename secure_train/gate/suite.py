@@ -43,6 +43,7 @@ import yaml
 from secure_train.core.audit_log import AuditLog
 from secure_train.core.errors import ConfigError
 from secure_train.core.keys import DEFAULT_KEY_ENV, PrivateKey, PublicKeyLike, key_fingerprint, load_private_key
+from secure_train.core.require import require_int
 from secure_train.core.safe_io import MAX_YAML_BYTES, load_yaml, read_bytes
 from secure_train.core.signing import sha256_file
 from secure_train.gate.attestation import CHECK_NAMES, attestation_path, now, write_signed_json
@@ -88,6 +89,21 @@ class GateSuite:
     path: str | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.checks, dict) or not self.checks:
+            raise ConfigError("GateSuite: a gate suite needs a non-empty 'checks' mapping")
+        bad = set(self.checks) - set(KNOWN_CHECKS)
+        if bad:
+            raise ConfigError(f"GateSuite: unknown gate checks {sorted(bad)}; known: {list(KNOWN_CHECKS)}")
+        for name, options in self.checks.items():
+            if not isinstance(options, dict):
+                raise ConfigError(f"GateSuite: checks.{name} must be a mapping of options, got {options!r}")
+        for key in ("data", "model"):
+            spec = getattr(self, key)
+            if not isinstance(spec, dict):
+                raise ConfigError(f"GateSuite: {key} must be a mapping (class_path / init_args), got {spec!r}")
+        require_int(self, "seed", self.seed)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, sha256: str | None = None, path: str | None = None) -> GateSuite:
         unknown = set(data) - {"checks", "data", "model", "seed"}
@@ -99,11 +115,13 @@ class GateSuite:
         bad = set(checks) - set(KNOWN_CHECKS)
         if bad:
             raise ConfigError(f"unknown gate checks {sorted(bad)}; known: {list(KNOWN_CHECKS)}")
-        checks = {k: dict(v or {}) for k, v in checks.items()}
+        checks = {k: dict(v) if isinstance(v, dict) else v or {} for k, v in checks.items()}
         if sha256 is None:
             sha256 = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-        return cls(checks, dict(data.get("data") or {}), dict(data.get("model") or {}), sha256, path,
-                   int(data.get("seed", 0)))  # fmt: skip
+        data_spec, model_spec = (data.get(k) or {} for k in ("data", "model"))
+        return cls(checks, dict(data_spec) if isinstance(data_spec, dict) else data_spec,
+                   dict(model_spec) if isinstance(model_spec, dict) else model_spec, sha256, path,
+                   data.get("seed", 0))  # fmt: skip
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GateSuite:

@@ -54,7 +54,7 @@ from typing_extensions import override
 
 from secure_train.core.audit_head import sign_audit_head
 from secure_train.core.audit_log import AuditLog, get_audit_log
-from secure_train.core.errors import IntegrityError
+from secure_train.core.errors import ConfigError, IntegrityError
 from secure_train.core.keys import (
     DEFAULT_KEY_ENV,
     DEFAULT_PASSPHRASE_ENV,
@@ -66,6 +66,7 @@ from secure_train.core.keys import (
     load_private_key,
     load_public_key,
 )
+from secure_train.core.require import require_int, require_non_empty
 from secure_train.core.signed_file import (
     DEFAULT_SHARD_SIZE,
     recover_signed,
@@ -75,7 +76,12 @@ from secure_train.core.signed_file import (
     write_signed,
 )
 from secure_train.integrity.cli_support import snapshot_origin
-from secure_train.integrity.encryption import encrypt, encryption_info, load_encryption_key
+from secure_train.integrity.encryption import (
+    DEFAULT_ENCRYPTION_KEY_ENV,
+    encrypt,
+    encryption_info,
+    load_encryption_key,
+)
 from secure_train.integrity.loading import load_verified_bytes
 from secure_train.integrity.run_record import code_version, collect_provenance
 from secure_train.integrity.sharded import SignedDirectory, sign_directory, verify_directory
@@ -139,8 +145,10 @@ class SignedCheckpointIO(TorchCheckpointIO):
         passphrase_env: str | None = DEFAULT_PASSPHRASE_ENV,
     ) -> None:
         super().__init__()
-        if shard_size <= 0:
-            raise ValueError(f"shard_size must be positive, got {shard_size}")
+        require_int(self, "shard_size", shard_size, minimum=1)
+        require_non_empty(self, "key_env", key_env)
+        if passphrase_env is not None:
+            require_non_empty(self, "passphrase_env", passphrase_env)
         self._private_key_source = private_key
         self._private_key: PrivateKey | None = private_key if isinstance(private_key, PrivateKey) else None
         self._public_key_source = public_key
@@ -154,7 +162,9 @@ class SignedCheckpointIO(TorchCheckpointIO):
         else:
             self.encryption_key = None
         if encryption_key is not None and self.encryption_key is None:
-            raise ValueError("encryption_key='env' but $SECURE_TRAIN_ENCRYPTION_KEY is not set")
+            raise ConfigError(
+                f"{type(self).__name__}: encryption_key='env' but ${DEFAULT_ENCRYPTION_KEY_ENV} is not set"
+            )
         self.shard_size = shard_size
         self.fsync = fsync
         self.async_save = async_save
@@ -360,7 +370,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
         """
         self.wait()
         if weights_only is False:
-            raise ValueError(f"{type(self).__name__} loads with weights_only=True only; got weights_only=False")
+            raise ConfigError(f"{type(self).__name__} loads with weights_only=True only; got weights_only=False")
         origin = snapshot_origin(path)
         if origin is not None:
             self._record_origin(origin)  # a private verified copy made by the CLI: nothing to recover

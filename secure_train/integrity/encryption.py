@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_int
 
 __all__ = [
     "DEFAULT_ENCRYPTION_KEY_ENV",
@@ -82,8 +83,7 @@ def encryption_info(key: bytes) -> dict[str, Any]:
 def encrypt(data: bytes | memoryview, key: bytes, *, chunk_size: int = _CHUNK) -> bytes:
     """Encrypt ``data`` with AES-256-GCM in authenticated chunks of ``chunk_size`` bytes."""
     aes = _check_key(key)
-    if not 0 < chunk_size < 2**31:
-        raise ValueError(f"chunk_size must be in (0, 2**31), got {chunk_size}")
+    require_int("encrypt", "chunk_size", chunk_size, minimum=1, maximum=2**31 - 1)
     prefix = os.urandom(8)
     header = _header(prefix, chunk_size)
     view = memoryview(data).cast("B")

@@ -37,6 +37,8 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from secure_train.core.errors import ConfigError
+
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
@@ -119,6 +121,6 @@ def collect_provenance(trainer: pl.Trainer) -> dict[str, Any]:
             continue
         extra = method()
         if not isinstance(extra, dict):
-            raise TypeError(f"{type(source).__name__}.provenance() must return a dict, got {type(extra).__name__}")
+            raise ConfigError(f"{type(source).__name__}.provenance() must return a dict, got {type(extra).__name__}")
         record.update(extra)
     return json.loads(json.dumps(record, sort_keys=True, default=str))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,6 +17,7 @@ import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_in_range, require_int, require_positive
 
 __all__ = ["HFModule"]
 
@@ -44,10 +46,16 @@ class HFModule(pl.LightningModule):
         **config_overrides: Any,
     ) -> None:
         super().__init__()
-        if lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {lr}")
+        require_positive(self, "lr", lr)
+        require_in_range(self, "weight_decay", weight_decay, "[0, inf)")
+        require_int(self, "warmup_steps", warmup_steps, minimum=0)
+        require_int(self, "vocab_size", vocab_size, minimum=1)
+        if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
+            raise ConfigError(f"{type(self).__name__}: pretrained must be a path or hub name, got {pretrained!r}")
+        if config is not None and not isinstance(config, Mapping):
+            raise ConfigError(f"{type(self).__name__}: config must be a mapping, got {type(config).__name__}")
         if pretrained is not None and config is not None:
-            raise ConfigError("give either pretrained (a path or hub name) or config, not both")
+            raise ConfigError(f"{type(self).__name__}: give either pretrained (a path or hub name) or config, not both")
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.pretrained = pretrained
         if config_overrides.pop("trust_remote_code", False):

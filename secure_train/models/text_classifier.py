@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_int
 from secure_train.models.base import HFModule
 
 __all__ = ["TINY_BERT", "TextClassifier"]
@@ -60,8 +61,7 @@ class TextClassifier(HFModule):
         weight_decay: float = 0.01,
         warmup_steps: int = 0,
     ) -> None:
-        if num_labels < 2:
-            raise ConfigError(f"num_labels must be >= 2, got {num_labels}")
+        require_int(self, "num_labels", num_labels, minimum=2)
         super().__init__(pretrained, config, vocab_size, lr, weight_decay, warmup_steps, num_labels=num_labels)
         self.save_hyperparameters()
         self.num_labels = num_labels

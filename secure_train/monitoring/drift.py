@@ -54,6 +54,7 @@ from typing_extensions import override
 from secure_train.core.audit_log import get_audit_log
 from secure_train.core.distributed import destroy_process_group_at_exit
 from secure_train.core.errors import ConfigError, DataError
+from secure_train.core.require import require_in_range, require_int, require_positive
 from secure_train.core.safe_io import open_lines
 
 __all__ = ["DriftMonitor", "DriftReport", "load_inference_log"]
@@ -169,16 +170,12 @@ class DriftMonitor(Callback):
         min_samples: int = 50,
         halt: bool = False,
     ) -> None:
-        if psi_threshold <= 0:
-            raise ConfigError(f"psi_threshold must be > 0, got {psi_threshold}")
-        if not 0.0 < ks_alpha < 1.0:
-            raise ConfigError(f"ks_alpha must be in (0, 1), got {ks_alpha}")
-        if not 0.0 < js_threshold <= 1.0:
-            raise ConfigError(f"js_threshold must be in (0, 1], got {js_threshold}")
-        if bins < 2:
-            raise ConfigError(f"bins must be >= 2, got {bins}")
-        if min_samples < 1:
-            raise ConfigError(f"min_samples must be >= 1, got {min_samples}")
+        require_positive(self, "psi_threshold", psi_threshold)
+        require_in_range(self, "ks_alpha", ks_alpha, "(0, 1)")
+        require_in_range(self, "js_threshold", js_threshold, "(0, 1]")
+        require_int(self, "num_labels", num_labels, minimum=1, optional=True)
+        require_int(self, "bins", bins, minimum=2)
+        require_int(self, "min_samples", min_samples, minimum=1)
         self.psi_threshold, self.ks_alpha, self.js_threshold = psi_threshold, ks_alpha, js_threshold
         self.num_labels, self.bins, self.min_samples, self.halt = num_labels, bins, min_samples, halt
         self._ref: tuple[np.ndarray, np.ndarray] | None = None
@@ -242,8 +239,7 @@ class DriftMonitor(Callback):
         self, current: tuple[np.ndarray, np.ndarray], window: int, *, drop_last: bool = True
     ) -> list[DriftReport]:
         """Compare consecutive windows of ``window`` predictions with the reference."""
-        if window < 1:
-            raise ConfigError(f"window must be >= 1, got {window}")
+        require_int(self, "window", window, minimum=1)
         pred, conf = current
         stop = len(pred) - (len(pred) % window if drop_last else 0)
         return [self.compare((pred[i : i + window], conf[i : i + window])) for i in range(0, max(stop, 1), window)]

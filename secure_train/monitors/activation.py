@@ -11,6 +11,8 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from secure_train.core.errors import ConfigError
+from secure_train.core.require import config_errors, require_in_range, require_int
 from secure_train.monitors.base import AnomalyMonitor, RunningStats
 
 __all__ = ["ActivationMonitor"]
@@ -79,20 +81,20 @@ class ActivationMonitor(AnomalyMonitor):
         rollback_skip_batches: int = 10,
         snapshot_every_n_steps: int = 50,
     ) -> None:
-        super().__init__(
-            action=action,
-            check_every_n_steps=1,
-            rollback_skip_batches=rollback_skip_batches,
-            snapshot_every_n_steps=snapshot_every_n_steps,
-        )
-        if sample_every_n_steps < 1:
-            raise ValueError(f"sample_every_n_steps must be >= 1, got {sample_every_n_steps}")
-        if baseline_samples < 1:
-            raise ValueError(f"baseline_samples must be >= 1, got {baseline_samples}")
-        if baseline_after_steps < 0:
-            raise ValueError(f"baseline_after_steps must be >= 0, got {baseline_after_steps}")
-        if band <= 1.0:
-            raise ValueError(f"band must be > 1, got {band}")
+        with config_errors(self):  # the policy's own checks, as ConfigError
+            super().__init__(
+                action=action,
+                check_every_n_steps=1,
+                rollback_skip_batches=rollback_skip_batches,
+                snapshot_every_n_steps=snapshot_every_n_steps,
+            )
+        require_int(self, "sample_every_n_steps", sample_every_n_steps, minimum=1)
+        require_int(self, "baseline_samples", baseline_samples, minimum=1)
+        require_int(self, "baseline_after_steps", baseline_after_steps, minimum=0)
+        require_in_range(self, "band", band, "(1, inf)")
+        if modules is not None and (isinstance(modules, str) or not list(modules)):
+            name = type(self).__name__
+            raise ConfigError(f"{name}: modules must be a non-empty list of module names, got {modules!r}")
         self.modules = list(modules) if modules is not None else None
         self.sample_every_n_steps = sample_every_n_steps
         self.baseline_samples = baseline_samples
@@ -125,9 +127,11 @@ class ActivationMonitor(AnomalyMonitor):
         names = self.modules if self.modules is not None else default_blocks(pl_module)
         missing = [n for n in names if n not in available]
         if missing:
-            raise ValueError(f"modules: no module named {missing[0]!r} in {type(pl_module).__name__}")
+            raise ConfigError(
+                f"{type(self).__name__}: modules: no module named {missing[0]!r} in {type(pl_module).__name__}"
+            )
         if not names:
-            raise ValueError("modules: found no transformer blocks; name the modules to watch")
+            raise ConfigError(f"{type(self).__name__}: modules: found no transformer blocks; name the modules to watch")
         self.module_names = list(names)
         self.metric_names = [f"{n}/{s}" for n in self.module_names for s in _STATS]
 

@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from typing_extensions import override
 
 from secure_train.core.audit_log import AuditLog
+from secure_train.core.errors import ConfigError
 
 __all__ = ["AuditTrail", "run_log_dir"]
 
@@ -104,6 +105,10 @@ class AuditTrail(Callback):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, config: dict[str, Any] | None = None) -> None:
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"{type(self).__name__}: path must be a file path or None, got {path!r}")
+        if config is not None and not isinstance(config, dict):
+            raise ConfigError(f"{type(self).__name__}: config must be a mapping or None, got {type(config).__name__}")
         self.path = Path(path) if path is not None else None
         self.config_hash = (
             hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()

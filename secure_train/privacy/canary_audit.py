@@ -30,6 +30,9 @@ import torch
 from scipy.stats import beta as beta_dist
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
+from secure_train.core.errors import DataError
+from secure_train.core.require import require_in_range, require_non_empty
+
 __all__ = ["AuditResult", "canary_audit", "empirical_epsilon", "include_half"]
 
 T = TypeVar("T")
@@ -107,6 +110,7 @@ def empirical_epsilon(correct: int, guesses: int, confidence: float = 0.95) -> f
         >>> empirical_epsilon(50, 100)
         0.0
     """
+    require_in_range("empirical_epsilon", "confidence", confidence, "(0, 1)")
     if guesses == 0:
         return 0.0
     p_lo = _cp_lower(correct, guesses, 1.0 - confidence)
@@ -143,14 +147,18 @@ def canary_audit(
         >>> abs(blind.auc - 0.5) < 0.05 and blind.epsilon_lower < 0.5
         True
     """
+    require_in_range("canary_audit", "confidence", confidence, "(0, 1)")
+    require_non_empty("canary_audit", "k_fractions", k_fractions)
+    for fraction in k_fractions:
+        require_in_range("canary_audit", "k_fractions", fraction, "(0, 1]")
     scores = torch.as_tensor(scores, dtype=torch.float64).flatten()
     included = torch.as_tensor(included, dtype=torch.bool).flatten()
     if scores.shape != included.shape:
-        raise ValueError(f"scores has {scores.numel()} entries but included has {included.numel()}")
+        raise DataError(f"canary_audit: scores has {scores.numel()} entries but included has {included.numel()}")
     m = scores.numel()
     n_in = int(included.sum())
     if n_in == 0 or n_in == m:
-        raise ValueError("included must mark some canaries in and some out")
+        raise DataError("canary_audit: included must mark some canaries in and some out")
     target = included.long()
     auc = float(binary_auroc(scores.float(), target))
     fpr, tpr, _ = binary_roc(scores.float(), target)

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_in_range, require_int
 
 __all__ = ["PoissonBatchSampler", "poisson_loader"]
 
@@ -60,12 +61,10 @@ class PoissonBatchSampler(BatchSampler):
         accumulate: int = 1,
         seed: int = 0,
     ) -> None:
-        if not 0.0 < sample_rate <= 1.0:
-            raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}")
-        if accumulate < 1:
-            raise ConfigError(f"accumulate must be >= 1, got {accumulate}")
-        if steps_per_epoch is not None and steps_per_epoch < 1:
-            raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        require_in_range(self, "sample_rate", sample_rate, "(0, 1]")
+        require_int(self, "accumulate", accumulate, minimum=1)
+        require_int(self, "steps_per_epoch", steps_per_epoch, minimum=1, optional=True)
+        require_int(self, "seed", seed)
         self.sampler = sampler  # type: ignore[assignment]
         self.sample_rate = float(sample_rate)
         self.steps_per_epoch = steps_per_epoch or max(1, round(1.0 / sample_rate))
@@ -134,6 +133,8 @@ def poisson_loader(
         >>> dl.batch_sampler.sample_rate, len(dl)
         (0.1, 10)
     """
+    require_in_range("poisson_loader", "sample_rate", sample_rate, "(0, 1]", optional=True)
+    require_int("poisson_loader", "accumulate", accumulate, minimum=1)
     dataset = loader.dataset
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:

@@ -64,6 +64,8 @@ class RollbackPlanner:
         verdict_store: str | os.PathLike[str] | None = None,
         use_verdict_store: bool = True,
     ) -> None:
+        if public_key is None:
+            raise ConfigError(f"{type(self).__name__}: public_key is required (nothing unverified qualifies)")
         self.evidence = RunEvidence(
             run_dir,
             public_key=public_key,

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from secure_train.core.errors import DataError
+
 __all__ = ["MetricLog"]
 
 DEFAULT_PATTERN = re.compile(
@@ -41,6 +43,10 @@ class MetricLog:
             k: (np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
             for k, (x, y) in (series or {}).items()
         }
+        for name, (steps, values) in self.series.items():
+            if steps.shape != values.shape or steps.ndim != 1:
+                shapes = f"{steps.shape} steps but {values.shape} values"
+                raise DataError(f"{type(self).__name__}: series {name!r} has {shapes}")
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike[str], pattern: re.Pattern[str] = DEFAULT_PATTERN) -> MetricLog:

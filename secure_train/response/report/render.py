@@ -24,6 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from secure_train.core.errors import ConfigError
 from secure_train.response.report.builder import SecurityReport
 
 __all__ = ["ReportRenderer"]
@@ -88,7 +89,7 @@ class ReportRenderer:
 
     def __init__(self, reports: list[SecurityReport], out_dir: str | os.PathLike[str] | None = None) -> None:
         if not 1 <= len(reports) <= 2:
-            raise ValueError(f"one or two reports, got {len(reports)}")
+            raise ConfigError(f"{type(self).__name__}: one report, or two to compare, got {len(reports)}")
         self.reports = reports
         self.docs = [r.to_dict() for r in reports]
         self.out_dir = Path(out_dir) if out_dir is not None else None

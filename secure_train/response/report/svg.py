@@ -20,6 +20,8 @@ import math
 from html import escape
 from typing import Any
 
+from secure_train.core.require import require_int
+
 __all__ = ["SvgChart"]
 
 PALETTE = ("#1f6feb", "#d9480f", "#2f9e44", "#9c36b5", "#e8590c", "#0c8599", "#5c940d", "#c2255c")
@@ -75,6 +77,8 @@ class SvgChart:
         log_y: bool = False,
         chart_id: str | None = None,
     ) -> None:
+        require_int(self, "width", width, minimum=1)
+        require_int(self, "height", height, minimum=1)
         self.title, self.width, self.height = title, width, height
         self.x_label, self.y_label, self.log_y, self.chart_id = x_label, y_label, log_y, chart_id
         self._lines: list[dict[str, Any]] = []
