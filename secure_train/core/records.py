@@ -18,14 +18,14 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from secure_train.core.errors import DataError
+from secure_train.core.errors import ConfigError, DataError
 
-__all__ = ["TextRecord", "detect_format", "iter_lines", "read_records"]
+__all__ = ["LABELS", "TextRecord", "detect_format", "iter_lines", "iter_rows", "read_records"]
 
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text"}
 
@@ -65,16 +65,143 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
         yield lineno, line.rstrip("\r")
 
 
-def _parse_label(value: Any, where: str, num_labels: int | None) -> int:
+LABELS = ("required", "optional")
+
+
+def _parse_label(value: Any, where: str, num_labels: int | None, required: bool = True) -> int | None:
+    """An integer label in ``[0, num_labels)``: an ``int`` or a string of digits. With ``required``
+    anything else raises :class:`DataError`; without it (a scan reading any file) it is ``None``."""
+    label: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         label = value
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
         label = int(value.strip())
-    else:
-        raise DataError(f"{where}: label {value!r} is not an integer")
+    if label is None:
+        if required:
+            raise DataError(f"{where}: label {value!r} is not an integer")
+        return None
     if label < 0 or (num_labels is not None and label >= num_labels):
-        raise DataError(f"{where}: label {label} is out of range [0, {num_labels})")
+        if required:
+            raise DataError(f"{where}: label {label} is out of range [0, {num_labels})")
+        return None
     return label
+
+
+def iter_rows(
+    path: str | os.PathLike[str],
+    *,
+    text_column: str = "sentence",
+    label_column: str | None = "label",
+    completion_column: str | None = None,
+    num_labels: int | None = None,
+    fmt: str | None = None,
+    header: bool = True,
+    id_offset: int = 0,
+    labels: str = "required",
+    on_header: Callable[[list[str]], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> Iterator[tuple[TextRecord, Any]]:
+    """Stream ``(record, row)`` pairs: the :class:`TextRecord` and the parsed row it came from
+    (the line for plain text, the JSON object, the list of CSV / TSV fields), so a writer can
+    reproduce the other columns. Arguments as :func:`read_records`, and:
+
+    Args:
+        labels: ``"required"`` (a DataModule's data: a missing, non-integer or out-of-range label
+            raises :class:`DataError`) or ``"optional"`` (a scan of any file: such a label, a
+            missing label column, and any plain-text file give ``label=None``).
+        on_header: called with the CSV / TSV header fields before the first row.
+        on_line: called with each raw line read (progress bars).
+
+    Raises:
+        DataError: missing file or text column, bad label (``required``), wrong field count,
+            invalid UTF-8 or JSON, a text that is not a string.
+    """
+    if labels not in LABELS:
+        raise ConfigError(f"labels must be one of {LABELS}, got {labels!r}")
+    kind = detect_format(path, fmt)
+    return _rows(
+        Path(path), kind, text_column, label_column, completion_column, num_labels, header, id_offset,
+        labels == "required", on_header, on_line,
+    )  # fmt: skip
+
+
+def _rows(
+    path: Path,
+    kind: str,
+    text_column: str,
+    label_column: str | None,
+    completion_column: str | None,
+    num_labels: int | None,
+    header: bool,
+    id_offset: int,
+    required: bool,
+    on_header: Callable[[list[str]], None] | None,
+    on_line: Callable[[str], None] | None,
+) -> Iterator[tuple[TextRecord, Any]]:
+    name = path.name
+    n = 0
+    if kind == "text" and label_column is not None and required:
+        raise DataError(f"{path}: plain-text files carry no labels; set label_column to None")
+
+    def make(text: Any, label: Any, completion: Any, lineno: int, has_label: bool) -> TextRecord:
+        where = f"{path}:{lineno}"
+        if not isinstance(text, str):
+            raise DataError(f"{where}: text {text!r} is not a string")
+        parsed = _parse_label(label, where, num_labels, required) if label_column is not None and has_label else None
+        if completion is not None and not isinstance(completion, str):
+            raise DataError(f"{where}: completion {completion!r} is not a string")
+        return TextRecord(text, parsed, id_offset + n, f"{name}:{lineno}", completion)
+
+    delimiter = "\t" if kind == "tsv" else ","
+    quoting: Literal[0, 3] = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
+    columns: list[str] | None = None
+    for lineno, line in iter_lines(path):
+        if on_line is not None:
+            on_line(line)
+        if not line.strip():
+            continue
+        if kind == "text":
+            rec, row = make(line, None, None, lineno, False), line
+        elif kind == "jsonl":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            for col in (text_column, label_column if required else None, completion_column):
+                if col is not None and col not in obj:
+                    raise DataError(f"{path}:{lineno}: missing key {col!r} (keys: {sorted(obj)})")
+            completion = obj.get(completion_column) if completion_column else None
+            has_label = label_column is not None and label_column in obj
+            rec = make(obj[text_column], obj.get(label_column) if has_label else None, completion, lineno, has_label)
+            row = obj
+        else:
+            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter, quoting=quoting))
+            if columns is None:
+                if header:
+                    columns = fields
+                    for col in (text_column, label_column if required else None, completion_column):
+                        if col is not None and col not in columns:
+                            raise DataError(f"{path}:{lineno}: missing column {col!r} (header: {columns})")
+                    if on_header is not None:
+                        on_header(fields)
+                    continue
+                columns = [str(i) for i in range(len(fields))]
+            if len(fields) != len(columns):
+                raise DataError(f"{path}:{lineno}: expected {len(columns)} fields, found {len(fields)}")
+            values = dict(zip(columns, fields, strict=True))
+            has_label = label_column is not None and label_column in values
+            rec = make(
+                values[text_column],
+                values[label_column] if has_label else None,  # type: ignore[index]
+                values[completion_column] if completion_column else None,
+                lineno,
+                has_label,
+            )
+            row = fields
+        yield rec, row
+        n += 1
 
 
 def read_records(
@@ -105,77 +232,21 @@ def read_records(
     Raises:
         DataError: missing file or column, bad label, wrong field count, invalid UTF-8, no data.
     """
-    path = Path(path)
-    kind = detect_format(path, fmt)
-    name = path.name
     records: list[TextRecord] = []
-    lines = iter_lines(path)
-
-    def add(text: Any, label: Any, completion: Any, lineno: int) -> None:
-        where = f"{path}:{lineno}"
-        if not isinstance(text, str):
-            raise DataError(f"{where}: text {text!r} is not a string")
-        parsed = _parse_label(label, where, num_labels) if label_column is not None else None
-        if completion is not None and not isinstance(completion, str):
-            raise DataError(f"{where}: completion {completion!r} is not a string")
-        records.append(TextRecord(text, parsed, id_offset + len(records), f"{name}:{lineno}", completion))
-
-    if kind == "text":
-        if label_column is not None:
-            raise DataError(f"{path}: plain-text files carry no labels; set label_column to None")
-        for lineno, line in lines:
-            if line.strip():
-                add(line, None, None, lineno)
-            if limit is not None and len(records) >= limit:
-                break
-    elif kind == "jsonl":
-        for lineno, line in lines:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            for col in (text_column, label_column, completion_column):
-                if col is not None and col not in obj:
-                    raise DataError(f"{path}:{lineno}: missing key {col!r} (keys: {sorted(obj)})")
-            add(
-                obj[text_column],
-                obj[label_column] if label_column else None,
-                obj[completion_column] if completion_column else None,
-                lineno,
-            )
-            if limit is not None and len(records) >= limit:
-                break
-    else:
-        delimiter = "\t" if kind == "tsv" else ","
-        quoting: Literal[0, 3] = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
-        columns: list[str] | None = None
-        for lineno, line in lines:
-            if not line.strip():
-                continue
-            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter, quoting=quoting))
-            if columns is None:
-                if header:
-                    columns = fields
-                    for col in (text_column, label_column, completion_column):
-                        if col is not None and col not in columns:
-                            raise DataError(f"{path}:{lineno}: missing column {col!r} (header: {columns})")
-                    continue
-                columns = [str(i) for i in range(len(fields))]
-            if len(fields) != len(columns):
-                raise DataError(f"{path}:{lineno}: expected {len(columns)} fields, found {len(fields)}")
-            row = dict(zip(columns, fields, strict=True))
-            add(
-                row[text_column],
-                row[label_column] if label_column else None,
-                row[completion_column] if completion_column else None,
-                lineno,
-            )
-            if limit is not None and len(records) >= limit:
-                break
+    rows = iter_rows(
+        path,
+        text_column=text_column,
+        label_column=label_column,
+        completion_column=completion_column,
+        num_labels=num_labels,
+        fmt=fmt,
+        header=header,
+        id_offset=id_offset,
+    )
+    for rec, _ in rows:
+        records.append(rec)
+        if limit is not None and len(records) >= limit:
+            break
     if not records:
-        raise DataError(f"{path}: no data rows")
+        raise DataError(f"{Path(path)}: no data rows")
     return records

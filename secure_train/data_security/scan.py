@@ -36,7 +36,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -47,8 +46,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from secure_train.core.errors import ConfigError, DataError
-from secure_train.core.records import TextRecord, detect_format, iter_lines
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord, detect_format, iter_rows
 from secure_train.data_security.manifest import CustodyEntry, _leaf, _record_bytes, merkle_root
 from secure_train.data_security.scanners import (
     DuplicateScanner,
@@ -370,19 +369,23 @@ class DataScanner:
             from tqdm import tqdm
 
             bar = tqdm(total=total, desc=f"scanning {path.name}", unit="B", unit_scale=True, file=sys.stderr)
-        rows = _iter_rows(path, kind, text_column, label_column, id_offset, bar)
         writer = _RowWriter(Path(out_path), kind, text_column) if out_path is not None else None
+        rows = iter_rows(
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            fmt=kind,
+            id_offset=id_offset,
+            labels="optional",  # scan any file: a missing or non-integer label is no label
+            on_header=writer.header if writer is not None else None,
+            on_line=(lambda line: bar.update(len(line.encode()) + 1)) if bar is not None else None,
+        )
         start = time.perf_counter()
         try:
-            pairs = ((rec, row) for row, rec in rows)
             row_of: dict[int, Any] = {}
 
             def records() -> Iterator[TextRecord]:
-                for rec, row in pairs:
-                    if isinstance(row, _Header):
-                        if writer is not None:
-                            writer.header(row)
-                        continue
+                for rec, row in rows:
                     row_of[rec.sample_id] = row
                     yield rec
 
@@ -413,67 +416,7 @@ def _backend(spec: str) -> Any:
     return getattr(importlib.import_module(module), cls)(arg)
 
 
-# -- streaming rows in and out ----------------------------------------------------------------
-@dataclass
-class _Header:
-    fields: list[str]
-
-
-def _iter_rows(
-    path: Path, kind: str, text_column: str, label_column: str | None, id_offset: int, bar: Any
-) -> Iterator[tuple[Any, TextRecord]]:
-    """``(row, record)`` per data row; rows keep every column so the writer can reproduce them.
-    The header of a CSV/TSV file comes first as a ``_Header`` row with a placeholder record."""
-    name = path.name
-    n = 0
-    columns: list[str] | None = None
-    delimiter = "\t" if kind == "tsv" else ","
-    quoting: Literal[0, 3] = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
-    for lineno, line in iter_lines(path):
-        if bar is not None:
-            bar.update(len(line.encode()) + 1)
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        label: int | None = None
-        if kind == "text":
-            row: Any = line
-            text = line
-        elif kind == "jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get(text_column), str):
-                raise DataError(f"{where}: expected a JSON object with a string {text_column!r}")
-            text = row[text_column]
-            label = _label(row.get(label_column)) if label_column else None
-        else:
-            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter, quoting=quoting))
-            if columns is None:
-                if text_column not in fields:
-                    raise DataError(f"{where}: missing column {text_column!r} (header: {fields})")
-                columns = fields
-                yield _Header(fields), TextRecord("", None, -1 - lineno, f"{name}:{lineno}")
-                continue
-            if len(fields) != len(columns):
-                raise DataError(f"{where}: expected {len(columns)} fields, found {len(fields)}")
-            row = fields
-            text = fields[columns.index(text_column)]
-            if label_column and label_column in columns:
-                label = _label(fields[columns.index(label_column)])
-        yield row, TextRecord(text, label, id_offset + n, f"{name}:{lineno}")
-        n += 1
-
-
-def _label(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
+# -- streaming rows out ------------------------------------------------------------------------
 class _RowWriter:
     def __init__(self, path: Path, kind: str, text_column: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -485,9 +428,9 @@ class _RowWriter:
         self.csv = csv.writer(self.fh, delimiter=delimiter, quoting=quoting, escapechar="\\", lineterminator="\n")
         self.text_column = text_column
 
-    def header(self, header: _Header) -> None:
-        self.columns = header.fields
-        self.csv.writerow(header.fields)
+    def header(self, fields: list[str]) -> None:
+        self.columns = fields
+        self.csv.writerow(fields)
 
     def write(self, row: Any, record: TextRecord) -> None:
         if self.kind == "text":

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from secure_train.core.errors import DataError
-from secure_train.core.records import read_records
+from secure_train.core.errors import ConfigError, DataError
+from secure_train.core.records import iter_rows, read_records
 
 
 def write(tmp_path, name, content, mode="w"):
@@ -51,3 +51,28 @@ def test_bad_input_names_file_and_line(tmp_path, name, content, match):
     path = tmp_path / name if content is None else write(tmp_path, name, content)
     with pytest.raises(DataError, match=match):
         read_records(path, num_labels=2)
+
+
+def test_optional_labels_stream_rows_for_scans(tmp_path):
+    """A scan reads any file: odd or missing labels are no label, rows come back for rewriting."""
+    path = write(tmp_path, "s.tsv", "sentence\tlabel\na\t1\nb\tpos\nc\t-1\nd\t\n")
+    assert [r.label for r, _ in iter_rows(path, labels="optional")] == [1, None, None, None]
+    with pytest.raises(DataError, match="s.tsv:3: label 'pos'"):
+        list(iter_rows(path))
+    headers = []
+    nolabel = write(tmp_path, "n.tsv", "sentence\tother\na\tx\n")
+    pairs = iter_rows(nolabel, labels="optional", on_header=headers.append)
+    rows = [(r.text, r.label, r.source, row) for r, row in pairs]
+    assert rows == [("a", None, "n.tsv:2", ["a", "x"])] and headers == [["sentence", "other"]]
+    text = write(tmp_path, "t.txt", "one\n\ntwo\n")
+    pairs = iter_rows(text, labels="optional", id_offset=5)
+    assert [(r.text, r.sample_id) for r, _ in pairs] == [("one", 5), ("two", 6)]
+    jl = write(tmp_path, "j.jsonl", '{"sentence": "a"}\n{"sentence": "b", "label": 0, "k": 1}\n')
+    assert [(r.label, row) for r, row in iter_rows(jl, labels="optional")] == [
+        (None, {"sentence": "a"}),
+        (0, {"sentence": "b", "label": 0, "k": 1}),
+    ]
+    with pytest.raises(DataError, match="k.jsonl:1: missing key 'sentence'"):
+        list(iter_rows(write(tmp_path, "k.jsonl", '{"text": "a"}\n'), labels="optional"))
+    with pytest.raises(ConfigError, match="labels must be one of"):
+        iter_rows(path, labels="lenient")
