@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -293,3 +294,35 @@ def test_missing_extra_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
         sign_keyless(f)
     with pytest.raises(ConfigError, match="sigstore"):
         verify_keyless(f, identity="a@b.c", oidc_issuer="https://accounts.example")
+
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {canonicalize_name(n): v for n, _, v in (line.partition("==") for line in lines if line)}
+
+
+def _requirements(extras: tuple[str, ...]) -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    own = canonicalize_name(project["name"])
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for e in extras for r in project["optional-dependencies"][e]]
+    return [r for r in reqs if canonicalize_name(r.name) != own and (r.marker is None or r.marker.evaluate())]
+
+
+def test_constraints_satisfy_pyproject() -> None:
+    """constraints.txt pins every declared distribution inside its range; constraints-lowest.txt pins
+    each core (and sigstore) dependency at exactly its floor."""
+    _, extras = declared()
+    pins = _pins(ROOT / "constraints.txt")
+    outside = [f"{r} but constraints.txt: {pins.get(canonicalize_name(r.name))}" for r in _requirements(tuple(extras))
+               if not r.specifier.contains(pins.get(canonicalize_name(r.name), "0"), prereleases=True)]
+    assert outside == []
+    lowest = _pins(ROOT / "constraints-lowest.txt")
+    not_floor = []
+    for r in _requirements(("sigstore",)):
+        floor = next((s.version for s in r.specifier if s.operator == ">="), None)
+        got = lowest.get(canonicalize_name(r.name))
+        if floor is None or got is None or Version(got) != Version(floor):
+            not_floor.append(f"{r} but constraints-lowest.txt: {got}")
+    assert not_floor == []
