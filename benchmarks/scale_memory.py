@@ -11,7 +11,7 @@ list-of-records path (``backend="memory"``, records and token ids in Python obje
 smallest size, for contrast.
 
 Usage:
-    nice -n 10 python benchmarks/scale_memory.py --sizes 1000000 10000000
+    nice -n 10 python -m benchmarks.scale_memory --sizes 1000000 10000000
 Writes a table to stdout and JSON to benchmarks/results/scale_memory.json.
 """
 

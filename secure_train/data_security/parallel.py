@@ -10,8 +10,9 @@ JSONL / Parquet / CSV / TSV (a file, a glob, or a folder of shards) with
    ``NAME=ARG`` backends), the record's Merkle leaf, its normalized-text digest and its MinHash
    band keys (``datasets.Dataset.map(num_proc=N)`` locally, ``map_batches`` on Ray), as Arrow;
 2. exact duplicates group records by digest, near-duplicates group them by MinHash band key on
-   the engine (a ``sort`` + one streaming pass over the sorted rows locally, ``groupby(...)
-   .map_groups`` on Ray) instead of one in-memory LSH index.
+   the engine instead of one in-memory LSH index: locally a partitioned reduce (each task reads
+   the map's Arrow files batch by batch, keeps its hash partition of the keys and groups only
+   keys seen twice, with pyarrow), on Ray ``groupby(...).map_groups``.
 
 Workers are the engine's own (``num_proc`` processes, Ray tasks): there is no scheduler here.
 Findings do not depend on the number of workers or on the engine (a test compares 1 worker,
@@ -52,7 +53,6 @@ from secure_train.data_security.scanners.base import Finding
 __all__ = ["ENGINES", "ParallelScan", "hash_files", "shard_files"]
 
 _SHARD_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
-_BATCH = 1024
 _SCANNERS: dict[str, Any] = {}  # per worker process: DataScanner built from its parameters
 
 
@@ -112,7 +112,7 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
     near = dup and params["near_duplicates"]
     ranges = _band_layout(params["dup_threshold"], scanner.dup.num_perm) if near else []
     template = scanner.dup._template if near else None
-    keys = ("sample_id", "source", "excerpt", "label", "pre", "post", "leaf", "digest", "bands")
+    keys = ("sample_id", "source", "excerpt", "label", "pre", "post", "leaf", "digest", "dkey", "bands")
     out: dict[str, list[Any]] = {k: [] for k in keys}
     for text, label, completion, sid, source in zip(
         batch["text"], batch["label"], batch["completion"], batch["sample_id"], batch["source"], strict=True
@@ -156,21 +156,8 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
         out["post"].append(json.dumps([f.to_dict() for f in post]) if post else "")
         out["leaf"].append(_leaf(_record_bytes(rec)).hex())  # hex: numpy bytes drop trailing NULs
         out["digest"].append(digest)
+        out["dkey"].append(int.from_bytes(bytes.fromhex(digest[:16]), "little", signed=True) if digest else 0)
         out["bands"].append(bands)
-    return out
-
-
-def _explode(batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-    """One row per (band key, record)."""
-    out: dict[str, list[Any]] = {"band": [], "sample_id": [], "label": [], "digest": []}
-    for sid, label, digest, bands in zip(
-        batch["sample_id"], batch["label"], batch["digest"], batch["bands"], strict=True
-    ):
-        for band in bands:
-            out["band"].append(band)
-            out["sample_id"].append(sid)
-            out["label"].append(label)
-            out["digest"].append(digest)
     return out
 
 
@@ -269,40 +256,40 @@ class ParallelScan:
             label_column=self.label_column,
         )
         report = ScanReport(source=os.fspath(path))
-        dup_findings = self._ray_dups(stage) if self.engine == "ray" else self._local_dups(stage)
+        dup_findings = self._ray_dups(stage) if self.engine == "ray" else self._local_dups(shards, stage)
         self._collect(report, shards.batches(stage, _ROW_COLUMNS), dup_findings)
         report.n_bytes = sum(f.stat().st_size for f in files)
         report.seconds = time.perf_counter() - start
         return report
 
     # -- duplicates on the engine ----------------------------------------------------------
-    def _local_dups(self, stage: Any) -> dict[int, list[Finding]]:
-        import uuid
-
-        dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    def _local_dups(self, shards: ShardMap, stage: Any) -> dict[int, list[Finding]]:
+        """Exact and near duplicates as a partitioned reduce: each task reads the map's Arrow
+        files batch by batch, keeps the digests and band keys of its hash partition, and groups
+        only the keys seen twice; the driver merges the (few) pairs."""
         if "duplicate" not in self.scanner.scanner_names:
             return {}
-        exact = stage.select_columns(["digest", "sample_id", "label"]).sort(["digest", "sample_id"])
-        for _, ids, labels in _groups(exact, "digest", ("sample_id", "label")):
-            for sid, kind, detail in _exact_group(ids, labels):
-                dups.setdefault(sid, []).append((kind, detail))
-        if self.params["near_duplicates"]:
-            bands = stage.select_columns(["sample_id", "label", "digest", "bands"]).map(
-                _explode,
-                batched=True,
-                batch_size=_BATCH,
-                num_proc=self.workers if self.workers > 1 else None,
-                remove_columns=["bands"],
-                new_fingerprint=uuid.uuid4().hex,
-                desc="band keys",
-            )
-            near: dict[int, tuple[int, Any, Any]] = {}
-            for _, ids, rest in _groups(bands.sort(["band", "sample_id"]), "band", ("sample_id", "label", "digest")):
-                labels, digests = rest
-                for sid, other, other_label, label in _near_group(ids, labels, digests):
-                    if sid not in near or other < near[sid][0]:
-                        near[sid] = (other, other_label, label)
-            _add_near(dups, near)
+        parts = 1 << max(2, (4 * self.workers - 1).bit_length())  # a power of two: partition = key & (parts - 1)
+        files = [c["filename"] for c in stage.cache_files]
+        out = shards.map(
+            _dup_partition,
+            [{"part": p, "parts": parts} for p in range(parts)],
+            files=files,
+            near=bool(self.params["near_duplicates"]),
+        )
+        dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        near: dict[int, tuple[int, Any, Any]] = {}
+        for b in shards.batches(out, ("sample_id", "kind", "detail")):
+            for sid, kind, detail in zip(b["sample_id"], b["kind"], b["detail"], strict=True):
+                d = json.loads(detail)
+                if kind == "near":
+                    if sid not in near or d["of"] < near[sid][0]:
+                        near[sid] = (d["of"], d["other_label"], d["label"])
+                else:
+                    dups.setdefault(sid, []).append((kind, d))
+        for v in dups.values():
+            v.sort(key=lambda kd: kd[0] != "exact_duplicate")  # as the grouping yields them
+        _add_near(dups, near)
         return _findings(dups)
 
     def _ray_dups(self, stage: Any) -> dict[int, list[Finding]]:
@@ -381,6 +368,7 @@ def _stage_schema() -> Any:
             ("post", pa.string()),
             ("leaf", pa.string()),
             ("digest", pa.string()),
+            ("dkey", pa.int64()),  # the digest's first 8 bytes: its reduce partition
             ("bands", pa.list_(pa.int64())),
         ]
     )
@@ -469,20 +457,72 @@ def _label(value: Any) -> int | None:
     return None if v < 0 else v
 
 
-def _groups(ds: Any, key: str, cols: tuple[str, ...]) -> Iterator[tuple[Any, list[Any], Any]]:
-    """Consecutive rows of a sorted dataset with equal ``key``: ``(key, first column, the others)``."""
-    current: Any = None
-    acc: list[list[Any]] = [[] for _ in cols]
-    for batch in ds.iter(batch_size=65536):
-        for i, k in enumerate(batch[key]):
-            if k != current:
-                if acc[0]:
-                    yield current, acc[0], (acc[1:] if len(cols) > 2 else acc[1])
-                current, acc = k, [[] for _ in cols]
-            for j, c in enumerate(cols):
-                acc[j].append(batch[c][i])
-    if acc[0]:
-        yield current, acc[0], (acc[1:] if len(cols) > 2 else acc[1])
+def _dup_partition(task: Mapping[str, Any], files: Sequence[str], near: bool) -> dict[str, list[Any]]:
+    """Reduce task: the duplicate rows of one hash partition of the digests and band keys."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    p, mask_bits = int(task["part"]), int(task["parts"]) - 1
+    exact_parts, band_parts = [], []
+    for name in files:
+        with pa.memory_map(name) as source:
+            for batch in pa.ipc.open_stream(source):
+                t = pa.Table.from_batches([batch])
+                keep = pc.equal(pc.bit_wise_and(t.column("dkey"), mask_bits), p)
+                exact_parts.append(t.filter(keep).select(["digest", "sample_id", "label"]))
+                if near:
+                    bands = t.column("bands").combine_chunks()
+                    flat, parent = pc.list_flatten(bands), pc.list_parent_indices(bands)
+                    mine = pc.equal(pc.bit_wise_and(flat, mask_bits), p)
+                    rows = pc.filter(parent, mine)
+                    band_parts.append(
+                        pa.table(
+                            {
+                                "band": pc.filter(flat, mine),
+                                "sample_id": pc.take(t.column("sample_id"), rows),
+                                "label": pc.take(t.column("label"), rows),
+                                "digest": pc.take(t.column("digest"), rows),
+                            }
+                        )
+                    )
+    out: dict[str, list[Any]] = {"sample_id": [], "kind": [], "detail": []}
+    if exact_parts:
+        for _, ids, labels in _table_groups(_repeated(pa.concat_tables(exact_parts), "digest"), "digest", "label"):
+            for sid, kind, detail in _exact_group(ids, labels):
+                out["sample_id"].append(sid)
+                out["kind"].append(kind)
+                out["detail"].append(json.dumps(detail))
+    if band_parts:
+        for _, ids, rest in _table_groups(_repeated(pa.concat_tables(band_parts), "band"), "band", "label", "digest"):
+            for sid, other, other_label, label in _near_group(ids, rest[0], rest[1]):
+                out["sample_id"].append(sid)
+                out["kind"].append("near")
+                out["detail"].append(json.dumps({"of": other, "other_label": other_label, "label": label}))
+    return out
+
+
+def _repeated(t: Any, key: str) -> Any:
+    """The rows whose ``key`` occurs at least twice, sorted by (key, sample_id)."""
+    import pyarrow.compute as pc
+
+    if t.num_rows == 0:
+        return t
+    counts = t.group_by(key).aggregate([(key, "count")])
+    twice = counts.filter(pc.greater_equal(counts.column(f"{key}_count"), 2)).column(key)
+    return t.filter(pc.is_in(t.column(key), value_set=twice)).sort_by([(key, "ascending"), ("sample_id", "ascending")])
+
+
+def _table_groups(t: Any, key: str, *cols: str) -> Iterator[tuple[Any, list[int], Any]]:
+    """Consecutive rows of a sorted table with equal ``key``: ``(key, sample ids, other column(s))``."""
+    keys = t.column(key).to_pylist()
+    ids = t.column("sample_id").to_pylist()
+    others = [t.column(c).to_pylist() for c in cols]
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            rest = [o[start:i] for o in others]
+            yield keys[start], ids[start:i], (rest[0] if len(cols) == 1 else rest)
+            start = i
 
 
 def _add_near(dups: dict[int, list[tuple[str, dict[str, Any]]]], near: dict[int, tuple[int, Any, Any]]) -> None:
