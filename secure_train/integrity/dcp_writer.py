@@ -42,7 +42,7 @@ from torch.futures import Future as TorchFuture
 
 from secure_train.core.errors import ConfigError
 from secure_train.core.keys import PrivateKey
-from secure_train.integrity.sharded import HASH_TYPES, SignedDirectory, _hasher, _sign
+from secure_train.integrity.sharded import _CHUNK, HASH_TYPES, SignedDirectory, _hasher, _sign
 
 __all__ = ["SigningFileSystemWriter"]
 
@@ -57,11 +57,18 @@ class _HashingStream:
         self.raw, self.hasher, self.size, self.sequential = raw, _hasher(hash_type), 0, True
 
     def write(self, data: Any) -> int:
+        """Write and hash ``data`` a slice at a time: each slice is hashed while the CPU cache holds it."""
+        written = 0
         with memoryview(data) as view, view.cast("B") as flat:
-            n = int(self.raw.write(flat))
-            self.hasher.update(flat[:n])
-        self.size += n
-        return n
+            while written < flat.nbytes:
+                piece = flat[written : written + _CHUNK]
+                n = int(self.raw.write(piece))
+                self.hasher.update(piece[:n])
+                written += n
+                if n < piece.nbytes:  # a short write: the caller sees how much went
+                    break
+        self.size += written
+        return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self.sequential = False  # a rewrite: the digest no longer describes the file, it is hashed from disk
