@@ -15,7 +15,7 @@ from secure_train.core.errors import ConfigError
 from secure_train.data import synthetic_classification
 from secure_train.data.tokenizer import train_tokenizer
 from secure_train.gate import TrojanScanner
-from secure_train.gate._trojan_inputs import constructions
+from secure_train.gate.trojan import constructions
 from secure_train.models import TextClassifier
 
 # A sentence trigger ending in a full stop: the synthetic corpus has no punctuation, so the
@@ -69,7 +69,7 @@ def sentence_model(tok) -> TextClassifier:
 
 
 def _scan(**kwargs) -> TrojanScanner:
-    return TrojanScanner(num_inputs=32, inversion_steps=8, refine_top_m=3, **kwargs)
+    return TrojanScanner(**{"num_inputs": 32, "inversion_steps": 8, "refine_top_m": 3, **kwargs})
 
 
 def _val() -> list:
@@ -134,3 +134,24 @@ def test_constructions_and_arguments() -> None:
         TrojanScanner(max_construction_flip=1.5)
     with pytest.raises(ConfigError, match="min_inputs"):
         TrojanScanner(min_inputs=0)
+
+
+def _same(res) -> dict:
+    out = res.to_dict()
+    out.pop("seconds")
+    return out
+
+
+@pytest.mark.slow
+def test_one_scanner_scans_two_models_like_fresh_scanners(tok, sentence_model, clean_model) -> None:
+    # per-scan state lives in a ScanContext made by each scan(), never on the scanner
+    def fresh() -> TrojanScanner:
+        return _scan(inversion_steps=2, refine_top_m=2)  # cheap settings: the test is about state, not recall
+
+    shared = fresh()
+    first, second = shared.scan(sentence_model, tok, _val()), shared.scan(clean_model, tok, _val())
+    assert first.measured and second.measured
+    assert _same(first) != _same(second)  # two different models: a leak would show in the second
+    assert _same(first) == _same(fresh().scan(sentence_model, tok, _val()))
+    assert _same(second) == _same(fresh().scan(clean_model, tok, _val()))
+    assert vars(shared) == vars(fresh())  # the scanner holds its settings only

@@ -1,9 +1,10 @@
-"""Per-scan state of the trojan scan: the model, its vocabulary, and exact / first-order probes.
+"""The model side of one trojan scan: the model, its vocabulary, and exact / first-order probes.
 
 :class:`ProbeContext` holds what one :meth:`~secure_train.gate.trojan.TrojanScanner.scan` call
 needs about the model (network, tokenizer, vocabulary, which tokens are continuation pieces)
 and measures things on it: predictions, flip rates of inserted token units, and gradient
-screens of an inserted embedding slot. The scanner itself keeps no per-scan state.
+screens of an inserted embedding slot. It is part of the scan's
+:class:`~secure_train.gate.trojan.context.ScanContext`; the scanner itself keeps no per-scan state.
 
 Example:
     >>> import torch

@@ -6,7 +6,7 @@ then searched exactly, coordinate by coordinate. Later slots may hold continuati
 made-up word split into several pieces is found as one word.
 
 Example:
-    >>> from secure_train.gate._trojan_invert import invert_trigger
+    >>> from secure_train.gate.trojan.invert import invert_trigger
     >>> callable(invert_trigger)
     True
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from secure_train.gate._trojan_probe import ProbeContext
+from secure_train.gate.trojan.probe import ProbeContext
 
 __all__ = ["invert_trigger"]
 

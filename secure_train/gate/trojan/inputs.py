@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from secure_train.core.records import TextRecord
-from secure_train.gate._trojan_probe import ProbeContext
+from secure_train.gate.trojan.probe import ProbeContext
 
 __all__ = ["Construction", "ProbeInputs", "build_probe_inputs", "constructions"]
 

@@ -1,0 +1,327 @@
+"""The trojan scanner: its settings, and the stages of one scan run over a per-scan context.
+
+See :mod:`secure_train.gate.trojan` for the method. Every stage takes the scan's
+:class:`~secure_train.gate.trojan.context.ScanContext` (probe inputs, clean support,
+candidates, baseline); the scanner keeps only its settings.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from secure_train.core.errors import ConfigError
+from secure_train.core.records import TextRecord
+from secure_train.gate.trojan.context import ScanContext
+from secure_train.gate.trojan.inputs import ProbeInputs, build_probe_inputs
+from secure_train.gate.trojan.invert import invert_trigger
+from secure_train.gate.trojan.probe import ProbeContext
+from secure_train.gate.trojan.result import TriggerCandidate, TrojanScanResult
+from secure_train.gate.trojan.search import clean_support, grow_word
+
+__all__ = ["TrojanScanner"]
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) and hasattr(inner, "get_input_embeddings") else model
+
+
+class TrojanScanner:
+    """Scan a text classifier for an insertion backdoor, knowing nothing about the trigger.
+
+    Args:
+        threshold: backdoor score at or above which the model is called backdoored.
+        num_inputs: clean inputs used (half to search, half to measure), balanced over labels.
+        max_length: truncation of the clean inputs (tokens).
+        exact_vocab_limit: vocabularies up to this size are measured token by token.
+        screen_top_k: tokens per label (and pieces per growth step) measured exactly after the
+            gradient screen.
+        max_trigger_tokens: slots of the inverted trigger / pieces of a grown word.
+        inversion_steps: Adam steps of the soft-trigger optimization per label.
+        refine_top_m: tokens per slot tried by the exact coordinate refinement.
+        grow_starts: start tokens grown into multi-piece words per label.
+        batch_size: sequences per forward pass.
+        amplify: records joined into one probe input by the joined constructions (1: only single
+            records).
+        min_clean_accuracy: a construction is usable only if the model's accuracy on it reaches this.
+        max_construction_flip: a construction that flips more of the correctly classified
+            records than this is not used for the search (its flip rate is a finding).
+        min_inputs: fewest inputs per target label in each half; fewer fails closed.
+        support_min_count / support_min_lean: when clean data explain a token (see above).
+        seed: chooses inputs and insertion positions.
+
+    The scanner keeps only these settings: each :meth:`scan` builds its own
+    :class:`~secure_train.gate.trojan.context.ScanContext`, so one instance can scan any number
+    of models and each result is what a fresh scanner would give.
+
+    Raises:
+        ConfigError: on a bad argument (named with its value).
+
+    Example:
+        >>> scanner = TrojanScanner(num_inputs=8, inversion_steps=0)
+        >>> scanner.threshold, scanner.num_inputs
+        (0.8, 8)
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.8,
+        num_inputs: int = 96,
+        max_length: int = 64,
+        exact_vocab_limit: int = 4096,
+        screen_top_k: int = 96,
+        max_trigger_tokens: int = 4,
+        inversion_steps: int = 60,
+        refine_top_m: int = 6,
+        grow_starts: int = 4,
+        batch_size: int = 512,
+        amplify: int = 2,
+        min_clean_accuracy: float = 0.6,
+        max_construction_flip: float = 0.25,
+        min_inputs: int = 2,
+        support_min_count: int = 5,
+        support_min_lean: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+        for name, value in (
+            ("num_inputs", num_inputs),
+            ("max_length", max_length),
+            ("screen_top_k", screen_top_k),
+            ("max_trigger_tokens", max_trigger_tokens),
+            ("refine_top_m", refine_top_m),
+            ("batch_size", batch_size),
+            ("min_inputs", min_inputs),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if num_inputs < 4:
+            raise ConfigError(f"num_inputs must be >= 4, got {num_inputs}")
+        if grow_starts < 0:
+            raise ConfigError(f"grow_starts must be >= 0, got {grow_starts}")
+        if support_min_count < 1:
+            raise ConfigError(f"support_min_count must be >= 1, got {support_min_count}")
+        if not 0.0 < support_min_lean <= 1.0:
+            raise ConfigError(f"support_min_lean must be in (0, 1], got {support_min_lean}")
+        if amplify < 1:
+            raise ConfigError(f"amplify must be >= 1, got {amplify}")
+        if inversion_steps < 0:
+            raise ConfigError(f"inversion_steps must be >= 0, got {inversion_steps}")
+        for name, frac in (
+            ("min_clean_accuracy", min_clean_accuracy),
+            ("max_construction_flip", max_construction_flip),
+        ):
+            if not 0.0 <= frac <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {frac}")
+        self.threshold = threshold
+        self.num_inputs = num_inputs
+        self.max_length = max_length
+        self.exact_vocab_limit = exact_vocab_limit
+        self.screen_top_k = screen_top_k
+        self.max_trigger_tokens = max_trigger_tokens
+        self.inversion_steps = inversion_steps
+        self.refine_top_m = refine_top_m
+        self.grow_starts = grow_starts
+        self.batch_size = batch_size
+        self.amplify = amplify
+        self.min_clean_accuracy = min_clean_accuracy
+        self.max_construction_flip = max_construction_flip
+        self.min_inputs = min_inputs
+        self.support_min_count = support_min_count
+        self.support_min_lean = support_min_lean
+        self.seed = seed
+
+    # -- public ---------------------------------------------------------------------------
+    def scan(self, model: nn.Module, tokenizer: Any, records: Sequence[TextRecord]) -> TrojanScanResult:
+        """Scan ``model`` (a :class:`~secure_train.models.TextClassifier` or a Hugging Face
+        sequence classifier) with its ``tokenizer`` on clean labeled ``records``.
+
+        A scan that cannot measure returns ``measured=False`` (and ``backdoored`` True) with the
+        reason in ``problem``, and warns; it never passes silently.
+        """
+        start = time.perf_counter()
+        net = _backbone(model)
+        was_training = net.training
+        net.eval()
+        try:
+            probe = ProbeContext.build(net, tokenizer, batch_size=self.batch_size, max_length=self.max_length)
+            result = self._scan(probe, records)
+        finally:
+            net.train(was_training)
+        result.seconds = round(time.perf_counter() - start, 3)
+        if not result.measured:
+            warnings.warn(f"trojan scan failed closed: {result.problem}", RuntimeWarning, stacklevel=2)
+        return result
+
+    # -- stages -----------------------------------------------------------------------------
+    def _scan(self, probe: ProbeContext, records: Sequence[TextRecord]) -> TrojanScanResult:
+        labeled = [r for r in records if r.label is not None]
+        if not labeled:
+            raise ConfigError("the trojan scan needs labeled clean records")
+        if any(not 0 <= int(r.label or 0) < probe.num_labels for r in labeled):
+            raise ConfigError(f"record labels must be in [0, {probe.num_labels}) for this model")
+        ctx = ScanContext(probe=probe, records=labeled, rng=random.Random(self.seed))
+        problem = self._build_inputs(ctx)
+        if problem:
+            return self._unmeasured(problem, ctx.inputs)
+        ctx.support = clean_support(
+            probe, labeled, min_count=self.support_min_count, min_lean=self.support_min_lean
+        )
+        for target in range(probe.num_labels):
+            ctx.per_label[target] = self._scan_target(ctx, target)
+        return self._result(ctx)
+
+    def _build_inputs(self, ctx: ScanContext) -> str:
+        """Build the probe inputs into ``ctx``; return why the scan cannot measure ("" if it can)."""
+        num_labels = ctx.probe.num_labels
+        ctx.inputs = inputs = build_probe_inputs(
+            ctx.probe,
+            ctx.records,
+            ctx.rng,
+            amplify=self.amplify,
+            per_label=max(2, self.num_inputs // num_labels),
+            min_clean_accuracy=self.min_clean_accuracy,
+            max_flip=self.max_construction_flip,
+        )
+        if inputs.used is None:
+            return inputs.problem
+        short = [
+            t for t in range(num_labels) if min(len(inputs.search[t][0]), len(inputs.held[t][0])) < self.min_inputs
+        ]
+        if short:
+            return (
+                f"too few correctly classified clean inputs to probe target label(s) {short} "
+                f"(need {self.min_inputs} per half; construction {inputs.used})"
+            )
+        return ""
+
+    def _scan_target(self, ctx: ScanContext, target: int) -> float:
+        """Search triggers toward ``target``; add candidates to ``ctx``; return the best word's held-out rate."""
+        probe, support = ctx.probe, ctx.support
+        s_ids, s_pos = ctx.inputs.search[target]
+        h_ids, h_pos = ctx.inputs.held[target]
+
+        def free(unit: tuple[int, ...]) -> float:
+            # the unit's own pieces and the tokenizer's own split of its text: a word grown from
+            # unusual pieces ("pointless" + "##yyy") is still explained by the word it spells
+            tokens = set(unit) | {t for t in probe.encode(probe.text(unit)) if t < support.shape[1]}
+            return 1.0 - max(float(support[target, t]) for t in tokens)
+
+        starts = torch.nonzero(probe.allowed & ~probe.cont).flatten()
+        screened: list[int] = []
+        if len(starts) > self.exact_vocab_limit:
+            scores = probe.screen(s_ids, s_pos, target) * (1.0 - support[target])
+            ranked = starts[torch.argsort(scores[starts], descending=True)]
+            vocab = ranked[: self.screen_top_k].tolist()
+            screened = vocab[: self.grow_starts]
+            rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
+        else:
+            vocab = starts.tolist()
+            rand = vocab
+        vocab_units: list[tuple[int, ...]] = [(t,) for t in vocab]
+        rates = probe.flip_rates(s_ids, s_pos, vocab_units, target)
+        rand_rates = rates if rand is vocab else probe.flip_rates(s_ids, s_pos, [(t,) for t in rand], target)
+        ctx.baseline.extend(rand_rates)
+        adjusted = [r * free(u) for r, u in zip(rates, vocab_units, strict=True)]
+        order = sorted(range(len(vocab_units)), key=lambda i: -adjusted[i])
+        units = [vocab_units[i] for i in order[: self.refine_top_m * 2]]
+        grow = list(dict.fromkeys([vocab_units[i][0] for i in order[: self.grow_starts]] + screened))
+        units += [
+            grow_word(
+                probe,
+                (t,),
+                s_ids,
+                s_pos,
+                target,
+                max_tokens=self.max_trigger_tokens,
+                exact_vocab_limit=self.exact_vocab_limit,
+                screen_top_k=self.screen_top_k,
+            )
+            for t in grow
+        ]
+        if self.inversion_steps > 0:
+            units += invert_trigger(
+                probe,
+                s_ids,
+                s_pos,
+                target,
+                probe.allowed & (support[target] <= 0.5),
+                slots=self.max_trigger_tokens,
+                steps=self.inversion_steps,
+                top_m=self.refine_top_m,
+                seed=self.seed + 7919 * target,
+            )
+        units = list(dict.fromkeys(units))
+        s_rates = probe.flip_rates(s_ids, s_pos, units, target)
+        h_rates = probe.flip_rates(h_ids, h_pos, units, target)
+        best_word, best_word_search = 0.0, -1.0
+        for unit, sr, hr in zip(units, s_rates, h_rates, strict=True):
+            words, f = probe.n_words(unit), free(unit)
+            tokens = tuple(probe.vocab[t] for t in unit)
+            ctx.candidates.append(
+                TriggerCandidate(probe.text(unit), tokens, target, round(hr, 4), round(1.0 - f, 4), words)
+            )
+            # the score's candidate is chosen on the search half, measured on the held-out half
+            if words == 1 and (sr * f > best_word_search or (sr * f == best_word_search and hr * f > best_word)):
+                best_word_search, best_word = sr * f, hr * f
+        return round(best_word, 4)
+
+    def _result(self, ctx: ScanContext) -> TrojanScanResult:
+        """The verdict from the candidates, the per-label rates and the construction findings."""
+        inputs, per_label = ctx.inputs, ctx.per_label
+        candidates = sorted(
+            ctx.candidates, key=lambda c: (-c.flip_rate * (1 - c.clean_support), c.words, len(c.tokens))
+        )
+        uniq: dict[tuple[str, int], TriggerCandidate] = {}
+        for c in candidates:
+            uniq.setdefault((c.text, c.target_label), c)
+        target_label = max(per_label, key=lambda k: per_label[k])
+        score, source = per_label[target_label], "word"
+        for name, (flip, to_label) in inputs.finding.items():
+            if flip > score:
+                score, source, target_label = flip, f"construction:{name}", to_label
+        base = sorted(ctx.baseline) or [0.0]
+        if any(math.isnan(v) for v in [score, *per_label.values()]):
+            return self._unmeasured("the scan produced a NaN score", inputs)
+        return TrojanScanResult(
+            backdoor_score=round(score, 4),
+            target_label=target_label,
+            per_label=dict(per_label),
+            baseline_median=round(base[len(base) // 2], 4),
+            baseline_p95=round(base[min(len(base) - 1, int(math.ceil(0.95 * len(base))) - 1)], 4),
+            candidates=list(uniq.values())[:10],
+            threshold=self.threshold,
+            seconds=0.0,
+            n_inputs={t: len(inputs.held[t][0]) for t in range(ctx.probe.num_labels)},
+            score_source=source,
+            construction_accuracy=dict(inputs.accuracy),
+            construction_flip=dict(inputs.flip),
+            construction=inputs.used or "",
+        )
+
+    def _unmeasured(self, problem: str, inputs: ProbeInputs | None = None) -> TrojanScanResult:
+        return TrojanScanResult(
+            backdoor_score=1.0,
+            target_label=0,
+            per_label={},
+            baseline_median=float("nan"),
+            baseline_p95=float("nan"),
+            candidates=[],
+            threshold=self.threshold,
+            seconds=0.0,
+            measured=False,
+            problem=problem,
+            score_source="unmeasured",
+            construction_accuracy=dict(inputs.accuracy) if inputs else {},
+            construction_flip=dict(inputs.flip) if inputs else {},
+        )

@@ -1,0 +1,88 @@
+"""Stateless stages of the trojan search: growing a word from continuation pieces, and the clean
+support that tells natural features from planted triggers.
+
+Example:
+    >>> from secure_train.data.tokenizer import train_tokenizer
+    >>> from secure_train.data import TextRecord
+    >>> from secure_train.models import TextClassifier
+    >>> tok = train_tokenizer(["a good film", "a bad film"], vocab_size=60, cache_dir=None)
+    >>> model = TextClassifier(config={"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
+    ...     "num_attention_heads": 1, "intermediate_size": 16}, vocab_size=len(tok))
+    >>> ctx = ProbeContext.build(model.model.eval(), tok, batch_size=8, max_length=16)
+    >>> recs = [TextRecord("good film", 1, i, "doc") for i in range(5)]
+    >>> recs += [TextRecord("bad film", 0, 5 + i, "doc") for i in range(5)]
+    >>> support = clean_support(ctx, recs, min_count=5, min_lean=0.1)
+    >>> good, film = tok.convert_tokens_to_ids(["good", "film"])
+    >>> float(support[1, good]), float(support[1, film])
+    (1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from secure_train.core.records import TextRecord
+from secure_train.gate.trojan.probe import ProbeContext
+
+__all__ = ["clean_support", "grow_word"]
+
+
+def grow_word(
+    ctx: ProbeContext,
+    unit: tuple[int, ...],
+    inputs: list[list[int]],
+    positions: list[int],
+    target: int,
+    *,
+    max_tokens: int,
+    exact_vocab_limit: int,
+    screen_top_k: int,
+) -> tuple[int, ...]:
+    """Greedily append continuation pieces while the flip rate improves.
+
+    The unit grows to at most ``max_tokens`` pieces. With more than ``exact_vocab_limit``
+    pieces, each step measures the ``screen_top_k`` pieces ranked best by a gradient screen after
+    the current prefix (all pieces scored).
+    """
+    conts = torch.nonzero(ctx.allowed & ctx.cont).flatten()
+    if len(conts) == 0:
+        return unit
+    best = ctx.flip_rates(inputs, positions, [unit], target)[0]
+    while len(unit) < max_tokens and best < 1.0:
+        if len(conts) > exact_vocab_limit:
+            push = ctx.screen(inputs, positions, target, prefix=unit)
+            pick = conts[torch.argsort(push[conts], descending=True)[: screen_top_k]].tolist()
+        else:
+            pick = conts.tolist()
+        trials = [(*unit, c) for c in pick]
+        rates = ctx.flip_rates(inputs, positions, trials, target)
+        i = max(range(len(trials)), key=lambda j: rates[j])
+        if rates[i] <= best:
+            break
+        unit, best = trials[i], rates[i]
+    return unit
+
+
+def clean_support(
+    ctx: ProbeContext, records: Sequence[TextRecord], *, min_count: int, min_lean: float
+) -> torch.Tensor:
+    """How far the clean data explain each token's pull toward each label, in [0, 1].
+
+    Over the clean records containing a token: ``n`` records, a share ``p`` of them with the
+    label. The lean is ``(p - 1/L) / (1 - 1/L)``. Support is ``min(1, n / min_count)
+    * clip(lean / min_lean, 0, 1)``: a sentiment word seen in several clean reviews
+    that lean toward "positive" is explained (support 1); a token the clean data never
+    contain (a planted trigger), or contain without leaning toward the label, is not (0).
+    """
+    vocab_size = len(ctx.vocab)
+    counts = torch.zeros((ctx.num_labels, vocab_size))
+    for r in records:
+        idx = torch.tensor([i for i in set(ctx.encode(r.text)) if i < vocab_size], dtype=torch.long)
+        counts[int(r.label or 0), idx] += 1
+    prior = 1.0 / ctx.num_labels
+    n = counts.sum(0, keepdim=True)
+    lean = (counts / n.clamp_min(1.0) - prior) / (1.0 - prior)
+    seen = (n / min_count).clamp(max=1.0)
+    return seen * (lean / min_lean).clamp(0.0, 1.0)
