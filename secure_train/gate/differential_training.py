@@ -43,6 +43,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
+from secure_train.core import robust_stats
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
 from secure_train.core.safe_io import load_yaml_file
@@ -97,10 +98,9 @@ class DifferentialTraining:
 
     @staticmethod
     def robust_z(x: torch.Tensor) -> torch.Tensor:
-        """``(x - median) / (1.4826 * MAD)`` (MAD floored so constant data gives finite scores)."""
-        med = x.median()
-        mad = (x - med).abs().median() * 1.4826
-        return (x - med) / mad.clamp_min(1e-3 + 1e-3 * float(med.abs()))
+        """``(x - median) / (1.4826 * MAD)``, the spread floored at ``1e-3 * (1 + |median|)`` so
+        constant data gives finite scores (:func:`~secure_train.core.robust_stats.robust_z`)."""
+        return robust_stats.robust_z(x, floor=1e-3, relative_floor=1e-3)
 
     # -- training -------------------------------------------------------------------------
     def folds(self, records: Sequence[TextRecord]) -> list[set[int]]:
