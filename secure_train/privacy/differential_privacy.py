@@ -14,45 +14,50 @@ working because the wrapper shares its ``param_groups``) and the backward pass (
 ``on_before_backward`` / ``on_before_optimizer_step`` hooks). A strategy would have to
 subclass each of Lightning's strategies (single device, DDP) to do the same, and would not
 compose with the user's strategy choice. Nothing here reads a private Trainer attribute.
+
+The parts: :mod:`~secure_train.privacy.loader_replacement` (the Poisson-sampled loader),
+:mod:`~secure_train.privacy.trainer_checks` (what the Trainer may not do),
+:mod:`~secure_train.privacy.budget` (planning σ and the steps a budget allows),
+:mod:`~secure_train.privacy.grad_samples` (per-example gradients of a logical batch, ``hooks``)
+and :mod:`~secure_train.privacy.ghost_clipping` (``ghost``); this module is the callback.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy, SingleDeviceStrategy
-from lightning.pytorch.trainer.states import RunningStage
-from opacus import __version__ as _OPACUS_VERSION
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.grad_sample import GradSampleModule
-from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
 from opacus.optimizers import (
     DistributedDPOptimizer,
     DPOptimizer,
     DPOptimizerFastGradientClipping,
 )
 from opacus.validators import ModuleValidator
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from typing_extensions import override
 
 from secure_train.core.audit_log import get_audit_log
 from secure_train.core.distributed import destroy_process_group_at_exit
 from secure_train.core.errors import ConfigError
+from secure_train.privacy.budget import default_delta, max_steps_within, steps_from_trainer
+from secure_train.privacy.ghost_clipping import GhostClipping, untie_shared_weights
+from secure_train.privacy.grad_samples import prepare_grad_samples
+from secure_train.privacy.loader_replacement import LoaderReplacement
 from secure_train.privacy.poisson import PoissonBatchSampler
 from secure_train.privacy.trainable import restrict_trainable
+from secure_train.privacy.trainer_checks import check_trainer
 
 __all__ = ["DifferentialPrivacy"]
 
 _MODES = ("hooks", "ghost")
 _ACCOUNTANTS = ("prv", "rdp")
-_PRECISIONS = ("32-true", "32", "bf16-mixed")
 
 
 class DifferentialPrivacy(Callback):
@@ -186,13 +191,12 @@ class DifferentialPrivacy(Callback):
         self._accumulate = 1
         self._world_size = 1
         self._gsm: GradSampleModule | None = None
+        self._ghost: GhostClipping | None = None
         self._optimizer: DPOptimizer | None = None
         self._original_optimizer: torch.optim.Optimizer | None = None
         self._sampler: PoissonBatchSampler | None = None
-        self._patched: Any = None
-        self._planned = False
+        self._loaders: LoaderReplacement | None = None
         self._micro_dummy: list[bool] = []
-        self._ghost_handles: list[Any] = []
         self._loaded: dict[str, Any] | None = None
 
     # -- public ---------------------------------------------------------------------------
@@ -241,17 +245,22 @@ class DifferentialPrivacy(Callback):
         if stage != "fit":
             return
         destroy_process_group_at_exit()
-        self._check_trainer(trainer)
+        check_trainer(trainer, self.grad_sample_mode)
         self._world_size = trainer.world_size
         self._accumulate = int(trainer.accumulate_grad_batches)
-        self._planned = False
-        self._wrap_process_dataloader(trainer)
+        self._loaders = LoaderReplacement(
+            on_plan=self._plan, world_size=self._world_size, accumulate=self._accumulate, seed=self.seed
+        )
+        self._loaders.attach(trainer)
         if self.freeze_embeddings:
-            self._freeze_embeddings(pl_module)
+            for module in pl_module.modules():
+                if isinstance(module, torch.nn.Embedding):
+                    module.weight.requires_grad_(False)
         if self.trainable is not None:
             restrict_trainable(pl_module, self.trainable)
         self.trainable_parameters = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
-        self._check_tied(pl_module)
+        if self.grad_sample_mode == "ghost":
+            untie_shared_weights(pl_module, untie=self.untie_embeddings)
         errors = ModuleValidator.validate(pl_module, strict=False)
         if errors:
             raise ConfigError(
@@ -260,123 +269,19 @@ class DifferentialPrivacy(Callback):
                 "BatchNorm with GroupNorm)"
             )
         if self.grad_sample_mode == "ghost":
-            self._gsm = GradSampleModuleFastGradientClipping(
-                pl_module, max_grad_norm=self.max_grad_norm, use_ghost_clipping=True, loss_reduction="mean"
-            )
+            self._ghost = GhostClipping(pl_module, max_grad_norm=self.max_grad_norm)
+            self._gsm = self._ghost.gsm
         else:
             self._gsm = GradSampleModule(pl_module, loss_reduction="mean", strict=False)
 
-    def _check_trainer(self, trainer: pl.Trainer) -> None:
-        strategy = trainer.strategy
-        if isinstance(strategy, FSDPStrategy | ModelParallelStrategy):
-            raise ConfigError(
-                f"DifferentialPrivacy does not support {type(strategy).__name__}: Opacus ships FSDP ghost clipping "
-                f"(opacus>=1.6, installed {_OPACUS_VERSION}) for FSDP2 (fully_shard) modules sharded by its own "
-                "FSDP2Wrapper, which Lightning's FSDPStrategy (FSDP1 FullyShardedDataParallel) does not produce and "
-                "which is not wired to ModelParallelStrategy here yet; use a single device or DDP"
-            )
-        if not isinstance(strategy, SingleDeviceStrategy | DDPStrategy):
-            raise ConfigError(
-                f"DifferentialPrivacy supports single-device and DDP strategies, got {type(strategy).__name__}"
-            )
-        if isinstance(strategy, DDPStrategy) and self.grad_sample_mode == "ghost":
-            raise ConfigError(
-                "grad_sample_mode='ghost' does not support DDP (Lightning's DDP reducer allows one backward per "
-                "step and ghost clipping needs two); use grad_sample_mode='hooks'"
-            )
-        if str(trainer.precision) not in _PRECISIONS:
-            raise ConfigError(
-                f"DifferentialPrivacy supports precision 32-true and bf16-mixed, got {trainer.precision!r}: "
-                "fp16 loss scaling would scale per-sample gradients before clipping, and half-precision "
-                "parameters would round the noise"
-            )
-        if trainer.gradient_clip_val:
-            raise ConfigError(
-                f"Trainer(gradient_clip_val={trainer.gradient_clip_val}) clips the batch gradient, which breaks "
-                "DP-SGD's sensitivity bound; per-example clipping is DifferentialPrivacy(max_grad_norm=...)"
-            )
-        if trainer.accumulate_grad_batches > 1 and self.grad_sample_mode == "ghost":
-            raise ConfigError(
-                f"accumulate_grad_batches={trainer.accumulate_grad_batches} is supported with "
-                "grad_sample_mode='hooks' only"
-            )
-
-    def _wrap_process_dataloader(self, trainer: pl.Trainer) -> None:
-        """Route every training loader through :meth:`_private_loader` (``Strategy.process_dataloader``).
-
-        Lightning passes each training loader, whatever its source, to the strategy's public
-        ``process_dataloader`` hook after injecting its distributed sampler; the wrapper returns
-        the Poisson-sampled copy there, so ``trainer.fit(model, loader)`` needs nothing from the user.
-        """
-        strategy = trainer.strategy
-        original: Callable[[object], object] = strategy.process_dataloader
-
-        def process_dataloader(dataloader: object) -> object:
-            if trainer.state.stage == RunningStage.TRAINING:
-                dataloader = self._private_loader(trainer, dataloader)
-            return original(dataloader)
-
-        strategy.process_dataloader = process_dataloader  # type: ignore[method-assign]
-        self._patched = strategy
-
-    def _private_loader(self, trainer: pl.Trainer, loader: object) -> DataLoader[Any]:
-        """A Poisson-sampled copy of the training ``loader``; plans σ and the steps on first use."""
-        if not isinstance(loader, DataLoader):
-            raise ConfigError(
-                f"DifferentialPrivacy needs the training data as one torch DataLoader, got {type(loader).__name__}"
-            )
-        dataset = loader.dataset
-        if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized):
-            raise ConfigError(
-                f"DifferentialPrivacy cannot Poisson-sample {type(dataset).__name__}: DP-SGD draws examples by index, "
-                "so the training dataset must be map-style with a length (not an IterableDataset)"
-            )
-        n = len(dataset)
-        if n == 0:
-            raise ConfigError("the training dataset is empty")
-        given = loader.batch_sampler if isinstance(loader.batch_sampler, PoissonBatchSampler) else None
-        if given is not None:  # poisson_loader(loader): its rate is the one accounted
-            q, seed, steps_per_epoch = given.sample_rate, given.seed, given.steps_per_epoch
-        elif loader.batch_size is None:
-            raise ConfigError(
-                "the training DataLoader has a custom batch_sampler, so its expected batch size is unknown: give it "
-                "a batch_size, or pass secure_train.privacy.poisson_loader(loader, sample_rate=...)"
-            )
-        else:
-            q = min(1.0, loader.batch_size * self._world_size * self._accumulate / n)
-            seed, steps_per_epoch = self.seed, max(1, round(1.0 / q))
-        if self._planned and not (math.isclose(q, self.sample_rate or 0.0, rel_tol=1e-12) and n == self.num_samples):
-            raise ConfigError(
-                f"the reloaded training loader has sample rate {q} over {n} examples, the run was planned with "
-                f"{self.sample_rate} over {self.num_samples}: keep the training data fixed under DP"
-            )
-        if isinstance(loader.sampler, DistributedSampler):
-            base: Any = loader.sampler  # Lightning's: its rank / num_replicas pick this rank's shard
-        elif self._world_size > 1:
-            base = DistributedSampler(dataset, num_replicas=self._world_size, rank=trainer.global_rank, shuffle=False)
-        else:
-            base = range(n)
-        sampler = PoissonBatchSampler(base, q, steps_per_epoch, accumulate=self._accumulate, seed=seed)
-        private = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=loader.num_workers,
-            collate_fn=loader.collate_fn,
-            pin_memory=loader.pin_memory,
-            worker_init_fn=loader.worker_init_fn,
-            persistent_workers=loader.persistent_workers,
-        )
-        if not self._planned:
-            self._plan(trainer, q, n, steps_per_epoch)
-        return private
-
     def _plan(self, trainer: pl.Trainer, q: float, n: int, steps_per_epoch: int) -> None:
-        self.sample_rate, self.num_samples, self._planned = q, n, True
-        planned = self.steps if self.steps is not None else self._steps_from_trainer(trainer, steps_per_epoch)
+        """Fix the sample rate, the planned steps and (from ``target_epsilon``) σ: the first loader's sampling."""
+        self.sample_rate, self.num_samples = q, n
+        planned = self.steps if self.steps is not None else steps_from_trainer(trainer, steps_per_epoch)
         if planned is None:
             raise ConfigError("DifferentialPrivacy needs steps=..., or Trainer max_epochs / max_steps, to plan ε")
         self.planned_steps = planned
-        self._trainer_steps = planned if self.steps is None else self._steps_from_trainer(trainer, steps_per_epoch)
+        self._trainer_steps = planned if self.steps is None else steps_from_trainer(trainer, steps_per_epoch)
         if self.target_epsilon is not None and self.noise_multiplier is None:
             self.noise_multiplier = float(
                 get_noise_multiplier(
@@ -388,46 +293,21 @@ class DifferentialPrivacy(Callback):
                 )
             )
 
-    @staticmethod
-    def _steps_from_trainer(trainer: pl.Trainer, steps_per_epoch: int) -> int | None:
-        by_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
-        by_epochs = trainer.max_epochs * steps_per_epoch if trainer.max_epochs and trainer.max_epochs > 0 else None
-        limits = [s for s in (by_steps, by_epochs) if s is not None]
-        return min(limits) if limits else None
-
     def _delta(self) -> float:
         if self.delta is not None:
             return self.delta
         if self.num_samples is None:
             raise ConfigError("delta is not known before setup: give delta=...")
-        return 1.0 / self.num_samples**1.1
+        return default_delta(self.num_samples)
 
-    def _freeze_embeddings(self, pl_module: pl.LightningModule) -> None:
-        for module in pl_module.modules():
-            if isinstance(module, torch.nn.Embedding):
-                module.weight.requires_grad_(False)
-
-    def _check_tied(self, pl_module: pl.LightningModule) -> None:
-        owners: dict[int, list[tuple[torch.nn.Module, str]]] = {}
-        for module in pl_module.modules():
-            for name, param in module.named_parameters(recurse=False):
-                if param.requires_grad:
-                    owners.setdefault(id(param), []).append((module, name))
-        shared = [o for o in owners.values() if len(o) > 1]
-        if not shared or self.grad_sample_mode != "ghost":
-            return  # hooks mode sums the per-sample gradients of every use of a shared weight
-        if not self.untie_embeddings:
-            names = ", ".join(f"{type(m).__name__}.{n}" for m, n in shared[0])
+    def _noise_and_rate(self) -> tuple[float, float]:
+        """``(noise_multiplier, sample_rate)`` of the planned run."""
+        if self.noise_multiplier is None or self.sample_rate is None:
             raise ConfigError(
-                f"grad_sample_mode='ghost' cannot clip a weight shared by several layers ({names}: tied "
-                "embeddings); set untie_embeddings=True to give the output layer its own copy, or use 'hooks'"
+                "DifferentialPrivacy has no plan yet: the training loader was not replaced (is the callback "
+                "attached to the Trainer that runs fit?)"
             )
-        for owner_list in shared:
-            for module, name in owner_list[1:]:
-                setattr(module, name, torch.nn.Parameter(getattr(module, name).detach().clone()))
-        config = getattr(getattr(pl_module, "model", None), "config", None)
-        if config is not None and hasattr(config, "tie_word_embeddings"):
-            config.tie_word_embeddings = False
+        return self.noise_multiplier, self.sample_rate
 
     # -- optimizer ------------------------------------------------------------------------
     @override
@@ -438,14 +318,24 @@ class DifferentialPrivacy(Callback):
 
     def _wrap_optimizer(self, trainer: pl.Trainer) -> None:
         """Wrap the user's optimizer in Opacus's (once the loader has fixed the sample rate)."""
-        assert self.sample_rate is not None and self.num_samples is not None and self.noise_multiplier is not None
         if self._loaded is not None:
             self._apply_loaded()
-        self.max_steps_in_budget = self._max_steps_within(self.budget)
+        noise, rate = self._noise_and_rate()
+        if self.budget is None:
+            self.max_steps_in_budget = None
+        else:
+            self.max_steps_in_budget = max_steps_within(
+                self.budget,
+                accountant=self.accountant_name,
+                noise_multiplier=noise,
+                sample_rate=rate,
+                delta=self._delta(),
+                limit=max(1, self.planned_steps or 1, self._trainer_steps or 1),
+            )
         original = trainer.optimizers[0]
-        expected = self.sample_rate * self.num_samples / self._world_size
+        expected = rate * (self.num_samples or 0) / self._world_size
         kwargs: dict[str, Any] = {
-            "noise_multiplier": self.noise_multiplier,
+            "noise_multiplier": noise,
             "max_grad_norm": self.max_grad_norm,
             "expected_batch_size": expected,
             "loss_reduction": "mean",
@@ -464,42 +354,16 @@ class DifferentialPrivacy(Callback):
         trainer.optimizers = [optimizer]
 
     def _on_noisy_step(self, optimizer: DPOptimizer) -> None:
-        assert self.noise_multiplier is not None and self.sample_rate is not None
-        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+        noise, rate = self._noise_and_rate()
+        self.accountant.step(noise_multiplier=noise, sample_rate=rate)
         self.steps_done += 1
-
-    def _max_steps_within(self, budget: float | None) -> int | None:
-        """The most steps whose ε at δ stays <= ``budget`` (``None``: no budget)."""
-        if budget is None:
-            return None
-        assert self.noise_multiplier is not None and self.sample_rate is not None
-
-        def eps(steps: int) -> float:
-            if steps == 0:
-                return 0.0
-            acc = create_accountant(self.accountant_name)
-            acc.history = [(self.noise_multiplier, self.sample_rate, steps)]
-            return float(acc.get_epsilon(delta=self._delta()))
-
-        if self.noise_multiplier == 0:
-            return 0
-        # Training never runs past the Trainer's own limit, so the search stops there: PRV accounting
-        # of many steps is slow (tens of seconds at 10k steps), RDP is not.
-        hi = max(1, self.planned_steps or 1, self._trainer_steps or 1)
-        if eps(hi) <= budget:
-            return hi
-        lo = 0
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if eps(mid) <= budget else (lo, mid)
-        return lo
 
     # -- steps ----------------------------------------------------------------------------
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
         sampler = getattr(loader, "batch_sampler", None)
-        if not isinstance(sampler, PoissonBatchSampler) or not self._planned:
+        if not isinstance(sampler, PoissonBatchSampler) or self._loaders is None or not self._loaders.planned:
             raise ConfigError(
                 f"DifferentialPrivacy could not replace the training loader ({type(loader).__name__}) with a "
                 f"Poisson-sampled one: did the strategy {type(trainer.strategy).__name__} wrap it?"
@@ -525,10 +389,9 @@ class DifferentialPrivacy(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         dummy = bool(self._sampler.dummy_flags.popleft()) if self._sampler and self._sampler.dummy_flags else False
-        if not self._micro_dummy and self._would_exceed_budget():
+        if not self._micro_dummy and self._would_exceed_budget() and self._optimizer is not None:
             # Fail closed: a step past the budget must never be released (Trainer(min_epochs=...) can
             # keep the loop running after should_stop).
-            assert self._optimizer is not None
             self._optimizer.signal_skip_step(True)
             trainer.should_stop = True
         self._micro_dummy.append(dummy)
@@ -538,75 +401,21 @@ class DifferentialPrivacy(Callback):
 
     @override
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        if self.grad_sample_mode != "ghost":
+        if self._ghost is None or self._optimizer is None:
             return
-        assert isinstance(self._gsm, GradSampleModuleFastGradientClipping) and self._optimizer is not None
-        node = loss.grad_fn
-        while node is not None and type(node).__name__ == "DivBackward0":  # Lightning's loss / accumulate (= 1)
-            node = node.next_functions[0][0]
-        kind = type(node).__name__ if node is not None else None
-        if kind not in ("MeanBackward0", "SumBackward0"):
-            raise ConfigError(
-                "grad_sample_mode='ghost' needs the training loss to be the mean (or sum) of a per-example loss "
-                f"vector, e.g. F.cross_entropy(..., reduction='none').mean(); got a loss made by {kind}"
-            )
-        per_sample_node = node.next_functions[0][0]  # type: ignore[union-attr]
-        loss.backward(retain_graph=True)  # first pass: per-sample norms (hooks on)
-        self._optimizer.zero_grad(set_to_none=True)
-        coeff = self._gsm.get_clipping_coef().detach()
-        if self._micro_dummy and self._micro_dummy[-1]:
-            coeff = torch.zeros_like(coeff)
-        self._gsm.disable_hooks()
-
-        def reweight(grad_outputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-            grad = grad_outputs[0]
-            if grad.shape != coeff.shape:
-                raise ConfigError(
-                    "grad_sample_mode='ghost' needs the training loss to be the mean of one loss per example; "
-                    f"the reduced tensor has shape {tuple(grad.shape)} for {coeff.shape[0]} examples"
-                )
-            scale = grad.shape[0] if kind == "MeanBackward0" else 1
-            return (grad * coeff.to(grad) * scale,)
-
-        if per_sample_node is None:
-            raise ConfigError("grad_sample_mode='ghost': the per-example losses are not part of the graph")
-        self._ghost_handles.append(per_sample_node.register_prehook(reweight))
+        self._ghost.before_backward(loss, self._optimizer, dummy=bool(self._micro_dummy and self._micro_dummy[-1]))
 
     @override
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.grad_sample_mode == "ghost" and self._gsm is not None:
-            for handle in self._ghost_handles:
-                handle.remove()
-            self._ghost_handles.clear()
-            self._gsm.enable_hooks()  # type: ignore[no-untyped-call]
+        if self._ghost is not None:
+            self._ghost.after_backward()
 
     @override
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        if self.grad_sample_mode != "hooks" or self._optimizer is None:
-            self._micro_dummy.clear()
-            return
-        flags = self._micro_dummy
-        params = self._optimizer.params
-        ref = next((p.grad_sample for p in params if getattr(p, "grad_sample", None) is not None), None)
-        if ref is None:
-            raise ConfigError("no per-sample gradients were computed: is the model's forward run in training_step?")
-        ref_chunks = ref if isinstance(ref, list) else [ref]
-        for p in params:
-            gs = getattr(p, "grad_sample", None)
-            if gs is None:  # parameter unused this step: every example's gradient is 0
-                chunks = [torch.zeros((len(r), *p.shape), device=p.device, dtype=p.dtype) for r in ref_chunks]
-            else:
-                chunks = list(gs) if isinstance(gs, list) else [gs]
-            if len(chunks) != len(flags):
-                raise RuntimeError(f"{len(chunks)} per-sample gradient chunks for {len(flags)} micro-batches")
-            for i, dummy in enumerate(flags):
-                if dummy:
-                    chunks[i] = torch.zeros_like(chunks[i])
-                elif self._accumulate > 1:
-                    chunks[i] = chunks[i] * self._accumulate  # Lightning divided the loss by accumulate
-            p.grad_sample = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+        if self.grad_sample_mode == "hooks" and self._optimizer is not None:
+            prepare_grad_samples(self._optimizer.params, self._micro_dummy, accumulate=self._accumulate)
         self._micro_dummy = []
 
     @override
@@ -651,12 +460,14 @@ class DifferentialPrivacy(Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if self._gsm is not None:
+        if self._ghost is not None:
+            self._ghost.close()
+            self._ghost = None
+        elif self._gsm is not None:
             self._gsm._close()
-            self._gsm = None
-        if self._patched is not None:
-            del self._patched.process_dataloader  # the instance attribute; the class's method shows again
-            self._patched = None
+        self._gsm = None
+        if self._loaders is not None:
+            self._loaders.detach()  # the class's process_dataloader shows again
         if self._original_optimizer is not None:
             trainer.optimizers = [self._original_optimizer]
             self._optimizer = None
@@ -683,7 +494,8 @@ class DifferentialPrivacy(Callback):
 
     def _apply_loaded(self) -> None:
         state, self._loaded = self._loaded, None
-        assert state is not None
+        if state is None:
+            return
         if state["accountant"] != self.accountant_name:
             raise ConfigError(
                 f"the checkpoint's privacy accountant is {state['accountant']!r}, this run's is "
