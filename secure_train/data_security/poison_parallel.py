@@ -28,7 +28,7 @@ Example:
     >>> _ = open(os.path.join(d, "a.jsonl"), "w").write("".join(json.dumps(r) + "\\n" for r in rows))
     >>> report = ParallelPoisonDetector(min_count=10).detect(d)
     >>> [g["ngram"] for g in report.ngrams][:1], len(report.flagged_ids)
-    (['cf'], 30)
+    (['cf plain words'], 30)
 """
 
 from __future__ import annotations
