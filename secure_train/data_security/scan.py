@@ -278,7 +278,8 @@ class DataScanner:
         try:
             for rec in records:
                 report.n_records += 1
-                leaves_in.append(_leaf(_record_bytes(rec)))
+                leaf = _leaf(_record_bytes(rec))
+                leaves_in.append(leaf)
                 findings = self.scan_record(rec)
                 for f in findings:
                     report.add(f)
@@ -301,7 +302,7 @@ class DataScanner:
                         + "\n"
                     )
                 if kept is not None:
-                    leaves_out.append(_leaf(_record_bytes(kept)))
+                    leaves_out.append(leaf if kept is rec else _leaf(_record_bytes(kept)))
                 yield rec, kept
         finally:
             if quarantine is not None:

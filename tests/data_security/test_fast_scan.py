@@ -262,3 +262,15 @@ def test_homoglyph_unicode_path_unchanged() -> None:
     for engine in FAST:
         assert [f.kind for f in InjectionScanner(engine=engine).scan(text, 0, "t")] == ["ignore_previous"]
     assert re.search("[^\x00-\x7f]", text)
+
+
+def test_scanners_pickle_for_workers() -> None:
+    """Ray and multiprocessing workers receive pickled scanners: the compiled database stays behind."""
+    import pickle
+
+    for engine in FAST:
+        scanner = DataScanner(("injection", "pii"), engine=engine)
+        text = REFERENCE_TEXTS[1]
+        before = scanner.injection.scan(text, 0, "t") + scanner.pii.scan(text, 0, "t")
+        clone = pickle.loads(pickle.dumps(scanner))
+        assert clone.injection.scan(text, 0, "t") + clone.pii.scan(text, 0, "t") == before

@@ -179,6 +179,10 @@ class Prefilter:
         self.patterns = tuple((p, 0) if isinstance(p, str) else (p[0], int(p[1])) for p in patterns)
         self._db: _Database | None = None
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the compiled database (Ray / multiprocessing workers compile their own)."""
+        return {**self.__dict__, "_db": None}
+
     @property
     def active(self) -> bool:
         """Whether a multi-pattern engine is in use (``False``: ``candidates`` is always ``None``)."""
