@@ -498,7 +498,8 @@ def _dup_partition(task: Mapping[str, Any], files: Sequence[str], near: bool) ->
                 out["sample_id"].append(sid)
                 out["kind"].append("near")
                 out["detail"].append(json.dumps({"of": other, "other_label": other_label, "label": label}))
-    return out
+    # typed even when empty: a worker whose partitions hold no duplicate must not write null columns
+    return pa.table(out, schema=pa.schema([("sample_id", pa.int64()), ("kind", pa.string()), ("detail", pa.string())]))
 
 
 def _repeated(t: Any, key: str) -> Any:

@@ -141,7 +141,7 @@ def _select(batch: Any, labels: bool) -> Any:
 
 def _flag_shard(
     task: Mapping[str, Any], accepted: Sequence[tuple[str, int]], text_column: str, label_column: str | None
-) -> dict[str, list[int]]:
+) -> Any:
     """Flag pass: ``(sample_id, index of the accepted n-gram)`` for every match with its label."""
     out: dict[str, list[int]] = {"sample_id": [], "ngram": []}
     for batch in read_shard(task, text_column, label_column):
@@ -153,7 +153,9 @@ def _flag_shard(
                 if glabel == label and f" {gram} " in padded:
                     out["sample_id"].append(sid)
                     out["ngram"].append(k)
-    return out
+    import pyarrow as pa  # typed even when empty: a shard without a match must not write null columns
+
+    return pa.table(out, schema=pa.schema([("sample_id", pa.int64()), ("ngram", pa.int64())]))
 
 
 @dataclass
