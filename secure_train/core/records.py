@@ -99,7 +99,7 @@ def iter_rows(
     id_offset: int = 0,
     labels: str = "required",
     on_header: Callable[[list[str]], None] | None = None,
-    on_line: Callable[[str], None] | None = None,
+    on_line: Callable[[str], object] | None = None,
 ) -> Iterator[tuple[TextRecord, Any]]:
     """Stream ``(record, row)`` pairs: the :class:`TextRecord` and the parsed row it came from
     (the line for plain text, the JSON object, the list of CSV / TSV fields), so a writer can
@@ -136,7 +136,7 @@ def _rows(
     id_offset: int,
     required: bool,
     on_header: Callable[[list[str]], None] | None,
-    on_line: Callable[[str], None] | None,
+    on_line: Callable[[str], object] | None,
 ) -> Iterator[tuple[TextRecord, Any]]:
     name = path.name
     n = 0
@@ -160,6 +160,7 @@ def _rows(
             on_line(line)
         if not line.strip():
             continue
+        row: Any
         if kind == "text":
             rec, row = make(line, None, None, lineno, False), line
         elif kind == "jsonl":
