@@ -15,8 +15,10 @@ Equal semantics need texts on which both engines agree: the prefilter only answe
 texts without the control characters ``\\v \\f \\x1c-\\x1f`` (Python's ``\\s`` takes those,
 Hyperscan's and RE2's do not all); for any other text :meth:`Prefilter.candidates` returns
 ``None`` and every pattern runs. ``tests/data_security/test_fast_scan.py`` compares the two paths.
-``engine="auto"`` takes Hyperscan, else RE2, else ``re`` (Hyperscan measured faster:
-``benchmarks/scanner_quality.py --sections speed``).
+``engine="auto"`` takes Hyperscan, else RE2, else ``re``. The two engines measured within
+noise of each other (``python -m benchmarks.scanner_quality --sections speed``): the time left
+is Python's (decoding views, the ``re`` rules that run), not the prefilter's; Hyperscan takes
+~1.5 s of CPU to compile the injection rules once per process, RE2 compiles lazily.
 
 Example:
     >>> pf = Prefilter([r"\\bignore\\b", r"(?<!\\d)\\d{3}-\\d{4}"], engine="auto")
