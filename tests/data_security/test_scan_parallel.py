@@ -79,6 +79,23 @@ def test_two_workers_equal_one(shards, one_worker, tmp_path):
     assert not one_worker.ok and "injection" in one_worker.failed
 
 
+def test_two_workers_with_empty_partitions(tmp_path):
+    """Workers whose first hash partitions hold no duplicate write typed, empty outputs that merge
+    with later partitions that do (this corpus once failed with null-typed columns)."""
+    from secure_train.data import synthetic_classification
+
+    folder = tmp_path / "synthetic"
+    folder.mkdir()
+    for shard in range(4):
+        recs = synthetic_classification(200, seed=shard, id_offset=200 * shard)
+        rows = "".join(json.dumps({"sentence": r.text, "label": r.label}) + "\n" for r in recs)
+        (folder / f"part-{shard}.jsonl").write_text(rows)
+    one = ParallelScan(workers=1, cache_dir=str(tmp_path / "c1")).scan(folder)
+    two = ParallelScan(workers=2, cache_dir=str(tmp_path / "c2")).scan(folder)
+    assert findings(two) == findings(one)
+    assert two.n_records == 800
+
+
 def test_matches_streaming_scan(shards, one_worker, tmp_path):
     whole = tmp_path / "all.jsonl"
     whole.write_text("".join(p.read_text() for p in shard_files(shards)))
