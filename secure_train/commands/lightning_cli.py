@@ -103,9 +103,20 @@ class SecureTrainCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})  # each run has its own folder
         # --trainer.max_epoch is not max_epochs; a usage error is one line
         kwargs["parser_kwargs"] = {"allow_abbrev": False, "prog": "secure-train", **kwargs.get("parser_kwargs", {})}
-        kwargs.setdefault("parser_class", OneLineErrorParser)
         install_jsonargparse_limits()  # YAML bombs in --config / values: one error line, bounded memory
         super().__init__(pl.LightningModule, pl.LightningDataModule, args=args, **kwargs)  # type: ignore[arg-type]
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """The main and every subcommand parser as :class:`OneLineErrorParser` (Lightning's
+        ``parser_class`` argument does not exist before lightning 2.5; this works with both)."""
+        from jsonargparse import ActionConfigFile
+
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = OneLineErrorParser(**kwargs)
+        parser.add_argument(
+            "-c", "--config", action=ActionConfigFile, help="Path to a configuration file in json or yaml format."
+        )
+        return parser
 
     def instantiate_classes(self) -> None:
         """Build the classes; a ``SecureTrainError`` a constructor raised (a bad setting in the

@@ -99,7 +99,7 @@ def collect_provenance(trainer: pl.Trainer) -> dict[str, Any]:
     """The provenance record of the run at this moment (JSON-serializable dict).
 
     Raises:
-        TypeError: a ``provenance()`` method returned something other than a dict.
+        ConfigError: a ``provenance()`` method returned something other than a dict.
     """
     from secure_train.core.version import __version__
 

@@ -312,7 +312,7 @@ def _requirements(extras: tuple[str, ...]) -> list[Requirement]:
 
 def test_constraints_satisfy_pyproject() -> None:
     """constraints.txt pins every declared distribution inside its range; constraints-lowest.txt pins
-    each core (and sigstore) dependency at exactly its floor."""
+    each core dependency at exactly its floor."""
     _, extras = declared()
     pins = _pins(ROOT / "constraints.txt")
     outside = [f"{r} but constraints.txt: {pins.get(canonicalize_name(r.name))}" for r in _requirements(tuple(extras))
@@ -320,7 +320,7 @@ def test_constraints_satisfy_pyproject() -> None:
     assert outside == []
     lowest = _pins(ROOT / "constraints-lowest.txt")
     not_floor = []
-    for r in _requirements(("sigstore",)):
+    for r in _requirements(()):
         floor = next((s.version for s in r.specifier if s.operator == ">="), None)
         got = lowest.get(canonicalize_name(r.name))
         if floor is None or got is None or Version(got) != Version(floor):

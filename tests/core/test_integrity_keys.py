@@ -122,5 +122,5 @@ def test_collect_provenance_merges_callbacks_and_datamodule(tmp_path: Path) -> N
         def provenance(self) -> list[int]:
             return [1]
 
-    with pytest.raises(TypeError, match="Bad.provenance"):
+    with pytest.raises(ConfigError, match="Bad.provenance"):
         collect_provenance(pl.Trainer(callbacks=[Bad()], logger=False))

@@ -90,6 +90,8 @@ def test_two_workers_with_empty_partitions(tmp_path):
         recs = synthetic_classification(200, seed=shard, id_offset=200 * shard)
         rows = "".join(json.dumps({"sentence": r.text, "label": r.label}) + "\n" for r in recs)
         (folder / f"part-{shard}.jsonl").write_text(rows)
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c2").mkdir()
     one = ParallelScan(workers=1, cache_dir=str(tmp_path / "c1")).scan(folder)
     two = ParallelScan(workers=2, cache_dir=str(tmp_path / "c2")).scan(folder)
     assert findings(two) == findings(one)

@@ -20,12 +20,12 @@ noise of each other (``python -m benchmarks.scanner_quality --sections speed``):
 is Python's (decoding views, the ``re`` rules that run), not the prefilter's; Hyperscan takes
 ~1.5 s of CPU to compile the injection rules once per process, RE2 compiles lazily.
 
-Example:
+Example (``engine="auto"`` without hyperscan or RE2 installed is ``re``: ``candidates`` is ``None``):
     >>> pf = Prefilter([r"\\bignore\\b", r"(?<!\\d)\\d{3}-\\d{4}"], engine="auto")
-    >>> sorted(pf.candidates("please ignore it"))
-    [0]
-    >>> sorted(pf.candidates("call 555-1234 now"))
-    [1]
+    >>> pf.engine == "re" or sorted(pf.candidates("please ignore it")) == [0]
+    True
+    >>> pf.engine == "re" or sorted(pf.candidates("call 555-1234 now")) == [1]
+    True
     >>> pf.candidates("naïve") is None  # not ASCII: the caller runs every pattern
     True
 """
