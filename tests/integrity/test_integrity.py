@@ -226,13 +226,24 @@ def test_killed_process_leaves_nothing_that_verifies(tmp_path: Path, keys: tuple
 
 
 # ---------------------------------------------------------------- model_signing interop
+def _model_signing():
+    """model_signing when the sigstore extra is installed (a skip otherwise); a broken install fails."""
+    import importlib.util
+
+    if importlib.util.find_spec("model_signing") is None:
+        pytest.skip("the sigstore extra (model-signing) is not installed")
+    import model_signing
+
+    return model_signing
+
+
 def _model_signing_cli() -> list[str]:
     exe = shutil.which("model_signing", path=os.path.dirname(sys.executable)) or shutil.which("model_signing")
     return [exe] if exe else [sys.executable, "-m", "model_signing"]
 
 
 def test_model_signing_cli_verifies_our_signature(tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    pytest.importorskip("model_signing", reason="the sigstore extra (model-signing) is not installed")
+    _model_signing()
     priv, pub = keys
     ckpt = tmp_path / "epoch=1-step=10.ckpt"
     _save_signed(ckpt, priv)
@@ -248,7 +259,7 @@ def test_model_signing_cli_verifies_our_signature(tmp_path: Path, keys: tuple[Pa
 
 
 def test_we_verify_a_model_signing_signature(tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    model_signing = pytest.importorskip("model_signing", reason="the sigstore extra (model-signing) is not installed")
+    model_signing = _model_signing()
 
     priv, pub = keys
     f = tmp_path / "weights.bin"
@@ -469,7 +480,7 @@ def test_signed_but_pickled_object_refused_by_weights_only(tmp_path: Path, keys:
 
 def test_sigstore_keyless_is_a_pass_through(tmp_path: Path, monkeypatch) -> None:
     """Offline: only the wiring to model_signing is checked (no Fulcio / Rekor here)."""
-    model_signing = pytest.importorskip("model_signing", reason="the sigstore extra (model-signing) is not installed")
+    model_signing = _model_signing()
 
     from secure_train.core.sigstore import sign_keyless
 
