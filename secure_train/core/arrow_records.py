@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import Sampler
 
 from secure_train.core.errors import DataError
-from secure_train.core.records import TextRecord, detect_format
+from secure_train.core.records import TextRecord, detect_format, parse_label
 
 if TYPE_CHECKING:
     import datasets
@@ -234,18 +234,7 @@ def _files(path: str) -> list[Path]:
 
 
 def _parse_labels(values: list[Any], where: Callable[[int], str], num_labels: int | None) -> list[int]:
-    out = []
-    for i, value in enumerate(values):
-        if isinstance(value, int) and not isinstance(value, bool):
-            label = value
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            label = int(value.strip())
-        else:
-            raise DataError(f"{where(i)}: label {value!r} is not an integer")
-        if label < 0 or (num_labels is not None and label >= num_labels):
-            raise DataError(f"{where(i)}: label {label} is out of range [0, {num_labels})")
-        out.append(label)
-    return out
+    return [parse_label(value, where(i), num_labels) for i, value in enumerate(values)]
 
 
 _ROWS = 16_384
@@ -279,6 +268,34 @@ def _open_batches(path: Path, kind: str) -> Iterator[pa.RecordBatch]:
                 quoted_strings_can_be_null=False,
             ),
         )
+
+
+def _first_line(kind: str) -> int:
+    """The line of a file's first data row (Parquet: the row index; CSV / TSV: after the header)."""
+    return {"parquet": 0, "jsonl": 1}.get(kind, 2)
+
+
+def _checked_batches(
+    path: Path, kind: str, columns: Sequence[str | None]
+) -> Iterator[tuple[pa.RecordBatch, int, Callable[[int], str]]]:
+    """``(batch, start, where)`` for each record batch of ``path``: ``start`` is the index of the
+    batch's first row in the file, ``where(i)`` names row ``i`` of the batch as ``file:line``.
+
+    Raises:
+        DataError: a column of ``columns`` (``None`` entries are skipped) is missing.
+    """
+    first, start = _first_line(kind), 0
+    for batch in _open_batches(path, kind):
+
+        def where(i: int, start: int = start) -> str:
+            return f"{path.name}:{first + start + i}"
+
+        names = batch.schema.names
+        for col in columns:
+            if col is not None and col not in names:
+                raise DataError(f"{path}: missing column {col!r} (columns: {names})")
+        yield batch, start, where
+        start += batch.num_rows
 
 
 def _strings(col: pa.Array, what: str, where: Callable[[int], str]) -> pa.Array:
@@ -324,23 +341,14 @@ def _convert(
     import pyarrow.compute as pc
 
     text_column, label_column, completion_column = columns
-    first = {"parquet": 0, "jsonl": 1}.get(kind, 2)  # line of the first data row (parquet: row index)
+    first = _first_line(kind)
     schema = _features().arrow_schema
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     rows = 0
     try:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for batch in _open_batches(path, kind):
+            for batch, start, where in _checked_batches(path, kind, columns):
                 n = batch.num_rows
-                start = rows
-
-                def where(i: int, start: int = start) -> str:
-                    return f"{path.name}:{first + start + i}"
-
-                names = batch.schema.names
-                for col in (text_column, label_column, completion_column):
-                    if col is not None and col not in names:
-                        raise DataError(f"{path}: missing column {col!r} (columns: {names})")
                 ids = np.arange(offset + start, offset + start + n, dtype=np.int64)
                 lines = pa.array(np.arange(first + start, first + start + n, dtype=np.int64)).cast(pa.string())
                 completion = (

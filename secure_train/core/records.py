@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from secure_train.core.errors import ConfigError, DataError
 
-__all__ = ["LABELS", "TextRecord", "detect_format", "iter_lines", "iter_rows", "read_records"]
+__all__ = ["LABELS", "TextRecord", "detect_format", "iter_lines", "iter_rows", "parse_label", "read_records"]
 
 _FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text"}
 
@@ -68,23 +68,38 @@ def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
 LABELS = ("required", "optional")
 
 
-def _parse_label(value: Any, where: str, num_labels: int | None, required: bool = True) -> int | None:
-    """An integer label in ``[0, num_labels)``: an ``int`` or a string of digits. With ``required``
-    anything else raises :class:`DataError`; without it (a scan reading any file) it is ``None``."""
-    label: int | None = None
+def parse_label(value: Any, where: str, num_labels: int | None) -> int:
+    """An integer label in ``[0, num_labels)`` from an ``int`` or a string of digits.
+
+    >>> parse_label(" 1 ", "train.tsv:2", 2)
+    1
+    >>> parse_label("pos", "train.tsv:3", 2)
+    Traceback (most recent call last):
+    ...
+    secure_train.core.errors.DataError: train.tsv:3: label 'pos' is not an integer
+
+    Raises:
+        DataError: naming ``where``, when the value is not an integer or is out of range.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         label = value
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
         label = int(value.strip())
-    if label is None:
-        if required:
-            raise DataError(f"{where}: label {value!r} is not an integer")
-        return None
+    else:
+        raise DataError(f"{where}: label {value!r} is not an integer")
     if label < 0 or (num_labels is not None and label >= num_labels):
-        if required:
-            raise DataError(f"{where}: label {label} is out of range [0, {num_labels})")
-        return None
+        raise DataError(f"{where}: label {label} is out of range [0, {num_labels})")
     return label
+
+
+def _label_or_none(value: Any, where: str, num_labels: int | None, required: bool) -> int | None:
+    """:func:`parse_label`; without ``required`` (a scan reading any file) a bad label is ``None``."""
+    try:
+        return parse_label(value, where, num_labels)
+    except DataError:
+        if required:
+            raise
+        return None
 
 
 def iter_rows(
@@ -147,7 +162,7 @@ def _rows(
         where = f"{path}:{lineno}"
         if not isinstance(text, str):
             raise DataError(f"{where}: text {text!r} is not a string")
-        parsed = _parse_label(label, where, num_labels, required) if label_column is not None and has_label else None
+        parsed = _label_or_none(label, where, num_labels, required) if label_column is not None and has_label else None
         if completion is not None and not isinstance(completion, str):
             raise DataError(f"{where}: completion {completion!r} is not a string")
         return TextRecord(text, parsed, id_offset + n, f"{name}:{lineno}", completion)

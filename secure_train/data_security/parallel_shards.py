@@ -39,7 +39,6 @@ from secure_train.core.errors import ConfigError, DataError
 __all__ = ["ENGINES", "MerkleStream", "ShardMap", "read_shard"]
 
 ENGINES = ("local", "ray")
-_FIRST_LINE = {"parquet": 0, "jsonl": 1}  # line of a file's first data row (CSV / TSV: 2)
 
 
 def _kind(path: Path) -> str:
@@ -80,22 +79,13 @@ def read_shard(
     ``file:line`` (the checks of :func:`~secure_train.core.arrow_records.read_arrow`)."""
     import pyarrow as pa
 
-    from secure_train.core.arrow_records import _labels, _open_batches, _strings
+    from secure_train.core.arrow_records import _checked_batches, _labels, _strings
 
     path, kind = Path(str(task["path"])), str(task["kind"])
-    first = _FIRST_LINE.get(kind, 2)
-    offset, start = int(task["offset"]), 0
+    offset = int(task["offset"])
     try:
-        for batch in _open_batches(path, kind):
+        for batch, start, where in _checked_batches(path, kind, (text_column, label_column, completion_column)):
             n = batch.num_rows
-
-            def where(i: int, start: int = start) -> str:
-                return f"{path.name}:{first + start + i}"
-
-            names = batch.schema.names
-            for col in (text_column, label_column, completion_column):
-                if col is not None and col not in names:
-                    raise DataError(f"{path}: missing column {col!r} (columns: {names})")
             labels = (
                 _labels(batch.column(label_column), None, where).to_pylist()
                 if label_column is not None
@@ -111,9 +101,8 @@ def read_shard(
                 "label": labels,
                 "completion": completion,
                 "sample_id": list(range(offset + start, offset + start + n)),
-                "source": [f"{path.name}:{first + start + i}" for i in range(n)],
+                "source": [where(i) for i in range(n)],
             }
-            start += n
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read as {kind}: {str(err).splitlines()[0]}") from None
 

@@ -1,9 +1,11 @@
 import json
+import re
 
 import pytest
 
+from secure_train.core.arrow_records import read_arrow
 from secure_train.core.errors import ConfigError, DataError
-from secure_train.core.records import iter_rows, read_records
+from secure_train.core.records import iter_rows, parse_label, read_records
 
 
 def write(tmp_path, name, content, mode="w"):
@@ -76,3 +78,32 @@ def test_optional_labels_stream_rows_for_scans(tmp_path):
         list(iter_rows(write(tmp_path, "k.jsonl", '{"text": "a"}\n'), labels="optional"))
     with pytest.raises(ConfigError, match="labels must be one of"):
         iter_rows(path, labels="lenient")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, 1), (" 0 ", 0), ("1", 1), (True, "label True is not an integer"), ("1.0", "label '1.0' is not an integer"),
+     (1.0, "label 1.0 is not an integer"), (None, "label None is not an integer"), ("-1", "label -1 is out of range"),
+     (2, "label 2 is out of range [0, 2)")],
+)
+def test_parse_label(value, expected):
+    if isinstance(expected, int):
+        assert parse_label(value, "f.tsv:2", 2) == expected
+    else:
+        with pytest.raises(DataError, match="^" + re.escape(f"f.tsv:2: {expected}")):
+            parse_label(value, "f.tsv:2", 2)
+
+
+@pytest.mark.parametrize("label", ["pos", "-1", "7", "1.5", "", " 1 "])
+def test_memory_and_arrow_readers_parse_labels_alike(tmp_path, label):
+    """Both readers share one label parser: the same label, or the same message for the same row."""
+    path = write(tmp_path, "l.tsv", f"sentence\tlabel\na\t0\nb\t{label}\n")
+    outcomes = []
+    for read in (read_records, lambda p, **kw: list(read_arrow(p, cache_dir=str(tmp_path / "c"), **kw))):
+        try:
+            outcomes.append([r.label for r in read(path, num_labels=2)])
+        except DataError as err:
+            assert "l.tsv:3: label " in str(err)
+            outcomes.append(str(err).split("l.tsv:3: ", 1)[1])
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == [0, 1] if label == " 1 " else isinstance(outcomes[0], str)
