@@ -25,8 +25,9 @@ import torch
 
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import require_choice, require_in_range, require_positive
 from secure_train.core.robust_stats import MAD_SCALE, robust_z
-from secure_train.data_security.poison_ngram import _tokens, ngram_label_statistics
+from secure_train.data_security.poison_ngram import NgramSettings, _tokens, ngram_label_statistics
 from secure_train.data_security.poison_report import PoisonReport
 from secure_train.data_security.poison_representation import (
     activation_clustering_scores,
@@ -99,18 +100,19 @@ def detect_poison(
         expected_rate: spectral signatures flag the top ``1.5 * expected_rate`` of each label
             (Tran et al.); without it, records whose robust z-score (median/MAD) of the spectral
             score exceeds ``spectral_sigma``.
-        max_n, min_count, z_sigma, min_purity, collapse_overlaps: the ``ngram`` detector's settings.
+        max_n, min_count, z_sigma, min_purity, collapse_overlaps: the ``ngram`` detector's settings
+            (:class:`~secure_train.data_security.poison_ngram.NgramSettings`).
         cluster_kwargs: passed to :func:`activation_clustering_scores`.
-        lift_kwargs: passed to :func:`~secure_train.data_security.poison_lift.context_lift_statistics`
-            (``z_threshold``, ``min_purity``, ``min_count``, ``l2``); ``collapse_overlaps`` is shared.
+        lift_kwargs: fields of :class:`~secure_train.data_security.poison_lift.LiftSettings`
+            (``z_threshold``, ``min_purity``, ``min_count``, ``l2``, ``min_df``); ``collapse_overlaps`` is shared.
     """
     unknown = set(methods) - set(METHODS)
     if unknown or not methods:
         raise ConfigError(f"methods must be a non-empty subset of {METHODS}, got {list(methods)}")
-    if combine not in ("any", "all", "majority"):
-        raise ConfigError(f"combine must be 'any', 'all' or 'majority', got {combine!r}")
-    if expected_rate is not None and not 0 < expected_rate < 1:
-        raise ConfigError(f"expected_rate must be in (0, 1), got {expected_rate}")
+    require_choice("detect_poison", "combine", combine, ("any", "all", "majority"))
+    require_in_range("detect_poison", "expected_rate", expected_rate, "(0, 1)", optional=True)
+    require_positive("detect_poison", "spectral_sigma", spectral_sigma)
+    ngram_settings = NgramSettings(max_n, min_count, z_sigma, min_purity, collapse_overlaps)
     needs_features = {"spectral", "clustering"} & set(methods)
     if needs_features and (features is None or len(features) != len(records)):
         raise ConfigError(f"methods {sorted(needs_features)} need features with one row per record")
@@ -118,23 +120,15 @@ def detect_poison(
     detectors: dict[str, dict[str, Any]] = {}
     ngrams: list[dict[str, Any]] = []
     if "ngram" in methods:
-        ngrams, flags = ngram_label_statistics(
-            records,
-            max_n=max_n,
-            min_count=min_count,
-            z_sigma=z_sigma,
-            min_purity=min_purity,
-            collapse_overlaps=collapse_overlaps,
-        )
+        ngrams, flags = ngram_label_statistics(records, ngram_settings)
         flag_t = torch.tensor(flags, dtype=torch.bool)
         detectors["ngram"] = {"scores": flag_t.float(), "flags": flag_t, "n_ngrams": len(ngrams)}
     lift_words: list[dict[str, Any]] = []
     if "lift" in methods:
-        from secure_train.data_security.poison_lift import context_lift_statistics
+        from secure_train.data_security.poison_lift import LiftSettings, context_lift_statistics  # scipy: lazily
 
-        lift_words, lflags = context_lift_statistics(
-            records, collapse_overlaps=collapse_overlaps, **(lift_kwargs or {})
-        )
+        lift = LiftSettings.of(None, **{"collapse_overlaps": collapse_overlaps, **(lift_kwargs or {})})
+        lift_words, lflags = context_lift_statistics(records, lift)
         lflag_t = torch.tensor(lflags, dtype=torch.bool)
         detectors["lift"] = {"scores": lflag_t.float(), "flags": lflag_t, "n_words": len(lift_words)}
     if needs_features and features is not None:

@@ -54,10 +54,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,8 +67,15 @@ from scipy import optimize, sparse
 
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import (
+    config_errors,
+    require_choice,
+    require_in_range,
+    require_int,
+    require_positive,
+)
 
-__all__ = ["context_lift_statistics", "fit_bow_logistic"]
+__all__ = ["LiftSettings", "context_lift_statistics", "fit_bow_logistic"]
 
 
 def _one_blas_thread() -> AbstractContextManager[Any]:
@@ -129,28 +138,57 @@ def _poison_posterior(q: np.ndarray, same: np.ndarray, other: np.ndarray, bins: 
     return np.asarray(share * lo / (share * lo + (1 - share) * ls))
 
 
+@dataclass(frozen=True)
+class LiftSettings:
+    """The ``lift`` detector's settings (see the module docstring); bad values raise ``ConfigError``.
+
+    Example:
+        >>> LiftSettings.of(None, min_df=3).min_df
+        3
+        >>> LiftSettings(l2=0)
+        Traceback (most recent call last):
+        ...
+        secure_train.core.errors.ConfigError: lift: l2 must be > 0, got 0
+    """
+
+    min_count: float = 8.0
+    z_threshold: float = 9.5
+    min_purity: float = 0.6
+    l2: float = 1.0
+    min_df: int = 2
+    collapse_overlaps: bool = True
+
+    def __post_init__(self) -> None:
+        require_positive("lift", "min_count", self.min_count)
+        require_in_range("lift", "z_threshold", self.z_threshold, "(-inf, inf)")
+        require_in_range("lift", "min_purity", self.min_purity, "[0, 1]")
+        require_positive("lift", "l2", self.l2)
+        require_int("lift", "min_df", self.min_df, minimum=1)
+        require_choice("lift", "collapse_overlaps", self.collapse_overlaps, (True, False))
+
+    @classmethod
+    def of(cls, settings: LiftSettings | None = None, **overrides: Any) -> LiftSettings:
+        """``settings`` (default: the defaults) with ``overrides`` (field names) replaced."""
+        with config_errors("lift"):  # an unknown name: a TypeError -> ConfigError
+            return dataclasses.replace(settings or cls(), **overrides)
+
+
 def context_lift_statistics(
-    records: Sequence[TextRecord],
-    *,
-    min_count: float = 8.0,
-    z_threshold: float = 9.5,
-    min_purity: float = 0.6,
-    l2: float = 1.0,
-    min_df: int = 2,
-    collapse_overlaps: bool = True,
+    records: Sequence[TextRecord], settings: LiftSettings | None = None, **overrides: Any
 ) -> tuple[list[dict[str, Any]], list[bool]]:
     """The ``lift`` detector: ``(flagged words, per-record flags)``. See the module docstring.
+
+    Args:
+        records: the records (unlabeled ones are never flagged).
+        settings: :class:`LiftSettings` (default: its defaults); ``overrides``: fields of it
+            (``z_threshold=12``, ``collapse_overlaps=False``, ...).
 
     Each flagged word is a dict ``{"word", "label", "lift_z", "contra_count", "contra_purity",
     "count", "n_records"}`` (counts in families when ``collapse_overlaps``).
     """
-    from secure_train.data_security.poison import _families, _tokens
+    from secure_train.data_security.poison_ngram import _families, _tokens
 
-    if min_count <= 0 or min_df < 1 or l2 <= 0 or not 0 <= min_purity <= 1:
-        raise ConfigError(
-            f"lift: min_count and l2 must be > 0, min_df >= 1, min_purity in [0, 1]; "
-            f"got {min_count}, {l2}, {min_df}, {min_purity}"
-        )
+    s = LiftSettings.of(settings, **overrides)
     idx = [i for i, r in enumerate(records) if r.label is not None]
     flags = [False] * len(records)
     labels = sorted({int(records[i].label) for i in idx})  # type: ignore[arg-type]
@@ -162,7 +200,7 @@ def context_lift_statistics(
     for t in toks:
         for w in set(t):
             df[w] += 1
-    vocab = {w: k for k, w in enumerate(sorted(w for w, c in df.items() if c >= min_df))}
+    vocab = {w: k for k, w in enumerate(sorted(w for w, c in df.items() if c >= s.min_df))}
     rows, cols = [], []
     for r, t in enumerate(toks):
         for w in set(t):
@@ -175,14 +213,14 @@ def context_lift_statistics(
     rows_a, cols_a = np.asarray(rows), np.asarray(cols)
     x = sparse.csr_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(len(toks), len(vocab)))
     y = np.asarray([lab_pos[int(records[i].label)] for i in idx])  # type: ignore[arg-type]
-    w_mat, b = fit_bow_logistic(x, y, len(labels), l2=l2)
+    w_mat, b = fit_bow_logistic(x, y, len(labels), l2=s.l2)
     logits = x @ w_mat + b
     # context logits of each (record, word) pair: the record's logits without the word's weights
     ctx = logits[rows_a] - w_mat[cols_a]
     ctx -= ctx.max(1, keepdims=True)
     p_ctx = np.exp(ctx)
     p_ctx /= p_ctx.sum(1, keepdims=True)
-    fam = np.asarray(_families(toks) if collapse_overlaps else list(range(len(toks))))
+    fam = np.asarray(_families(toks) if s.collapse_overlaps else list(range(len(toks))))
     # weight 1 / (records of the same family that contain the word)
     keys = fam[rows_a].astype(np.int64) * len(vocab) + cols_a
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
@@ -206,7 +244,7 @@ def context_lift_statistics(
         z = (obs - exp) / np.sqrt(np.maximum(var, 1e-9))
         purity = c_k / np.maximum(c_n, 1e-9)
         score = z * purity
-        for k in map(int, np.nonzero((c_k >= min_count) & (score >= z_threshold) & (purity >= min_purity))[0]):
+        for k in map(int, np.nonzero((c_k >= s.min_count) & (score >= s.z_threshold) & (purity >= s.min_purity))[0]):
             found.append(
                 (
                     k,

@@ -37,15 +37,50 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import config_errors, require_choice, require_in_range, require_int
 
-__all__ = ["ngram_label_statistics"]
+__all__ = ["NgramCounts", "NgramSettings", "count_ngrams", "ngram_label_statistics", "ngram_rows", "score_ngrams"]
+
+
+@dataclass(frozen=True)
+class NgramSettings:
+    """The ``ngram`` detector's settings (see the module docstring); bad values raise ``ConfigError``.
+
+    Example:
+        >>> NgramSettings.of(None, max_n=5).max_n
+        5
+        >>> NgramSettings(min_purity=2.0)
+        Traceback (most recent call last):
+        ...
+        secure_train.core.errors.ConfigError: ngram: min_purity must be in [0, 1], got 2.0
+    """
+
+    max_n: int = 4
+    min_count: int = 10
+    z_sigma: float = 3.5
+    min_purity: float = 0.9
+    collapse_overlaps: bool = True
+
+    def __post_init__(self) -> None:
+        require_int("ngram", "max_n", self.max_n, minimum=1)
+        require_int("ngram", "min_count", self.min_count, minimum=1)
+        require_in_range("ngram", "z_sigma", self.z_sigma, "(-inf, inf)")
+        require_in_range("ngram", "min_purity", self.min_purity, "[0, 1]")
+        require_choice("ngram", "collapse_overlaps", self.collapse_overlaps, (True, False))
+
+    @classmethod
+    def of(cls, settings: NgramSettings | None = None, **overrides: Any) -> NgramSettings:
+        """``settings`` (default: the defaults) with ``overrides`` (field names) replaced."""
+        with config_errors("ngram"):  # an unknown name: a TypeError -> ConfigError
+            return dataclasses.replace(settings or cls(), **overrides)
 
 
 def _tokens(text: str) -> list[str]:
@@ -85,60 +120,108 @@ def _contains(big: str, small: str) -> bool:
     return f" {small} " in f" {big} "
 
 
-def ngram_label_statistics(
-    records: Sequence[TextRecord],
-    *,
-    max_n: int = 4,
-    min_count: int = 10,
-    z_sigma: float = 3.5,
-    min_purity: float = 0.9,
-    collapse_overlaps: bool = True,
-) -> tuple[list[dict[str, Any]], list[bool]]:
-    """The ``ngram`` detector: ``(flagged n-grams, per-record flags)``. See the module docstring.
+@dataclass
+class NgramCounts:
+    """The count step of the ``ngram`` detector: per (n-gram, label) the *units* containing it, and
+    the units per label. A unit is a family's records of one label (a record, without
+    ``collapse_overlaps``); its n-grams are the union of theirs. Counts over disjoint sets of
+    units (shards, whole families) add up: :meth:`merge`.
 
-    Each flagged n-gram is a dict ``{"ngram", "label", "z", "count", "purity", "n_records"}``
-    (``count`` in families when ``collapse_overlaps``).
+    Example:
+        >>> a, b = NgramCounts(), NgramCounts()
+        >>> a.add({"cf", "cf film"}, 1)
+        >>> b.add({"cf"}, 1)
+        >>> a.merge(b).grams[("cf", 1)], a.labels[1]
+        (2, 2)
     """
-    if max_n < 1 or min_count < 1:
-        raise ConfigError(f"max_n and min_count must be >= 1, got {max_n}, {min_count}")
-    labeled = [r for r in records if r.label is not None]
-    if not labeled:
-        return [], [False] * len(records)
+
+    grams: Counter[tuple[str, int]] = field(default_factory=Counter)
+    labels: Counter[int] = field(default_factory=Counter)
+
+    def add(self, grams: Iterable[str], label: int) -> None:
+        """Count one unit of label ``label`` with n-grams ``grams`` (each once)."""
+        self.labels[label] += 1
+        self.grams.update((g, label) for g in grams)
+
+    def merge(self, other: NgramCounts) -> NgramCounts:
+        """Add ``other``'s counts to these (in place; returns ``self``)."""
+        self.grams.update(other.grams)
+        self.labels.update(other.labels)
+        return self
+
+
+def count_ngrams(records: Sequence[TextRecord], settings: NgramSettings | None = None) -> NgramCounts:
+    """The count step over records in memory (families from :func:`_families` when
+    ``settings.collapse_overlaps``). The corpus-scale detector
+    (:mod:`~secure_train.data_security.poison_parallel`) computes the same counts shard by shard.
+
+    Example:
+        >>> from secure_train.core.records import TextRecord
+        >>> recs = [TextRecord(t, 1, i, "x") for i, t in enumerate(["a b c", "b c", "b c"])]
+        >>> plain = NgramSettings(collapse_overlaps=False)
+        >>> count_ngrams(recs).grams[("b c", 1)], count_ngrams(recs, plain).grams[("b c", 1)]
+        (1, 3)
+    """
+    s = settings or NgramSettings()
     toks = [_tokens(r.text) for r in records]
-    family = _families(toks) if collapse_overlaps else list(range(len(records)))
-    units: dict[tuple[str, int], set[int]] = defaultdict(set)
+    family = _families(toks) if s.collapse_overlaps else list(range(len(records)))
+    units: dict[tuple[int, int], set[str]] = defaultdict(set)
     for i, r in enumerate(records):
-        if r.label is None:
-            continue
-        for g in _grams(toks[i], max_n):
-            units[(g, r.label)].add(family[i])
-    fam_labels = {(family[i], r.label) for i, r in enumerate(records) if r.label is not None}
-    labels = sorted({y for _, y in fam_labels})
-    prior = {y: sum(1 for _, yy in fam_labels if yy == y) / len(fam_labels) for y in labels}
+        if r.label is not None:
+            units[(family[i], r.label)].update(_grams(toks[i], s.max_n))
+    counts = NgramCounts()
+    for (_, label), grams in units.items():
+        counts.add(grams, label)
+    return counts
+
+
+def _z(k: float, n: float, p: float) -> float:
+    return (k - n * p) / math.sqrt(n * p * (1 - p)) if 0 < p < 1 and n > 0 else 0.0
+
+
+def score_ngrams(counts: NgramCounts, settings: NgramSettings | None = None) -> list[dict[str, Any]]:
+    """The score step: the flagged n-grams, longest first, as dicts ``{"ngram", "label", "z",
+    "count", "k", "purity", "threshold"}`` (``count``: units with the n-gram, ``k``: of its
+    label). Only n-grams in at least ``min_count`` units are tested, so counts without the rarer
+    ones give the same result. Sums are exact (``math.fsum``) and n-grams taken in sorted order:
+    the result does not depend on the order counts were merged in.
+
+    Example:
+        >>> c = NgramCounts()
+        >>> for i in range(2000):
+        ...     c.add({f"w{i % 97}"}, i % 2)
+        >>> for _ in range(20):
+        ...     c.add({"cf", "w1"}, 1)
+        >>> [(a["ngram"], a["label"], a["count"]) for a in score_ngrams(c)]
+        [('cf', 1, 20)]
+    """
+    s = settings or NgramSettings()
+    total = sum(counts.labels.values())
+    labels = sorted(counts.labels)
+    if not total:
+        return []
+    prior = {y: counts.labels[y] / total for y in labels}
     by_gram: dict[str, dict[int, int]] = defaultdict(dict)
-    for (g, y), fams in units.items():
-        by_gram[g][y] = len(fams)
-
-    def z_of(k: float, n: float, p: float) -> float:
-        return (k - n * p) / math.sqrt(n * p * (1 - p)) if 0 < p < 1 and n > 0 else 0.0
-
+    for (g, y), n in counts.grams.items():
+        by_gram[g][y] = n
     cand: list[dict[str, Any]] = []
     zs: list[float] = []
-    for g, per in by_gram.items():
+    for g in sorted(by_gram):
+        per = by_gram[g]
         n = sum(per.values())
-        if n < min_count:
+        if n < s.min_count:
             continue
         for y in labels:
             k = per.get(y, 0)
-            z = z_of(k, n, prior[y])
+            z = _z(k, n, prior[y])
             zs.append(z)
-            if k / n >= min_purity:
+            if k / n >= s.min_purity:
                 cand.append({"ngram": g, "label": y, "z": z, "count": n, "k": k, "purity": k / n})
     if not zs:
-        return [], [False] * len(records)
-    mean = sum(zs) / len(zs)
-    std = math.sqrt(sum((z - mean) ** 2 for z in zs) / len(zs)) or 1.0
-    threshold = mean + z_sigma * std
+        return []
+    mean = math.fsum(zs) / len(zs)
+    std = math.sqrt(math.fsum((z - mean) ** 2 for z in zs) / len(zs)) or 1.0
+    threshold = mean + s.z_sigma * std
     cand = sorted((c for c in cand if c["z"] >= threshold), key=lambda c: (-len(c["ngram"].split()), -c["z"]))
     accepted: list[dict[str, Any]] = []
     for c in cand:
@@ -146,29 +229,66 @@ def ngram_label_statistics(
         if supers:
             top = max(supers, key=lambda a: a["k"])
             n, k = c["count"] - top["count"], c["k"] - top["k"]
-            if n < min_count or k / n < min_purity or z_of(k, n, prior[c["label"]]) < threshold:
+            if n < s.min_count or k / n < s.min_purity or _z(k, n, prior[c["label"]]) < threshold:
                 continue
-        accepted.append(c)
-    flags = [False] * len(records)
-    counts: dict[tuple[str, int], int] = defaultdict(int)
-    for i, r in enumerate(records):
-        if r.label is None:
-            continue
-        text = " " + " ".join(toks[i]) + " "
-        for a in accepted:
-            if a["label"] == r.label and f" {a['ngram']} " in text:
-                flags[i] = True
-                counts[(a["ngram"], a["label"])] += 1
-    out = [
+        accepted.append({**c, "threshold": threshold})
+    return accepted
+
+
+def match_ngrams(tokens: list[str], label: int | None, accepted: Sequence[tuple[str, int]]) -> list[int]:
+    """The flag step for one record: indices of the flagged ``(n-gram, label)`` it carries with
+    their label (an unlabeled record carries none).
+
+    Example:
+        >>> match_ngrams("a cf film".split(), 1, [("cf film", 1), ("cf", 0), ("film", 1)])
+        [0, 2]
+    """
+    if label is None:
+        return []
+    padded = " " + " ".join(tokens) + " "
+    return [k for k, (gram, glabel) in enumerate(accepted) if glabel == label and f" {gram} " in padded]
+
+
+def ngram_rows(accepted: Sequence[Mapping[str, Any]], matched: Mapping[int, int]) -> list[dict[str, Any]]:
+    """Report rows of :func:`score_ngrams`'s n-grams, ``matched[k]`` records flagged by the k-th."""
+    return [
         {
             "ngram": a["ngram"],
             "label": a["label"],
             "z": round(a["z"], 2),
             "count": a["count"],
             "purity": round(a["purity"], 4),
-            "n_records": counts[(a["ngram"], a["label"])],
-            "threshold": round(threshold, 2),
+            "n_records": matched.get(k, 0),
+            "threshold": round(a["threshold"], 2),
         }
-        for a in accepted
+        for k, a in enumerate(accepted)
     ]
-    return out, flags
+
+
+def ngram_label_statistics(
+    records: Sequence[TextRecord], settings: NgramSettings | None = None, **overrides: Any
+) -> tuple[list[dict[str, Any]], list[bool]]:
+    """The ``ngram`` detector: ``(flagged n-grams, per-record flags)``: :func:`count_ngrams`,
+    :func:`score_ngrams`, then :func:`match_ngrams` per record. See the module docstring.
+
+    Args:
+        records: the records (unlabeled ones are never flagged).
+        settings: :class:`NgramSettings` (default: its defaults); ``overrides``: fields of it
+            (``max_n=5``, ``collapse_overlaps=False``, ...).
+
+    Each flagged n-gram is a dict ``{"ngram", "label", "z", "count", "purity", "n_records",
+    "threshold"}`` (``count`` in families when ``collapse_overlaps``).
+    """
+    s = NgramSettings.of(settings, **overrides)
+    flags = [False] * len(records)
+    if all(r.label is None for r in records):
+        return [], flags
+    accepted = score_ngrams(count_ngrams(records, s), s)
+    pairs = [(a["ngram"], a["label"]) for a in accepted]
+    matched: dict[int, int] = defaultdict(int)
+    for i, r in enumerate(records):
+        hits = match_ngrams(_tokens(r.text), r.label, pairs) if pairs else []
+        flags[i] = bool(hits)
+        for k in hits:
+            matched[k] += 1
+    return ngram_rows(accepted, matched), flags
