@@ -15,15 +15,14 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from secure_train.core.keys import PrivateKey, PublicKeyLike, load_public_key
+from secure_train.core.safe_io import sha256_file as _sha256_file
 
 __all__ = ["CHUNK_SIZE", "ec_hash_for", "sha256_file", "sign_bytes", "verify_bytes"]
 
@@ -70,17 +69,6 @@ def verify_bytes(data: bytes, signature: bytes, public_key: PublicKeyLike) -> bo
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes, read in :data:`CHUNK_SIZE` chunks.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.NamedTemporaryFile(delete=False) as fh:
-        ...     _ = fh.write(b"abc")
-        >>> sha256_file(fh.name)[:16]
-        'ba7816bf8f01cfea'
-    """
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(CHUNK_SIZE):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex SHA-256 of a file's bytes: :func:`secure_train.core.safe_io.sha256_file`, read in
+    :data:`CHUNK_SIZE` chunks."""
+    return _sha256_file(path, chunk_size=CHUNK_SIZE)

@@ -95,6 +95,23 @@ def test_sha256_file(tmp_path: Path) -> None:
     assert sha256_file(tmp_path / "f") == hashlib.sha256(b"abc" * 10_000_000).hexdigest()
 
 
+@pytest.mark.parametrize("size", [0, 6, 7, 8, 21])
+def test_sha256_file_is_the_streamed_hash_at_any_chunk_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    import hashlib
+
+    from secure_train.core import safe_io, signing
+
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    monkeypatch.setattr(signing, "CHUNK_SIZE", 7)  # the chunk size signing hashes with
+    assert signing.sha256_file(tmp_path / "f") == safe_io.sha256_file(tmp_path / "f", chunk_size=3)
+    assert signing.sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    monkeypatch.setattr(signing, "_sha256_file", lambda path, chunk_size: f"chunk {chunk_size}")
+    assert signing.sha256_file(tmp_path / "f") == "chunk 7"  # one implementation, signing's chunk size
+
+
 def test_collect_provenance_merges_callbacks_and_datamodule(tmp_path: Path) -> None:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Callback
