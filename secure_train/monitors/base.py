@@ -35,7 +35,13 @@ from typing_extensions import override
 
 from secure_train.core.audit_log import get_audit_log
 from secure_train.core.distributed import destroy_process_group_at_exit
-from secure_train.core.errors import ConfigError
+from secure_train.core.require import (
+    config_errors,
+    require_choice,
+    require_in_range,
+    require_int,
+    require_positive,
+)
 from secure_train.monitors.policy import ACTIONS, run_control
 from secure_train.monitors.stats import RunningStats
 
@@ -79,20 +85,10 @@ class AnomalyMonitor(Callback):
         rollback_skip_batches: int = 10,
         snapshot_every_n_steps: int = 50,
     ) -> None:
-        if action not in self.allowed_actions:
-            raise ConfigError(f"action must be one of {self.allowed_actions}, got {action!r}")
-        for name, value in (
-            ("check_every_n_steps", check_every_n_steps),
-            ("snapshot_every_n_steps", snapshot_every_n_steps),
-        ):
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if rollback_skip_batches < 0:
-            raise ConfigError(f"rollback_skip_batches must be >= 0, got {rollback_skip_batches}")
-        self.action = action
-        self.check_every_n_steps = check_every_n_steps
-        self.rollback_skip_batches = rollback_skip_batches
-        self.snapshot_every_n_steps = snapshot_every_n_steps
+        self.action = require_choice(self, "action", action, self.allowed_actions)
+        self.check_every_n_steps = require_int(self, "check_every_n_steps", check_every_n_steps, minimum=1)
+        self.rollback_skip_batches = require_int(self, "rollback_skip_batches", rollback_skip_batches, minimum=0)
+        self.snapshot_every_n_steps = require_int(self, "snapshot_every_n_steps", snapshot_every_n_steps, minimum=1)
         self.anomalies: list[dict[str, Any]] = []
         self.num_anomalies = 0
         self.metric_names: list[str] = []
@@ -104,6 +100,30 @@ class AnomalyMonitor(Callback):
     @property
     def monitor_name(self) -> str:
         return type(self).__name__
+
+    def spike_stats(
+        self, *, window: int, warmup: int, k: float, min_ratio: float, abs_max: float | None
+    ) -> RunningStats:
+        """Checked log-space statistics for a spike test (loss, gradient norm); kept as ``self.window`` etc.
+
+        Bad settings raise :class:`~secure_train.core.errors.ConfigError` naming the monitor,
+        e.g. ``LossSpikeMonitor: window must be an integer >= 1, got 0``.
+
+        >>> stats = AnomalyMonitor().spike_stats(window=8, warmup=4, k=3.0, min_ratio=2.0, abs_max=None)
+        >>> stats.window, stats.log_space
+        (8, True)
+        """
+        with config_errors(self):  # RunningStats' own checks (warmup <= window) as ConfigError
+            stats = RunningStats(
+                window=require_int(self, "window", window, minimum=1),
+                warmup=require_int(self, "warmup", warmup, minimum=0),
+                k=require_in_range(self, "k", k, "[0, inf)"),
+                log_space=True,
+                min_ratio=require_in_range(self, "min_ratio", min_ratio, "[1, inf)"),
+                abs_max=require_positive(self, "abs_max", abs_max, optional=True),
+            )
+        self.window, self.warmup, self.k, self.min_ratio, self.abs_max = window, warmup, k, min_ratio, abs_max
+        return stats
 
     # -- staging on device ------------------------------------------------------------------
     def stage(self, step: int, bad: torch.Tensor, value: torch.Tensor, threshold: torch.Tensor) -> None:

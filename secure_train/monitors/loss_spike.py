@@ -7,8 +7,7 @@ import torch
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from secure_train.core.require import config_errors, require_in_range, require_int, require_positive
-from secure_train.monitors.base import AnomalyMonitor, RunningStats
+from secure_train.monitors.base import AnomalyMonitor
 
 __all__ = ["LossSpikeMonitor"]
 
@@ -61,22 +60,13 @@ class LossSpikeMonitor(AnomalyMonitor):
         rollback_skip_batches: int = 10,
         snapshot_every_n_steps: int = 50,
     ) -> None:
-        with config_errors(self):  # the policy's and the statistics' own checks, as ConfigError
-            super().__init__(
-                action=action,
-                check_every_n_steps=check_every_n_steps,
-                rollback_skip_batches=rollback_skip_batches,
-                snapshot_every_n_steps=snapshot_every_n_steps,
-            )
-            self.stats = RunningStats(
-                window=require_int(self, "window", window, minimum=1),
-                warmup=require_int(self, "warmup", warmup, minimum=0),
-                k=require_in_range(self, "k", k, "[0, inf)"),
-                log_space=True,
-                min_ratio=require_in_range(self, "min_ratio", min_ratio, "[1, inf)"),
-                abs_max=require_positive(self, "abs_max", abs_max, optional=True),
-            )
-        self.window, self.warmup, self.k, self.min_ratio, self.abs_max = window, warmup, k, min_ratio, abs_max
+        super().__init__(
+            action=action,
+            check_every_n_steps=check_every_n_steps,
+            rollback_skip_batches=rollback_skip_batches,
+            snapshot_every_n_steps=snapshot_every_n_steps,
+        )
+        self.stats = self.spike_stats(window=window, warmup=warmup, k=k, min_ratio=min_ratio, abs_max=abs_max)
         self.metric_names = ["loss"]
         self._step_loss: torch.Tensor | None = None
 

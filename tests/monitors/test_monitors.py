@@ -14,6 +14,7 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from secure_train.core.audit_log import read_events
+from secure_train.core.errors import ConfigError
 from secure_train.models import TextClassifier
 from secure_train.monitors import (
     ActivationMonitor,
@@ -173,6 +174,37 @@ def test_monitors_check_arguments() -> None:
         ActivationMonitor(band=0.5)
     with pytest.raises(ValueError, match="check_every_n_steps"):
         GradNormMonitor(check_every_n_steps=0)
+
+
+@pytest.mark.parametrize("monitor_cls", [LossSpikeMonitor, GradNormMonitor])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 0}, "window must be an integer >= 1, got 0"),
+        ({"window": 8, "warmup": 9}, "warmup must be in [0, window=8], got 9"),
+        ({"k": -1.0}, "k must be in [0, inf), got -1.0"),
+        ({"min_ratio": 0.5}, "min_ratio must be in [1, inf), got 0.5"),
+        ({"abs_max": 0}, "abs_max must be > 0, got 0"),
+        ({"action": "explode"}, "action must be one of ('warn', 'skip', 'halt', 'rollback'), got 'explode'"),
+        ({"check_every_n_steps": "5"}, "check_every_n_steps must be an integer >= 1, got '5'"),
+        ({"rollback_skip_batches": -1}, "rollback_skip_batches must be an integer >= 0, got -1"),
+    ],
+)
+def test_spike_monitors_share_checked_settings(monitor_cls: type, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        monitor_cls(**kwargs)
+    assert str(err.value) == f"{monitor_cls.__name__}: {message}"
+
+
+@pytest.mark.parametrize("monitor_cls", [LossSpikeMonitor, GradNormMonitor])
+def test_spike_monitors_keep_their_settings(monitor_cls: type) -> None:
+    monitor = monitor_cls(window=16, warmup=8, k=4.0, min_ratio=2.0, abs_max=1e3, action="skip")
+    assert (monitor.window, monitor.warmup, monitor.k, monitor.min_ratio, monitor.abs_max) == (16, 8, 4.0, 2.0, 1e3)
+    stats = monitor.stats
+    assert (stats.window, stats.warmup, stats.k, stats.min_ratio, stats.abs_max, stats.log_space) == (
+        16, 8, 4.0, 2.0, 1e3, True
+    )
+    assert monitor.action == "skip"
 
 
 # -- detection and actions ---------------------------------------------------------------------
