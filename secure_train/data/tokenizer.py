@@ -4,6 +4,13 @@ Trained tokenizers put their special tokens first, at fixed ids, so that a model
 a config agrees with them without being told: WordPiece ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3
 [MASK]=4`` (BERT-style classifiers), byte-level BPE ``<pad>=0 <|endoftext|>=1`` (causal LMs).
 
+The WordPiece vocabulary is built here, not by the ``tokenizers`` Rust trainer: that trainer
+breaks frequency ties in hash-map order, so the same corpus gave a different vocabulary in
+every process (and models trained on it differed). :func:`wordpiece_vocab` runs the same
+merge procedure (pairs of ``##``-continued pieces, most frequent first) with a stable tie-break
+(count, then the pair's strings), so the same corpus always gives the same vocabulary; the
+``tokenizers`` library still normalizes, pre-tokenizes and encodes.
+
 Example:
     >>> tok = train_tokenizer(["a good film", "a bad film"] * 20, kind="wordpiece", vocab_size=60,
     ...                       cache_dir=None)
@@ -14,8 +21,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -23,7 +32,14 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 from secure_train.core.errors import ConfigError
 from secure_train.core.require import require_choice, require_int
 
-__all__ = ["BPE_SPECIALS", "WORDPIECE_SPECIALS", "default_cache_dir", "load_tokenizer", "train_tokenizer"]
+__all__ = [
+    "BPE_SPECIALS",
+    "WORDPIECE_SPECIALS",
+    "default_cache_dir",
+    "load_tokenizer",
+    "train_tokenizer",
+    "wordpiece_vocab",
+]
 
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 BPE_SPECIALS = ["<pad>", "<|endoftext|>"]
@@ -72,16 +88,15 @@ def train_tokenizer(
 
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    trainer: trainers.Trainer
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+        words = (w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        tok = Tokenizer(models.WordPiece(vocab=wordpiece_vocab(words, vocab_size), unk_token="[UNK]"))
+        tok.normalizer = normalizer
+        tok.pre_tokenizer = pre_tokenizer
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=WORDPIECE_SPECIALS, show_progress=False
-        )
     else:
+        trainer: trainers.Trainer
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
@@ -91,7 +106,7 @@ def train_tokenizer(
             show_progress=False,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
-    tok.train_from_iterator(texts, trainer=trainer)
+        tok.train_from_iterator(texts, trainer=trainer)
     if kind == "wordpiece":
         from tokenizers.processors import TemplateProcessing
 
@@ -105,6 +120,66 @@ def train_tokenizer(
         os.replace(tmp, cache / "tokenizer.json")
         return _wrap(str(cache / "tokenizer.json"), kind)
     return _wrap_object(tok, kind)
+
+
+def wordpiece_vocab(words: Iterable[str], vocab_size: int, *, prefix: str = "##") -> dict[str, int]:
+    """A WordPiece vocabulary (token -> id) learned from pre-tokenized ``words``, deterministically.
+
+    Special tokens first (:data:`WORDPIECE_SPECIALS`), then every character (word-initial, and
+    ``##``-continued inside a word), then merged pieces in merge order until ``vocab_size``. Each
+    step merges the adjacent pair that occurs most often (weighted by word frequency); ties go to
+    the pair whose strings sort first. The result depends only on the multiset of words.
+
+    >>> list(wordpiece_vocab(["low", "low", "lower"], 12))[5:]  # ties: "##o" + "##w" before "l" + "##o"
+    ['##e', '##o', '##r', '##w', 'l', '##ow', 'low']
+    """
+    counts = Counter(words)
+    uniq = sorted(counts)
+    freq = [counts[w] for w in uniq]
+    split = [[w[0], *(prefix + c for c in w[1:])] for w in uniq]
+    vocab: dict[str, int] = {t: i for i, t in enumerate(WORDPIECE_SPECIALS)}
+    for t in sorted({t for sym in split for t in sym}):
+        vocab.setdefault(t, len(vocab))
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = {}
+    for i, sym in enumerate(split):
+        for pair in zip(sym, sym[1:], strict=False):
+            pairs[pair] += freq[i]
+            where.setdefault(pair, set()).add(i)
+    heap = [(-n, a, b) for (a, b), n in pairs.items()]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size and heap:
+        neg, a, b = heapq.heappop(heap)
+        if pairs.get((a, b), 0) != -neg or -neg <= 0:
+            continue  # a stale entry: the pair's count changed since it was pushed
+        merged = a + b[len(prefix) :]
+        vocab.setdefault(merged, len(vocab))
+        changed: set[tuple[str, str]] = set()
+        for i in sorted(where.pop((a, b), ())):
+            sym = split[i]
+            for pair in zip(sym, sym[1:], strict=False):
+                pairs[pair] -= freq[i]
+                changed.add(pair)
+            out, j = [], 0
+            while j < len(sym):
+                if j + 1 < len(sym) and sym[j] == a and sym[j + 1] == b:
+                    out.append(merged)
+                    j += 2
+                else:
+                    out.append(sym[j])
+                    j += 1
+            split[i] = out
+            for pair in zip(out, out[1:], strict=False):
+                pairs[pair] += freq[i]
+                where.setdefault(pair, set()).add(i)
+                changed.add(pair)
+        for pair in sorted(changed):
+            if pairs[pair] > 0:
+                heapq.heappush(heap, (-pairs[pair], *pair))
+            else:
+                pairs.pop(pair, None)
+                where.pop(pair, None)
+    return vocab
 
 
 def _wrap(file: str, kind: str) -> PreTrainedTokenizerFast:

@@ -68,12 +68,6 @@ def sentence_model(tok) -> TextClassifier:
     return _train(tok, poison(synthetic_classification(1000, seed=2)), seed=2)
 
 
-UNREPRODUCIBLE = pytest.mark.skip(
-    reason="not reproducible across processes: the WordPiece vocabulary tokenizers' Rust trainer builds differs "
-    "per process (ties), so the trained micro models differ and these thresholds hold for some runs only"
-)
-
-
 def _scan(**kwargs) -> TrojanScanner:
     return TrojanScanner(**{"num_inputs": 32, "inversion_steps": 8, "refine_top_m": 3, **kwargs})
 
@@ -91,7 +85,6 @@ def _asr(model, tok, text: str) -> float:
     return float((preds == 1).float().mean())
 
 
-@UNREPRODUCIBLE
 @pytest.mark.slow
 def test_sentence_trigger_that_fires_on_the_probe_join_is_found(tok, sentence_model, clean_model) -> None:
     assert _asr(sentence_model, tok, SENTENCE) >= 0.9  # the backdoor works
@@ -107,7 +100,6 @@ def test_sentence_trigger_that_fires_on_the_probe_join_is_found(tok, sentence_mo
     assert res.backdoor_score > _scan().scan(clean_model, tok, _val()).backdoor_score + 0.2
 
 
-@UNREPRODUCIBLE
 @pytest.mark.slow
 def test_clean_model_passes_on_the_joined_construction(tok, clean_model) -> None:
     res = _scan().scan(clean_model, tok, _val())
