@@ -112,7 +112,9 @@ def detect_poison(
     require_choice("detect_poison", "combine", combine, ("any", "all", "majority"))
     require_in_range("detect_poison", "expected_rate", expected_rate, "(0, 1)", optional=True)
     require_positive("detect_poison", "spectral_sigma", spectral_sigma)
-    ngram_settings = NgramSettings(max_n, min_count, z_sigma, min_purity, collapse_overlaps)
+    ngram_settings = NgramSettings(
+        max_n=max_n, min_count=min_count, z_sigma=z_sigma, min_purity=min_purity, collapse_overlaps=collapse_overlaps
+    )
     needs_features = {"spectral", "clustering"} & set(methods)
     if needs_features and (features is None or len(features) != len(records)):
         raise ConfigError(f"methods {sorted(needs_features)} need features with one row per record")

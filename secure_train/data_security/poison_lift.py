@@ -54,26 +54,20 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import optimize, sparse
 
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
-from secure_train.core.require import (
-    config_errors,
-    require_choice,
-    require_in_range,
-    require_int,
-    require_positive,
-)
+from secure_train.core.require import require_in_range, require_int, require_positive
+from secure_train.data_security.poison_ngram import DetectorSettings, _families, _setting, _tokens
 
 __all__ = ["LiftSettings", "context_lift_statistics", "fit_bow_logistic"]
 
@@ -138,39 +132,22 @@ def _poison_posterior(q: np.ndarray, same: np.ndarray, other: np.ndarray, bins: 
     return np.asarray(share * lo / (share * lo + (1 - share) * ls))
 
 
-@dataclass(frozen=True)
-class LiftSettings:
-    """The ``lift`` detector's settings (see the module docstring); bad values raise ``ConfigError``.
+@dataclass(frozen=True, kw_only=True)
+class LiftSettings(DetectorSettings):
+    """What :func:`context_lift_statistics` takes (each field one of the thresholds above).
 
-    Example:
-        >>> LiftSettings.of(None, min_df=3).min_df
-        3
-        >>> LiftSettings(l2=0)
-        Traceback (most recent call last):
-        ...
-        secure_train.core.errors.ConfigError: lift: l2 must be > 0, got 0
+    >>> LiftSettings(l2=0)
+    Traceback (most recent call last):
+    ...
+    secure_train.core.errors.ConfigError: lift: l2 must be > 0, got 0
     """
 
-    min_count: float = 8.0
-    z_threshold: float = 9.5
-    min_purity: float = 0.6
-    l2: float = 1.0
-    min_df: int = 2
-    collapse_overlaps: bool = True
-
-    def __post_init__(self) -> None:
-        require_positive("lift", "min_count", self.min_count)
-        require_in_range("lift", "z_threshold", self.z_threshold, "(-inf, inf)")
-        require_in_range("lift", "min_purity", self.min_purity, "[0, 1]")
-        require_positive("lift", "l2", self.l2)
-        require_int("lift", "min_df", self.min_df, minimum=1)
-        require_choice("lift", "collapse_overlaps", self.collapse_overlaps, (True, False))
-
-    @classmethod
-    def of(cls, settings: LiftSettings | None = None, **overrides: Any) -> LiftSettings:
-        """``settings`` (default: the defaults) with ``overrides`` (field names) replaced."""
-        with config_errors("lift"):  # an unknown name: a TypeError -> ConfigError
-            return dataclasses.replace(settings or cls(), **overrides)
+    detector: ClassVar[str] = "lift"
+    min_count: float = _setting(8.0, require_positive)
+    z_threshold: float = _setting(9.5, require_in_range, interval="(-inf, inf)")
+    min_purity: float = _setting(0.6, require_in_range, interval="[0, 1]")
+    l2: float = _setting(1.0, require_positive)
+    min_df: int = _setting(2, require_int, minimum=1)
 
 
 def context_lift_statistics(
@@ -186,8 +163,6 @@ def context_lift_statistics(
     Each flagged word is a dict ``{"word", "label", "lift_z", "contra_count", "contra_purity",
     "count", "n_records"}`` (counts in families when ``collapse_overlaps``).
     """
-    from secure_train.data_security.poison_ngram import _families, _tokens
-
     s = LiftSettings.of(settings, **overrides)
     idx = [i for i, r in enumerate(records) if r.label is not None]
     flags = [False] * len(records)

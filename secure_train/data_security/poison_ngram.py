@@ -38,21 +38,64 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from secure_train.core.records import TextRecord
 from secure_train.core.require import config_errors, require_choice, require_in_range, require_int
 
-__all__ = ["NgramCounts", "NgramSettings", "count_ngrams", "ngram_label_statistics", "ngram_rows", "score_ngrams"]
+__all__ = [
+    "DetectorSettings",
+    "NgramCounts",
+    "NgramSettings",
+    "count_ngrams",
+    "match_ngrams",
+    "ngram_label_statistics",
+    "ngram_rows",
+    "score_ngrams",
+]
 
 
-@dataclass(frozen=True)
-class NgramSettings:
-    """The ``ngram`` detector's settings (see the module docstring); bad values raise ``ConfigError``.
+def _setting(default: Any, check: Callable[..., Any], **kwargs: Any) -> Any:
+    """A settings field whose value ``check(detector, name, value, **kwargs)`` (a
+    :mod:`~secure_train.core.require` helper) validates."""
+    return field(default=default, metadata={"check": functools.partial(check, **kwargs)})
+
+
+_S = TypeVar("_S", bound="DetectorSettings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorSettings:
+    """Base of a poison detector's frozen settings: every field declares its check, a bad value is
+    a ``ConfigError`` naming the detector (``detector``); :meth:`of` applies keyword overrides.
+
+    ``collapse_overlaps`` (shared by the detectors): count the records contained in a longer record
+    once per family (see :mod:`~secure_train.data_security.poison_ngram`).
+    """
+
+    detector: ClassVar[str] = "poison"
+    collapse_overlaps: bool = _setting(True, require_choice, choices=(True, False))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if "check" in f.metadata:
+                f.metadata["check"](self.detector, f.name, getattr(self, f.name))
+
+    @classmethod
+    def of(cls: type[_S], settings: _S | None = None, **overrides: Any) -> _S:
+        """``settings`` (default: the defaults) with ``overrides`` (field names) replaced."""
+        with config_errors(cls.detector):  # an unknown name: a TypeError -> ConfigError
+            return dataclasses.replace(settings or cls(), **overrides)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NgramSettings(DetectorSettings):
+    """The ``ngram`` detector's settings (see the module docstring).
 
     Example:
         >>> NgramSettings.of(None, max_n=5).max_n
@@ -63,24 +106,11 @@ class NgramSettings:
         secure_train.core.errors.ConfigError: ngram: min_purity must be in [0, 1], got 2.0
     """
 
-    max_n: int = 4
-    min_count: int = 10
-    z_sigma: float = 3.5
-    min_purity: float = 0.9
-    collapse_overlaps: bool = True
-
-    def __post_init__(self) -> None:
-        require_int("ngram", "max_n", self.max_n, minimum=1)
-        require_int("ngram", "min_count", self.min_count, minimum=1)
-        require_in_range("ngram", "z_sigma", self.z_sigma, "(-inf, inf)")
-        require_in_range("ngram", "min_purity", self.min_purity, "[0, 1]")
-        require_choice("ngram", "collapse_overlaps", self.collapse_overlaps, (True, False))
-
-    @classmethod
-    def of(cls, settings: NgramSettings | None = None, **overrides: Any) -> NgramSettings:
-        """``settings`` (default: the defaults) with ``overrides`` (field names) replaced."""
-        with config_errors("ngram"):  # an unknown name: a TypeError -> ConfigError
-            return dataclasses.replace(settings or cls(), **overrides)
+    detector: ClassVar[str] = "ngram"
+    max_n: int = _setting(4, require_int, minimum=1)
+    min_count: int = _setting(10, require_int, minimum=1)
+    z_sigma: float = _setting(3.5, require_in_range, interval="(-inf, inf)")
+    min_purity: float = _setting(0.9, require_in_range, interval="[0, 1]")
 
 
 def _tokens(text: str) -> list[str]:
