@@ -16,12 +16,10 @@ from pathlib import Path
 from secure_train.commands import ArgumentParser
 from secure_train.commands.gate import checkpoint_audit_log
 from secure_train.core.keys import DEFAULT_KEY_ENV, load_private_key
-from secure_train.gate.attestation import ReleasePolicy, write_approval
+from secure_train.gate.attestation import POLICY_ENV, ReleasePolicy, write_approval
 from secure_train.gate.keyring import ApproverKeyring
 
 __all__ = ["main"]
-
-POLICY_ENV = "SECURE_TRAIN_RELEASE_POLICY"
 
 
 def build_parser() -> ArgumentParser:

@@ -244,15 +244,7 @@ def main_scan(argv: list[str]) -> int:
         assert manifest.path is not None
         manifest.save(manifest.path)
         print(f"custody entry {len(manifest.data['custody']) - 1} ({entry.hash[:12]}...) appended to {manifest.path}")
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "nothing found"
-    print(f"{args.path}: {report.n_records} records, {len(report.flagged_ids)} flagged ({counts})")
-    for action, ids in report.affected.items():
-        print(f"  {action}: {len(ids)} record(s)")
-    print(f"reports: {json_path}, {md_path}")
-    if not report.ok:
-        print(f"POLICY FAILED: unhandled findings of {', '.join(report.failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return _print_summary(args.path, report, f"reports: {json_path}, {md_path}")
 
 
 def _write_reports(args: argparse.Namespace, report: Any) -> tuple[Path, Path]:
@@ -286,11 +278,19 @@ def _scan_parallel(args: argparse.Namespace, actions: dict[str, str]) -> int:
         label_column=args.label_column or None,
     ).scan(args.path)
     json_path, md_path = _write_reports(args, report)
+    return _print_summary(
+        args.path, report, f"{report.mb_per_s:.2f} MB/s; reports: {json_path}, {md_path}", would="would be "
+    )
+
+
+def _print_summary(path: str, report: Any, last_line: str, *, would: str = "") -> int:
+    """Print a scan's counts and what each action touched (``would`` prefixes the actions of a
+    report-only scan), then ``last_line``; the exit code: 1 when the policy failed."""
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "nothing found"
-    print(f"{args.path}: {report.n_records} records, {len(report.flagged_ids)} flagged ({counts})")
+    print(f"{path}: {report.n_records} records, {len(report.flagged_ids)} flagged ({counts})")
     for action, ids in report.affected.items():
-        print(f"  would be {action}: {len(ids)} record(s)")
-    print(f"{report.mb_per_s:.2f} MB/s; reports: {json_path}, {md_path}")
+        print(f"  {would}{action}: {len(ids)} record(s)")
+    print(last_line)
     if not report.ok:
         print(f"POLICY FAILED: unhandled findings of {', '.join(report.failed)}", file=sys.stderr)
         return 1

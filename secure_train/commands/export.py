@@ -10,6 +10,7 @@ from secure_train.commands import ArgumentParser
 from secure_train.core.audit_log import AuditLog
 from secure_train.core.errors import ConfigError
 from secure_train.core.keys import DEFAULT_KEY_ENV, load_private_key
+from secure_train.gate.attestation import POLICY_ENV
 from secure_train.gate.verdicts import VERDICTS_ENV
 from secure_train.integrity.encryption import load_encryption_key
 
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
     from secure_train.integrity.safetensors_export import ExportCheck, ExportContext
 
 __all__ = ["main"]
-
-POLICY_ENV = "SECURE_TRAIN_RELEASE_POLICY"
 
 
 def build_parser() -> ArgumentParser:

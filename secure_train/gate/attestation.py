@@ -69,6 +69,8 @@ __all__ = [
 
 ATTESTATION_SUFFIX = ".attestation.json"
 APPROVALS_SUFFIX = ".approvals"
+POLICY_ENV = "SECURE_TRAIN_RELEASE_POLICY"
+"""Environment variable naming the release policy YAML ``export`` enforces and ``approve`` checks against."""
 MAX_DOCUMENT_BYTES = 16 << 20
 """Largest attestation / approval / verdict document read (16 MiB)."""
 MAX_SIDECAR_BYTES = 64 << 20
