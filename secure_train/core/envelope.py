@@ -92,27 +92,19 @@ def _problem(obj: Any) -> tuple[list[str], str] | None:
         return None
     if kind is float or isinstance(obj, float):
         return None if math.isfinite(obj) else ([], f"{obj!r} (NaN and infinities are not JSON)")
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            if type(key) is not str and not isinstance(key, str):
-                return [], f"key {key!r} is not a string"
-            if type(value) in _SCALARS:
-                continue
-            found = _problem(value)
-            if found is not None:
-                found[0].append(f".{key}")
-                return found
-        return None
-    if isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            if type(value) in _SCALARS:
-                continue
-            found = _problem(value)
-            if found is not None:
-                found[0].append(f"[{i}]")
-                return found
-        return None
-    return [], f"a {kind.__name__} is not a JSON value"
+    is_map = isinstance(obj, Mapping)
+    if not is_map and not isinstance(obj, (list, tuple)):
+        return [], f"a {kind.__name__} is not a JSON value"
+    for key, value in obj.items() if is_map else enumerate(obj):
+        if is_map and type(key) is not str and not isinstance(key, str):
+            return [], f"key {key!r} is not a string"
+        if type(value) in _SCALARS:
+            continue
+        found = _problem(value)
+        if found is not None:
+            found[0].append(f".{key}" if is_map else f"[{key}]")
+            return found
+    return None
 
 
 def _check(obj: Any) -> None:
