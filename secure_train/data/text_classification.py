@@ -81,27 +81,21 @@ class TextClassificationDataModule(TextDataModule):
     def _read(self, path: str, id_offset: int) -> list[TextRecord]:
         if path.startswith(_HUB_PREFIX):
             return self._read_hub(path[len(_HUB_PREFIX) :], id_offset)
-        return read_records(
-            path,
-            text_column=self.text_column,
-            label_column=self.label_column,
-            num_labels=self.num_labels,
-            fmt=self.format,
-            id_offset=id_offset,
-        )
+        return read_records(path, **self._columns(), id_offset=id_offset)
 
     def _read_arrow(self, path: str, id_offset: int) -> ArrowRecords:
         if path.startswith(_HUB_PREFIX):
             raise ConfigError(f"{path}: hub datasets are read in memory; use backend='memory'")
-        return read_arrow(
-            path,
-            text_column=self.text_column,
-            label_column=self.label_column,
-            num_labels=self.num_labels,
-            fmt=self.format,
-            id_offset=id_offset,
-            cache_dir=self._arrow_cache_dir(),
-        )
+        return read_arrow(path, **self._columns(), id_offset=id_offset, cache_dir=self._arrow_cache_dir())
+
+    def _columns(self) -> dict[str, Any]:
+        """What both readers are told about the files: columns, label count, format."""
+        return {
+            "text_column": self.text_column,
+            "label_column": self.label_column,
+            "num_labels": self.num_labels,
+            "fmt": self.format,
+        }
 
     def _read_hub(self, spec: str, id_offset: int) -> list[TextRecord]:
         name, _, split = spec.partition(":")

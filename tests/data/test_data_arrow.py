@@ -181,3 +181,21 @@ def test_causal_lm_prompt_completion_from_arrow(tmp_path):
     assert train[0].source == f"lm.jsonl:{train[0].sample_id + 1}"
     batch = next(iter(dm.train_dataloader()))
     assert bool((batch["labels"][:, 0] == -100).all())  # the prompt is not in the loss
+
+
+def test_both_backends_read_the_configured_columns_labels_and_format(tmp_path):
+    """Columns, label count and format reach the list reader and the Arrow reader alike."""
+    path = tmp_path / "reviews.txt"  # the extension does not tell: format= does
+    path.write_text("review,y,other\nfine,2,x\ndull,0,y\nok,1,z\n")
+    kw: dict[str, Any] = {"text_column": "review", "label_column": "y", "num_labels": 3, "format": "csv"}
+    kw.update(val_path=str(path), cache_dir=str(tmp_path / "c"))
+    mem = TextClassificationDataModule(str(path), backend="memory", **kw)
+    arw = TextClassificationDataModule(str(path), backend="arrow", **kw)
+    on_list, on_arrow = mem.load_records()["train"], arw.load_records()["train"]
+    assert isinstance(on_arrow, ArrowRecords)
+    assert key(on_arrow) == key(on_list) == [("fine", 2, 0, "reviews.txt:2"), ("dull", 0, 1, "reviews.txt:3"),
+                                             ("ok", 1, 2, "reviews.txt:4")]
+    for backend in ("memory", "arrow"):
+        dm = TextClassificationDataModule(str(path), backend=backend, **{**kw, "num_labels": 2})
+        with pytest.raises(DataError, match=r"reviews\.txt:2: label 2 is out of range \[0, 2\)"):
+            dm.load_records()
