@@ -101,3 +101,22 @@ def write_rank_json(out: Path, trainer: pl.Trainer, doc: Any) -> None:
 
 def read_rank_json(out: Path, world_size: int = 2) -> list[Any]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world_size)]
+
+
+TSV_ROWS = ["sentence\tlabel", "a fine film\t1", "dull and long\t0", "great acting\t1", "weak plot\t0"]
+"""A small labeled TSV (header first), for tests that hash, sign or edit data files."""
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data folder: ``train.tsv`` (:data:`TSV_ROWS`) and ``dev.tsv`` (its first two rows)."""
+    d = tmp_path / "data"
+    d.mkdir()
+    write_lines(d / "train.tsv", TSV_ROWS)
+    write_lines(d / "dev.tsv", TSV_ROWS[:3])
+    return d

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TSV_ROWS as ROWS
+from conftest import write_lines as write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,22 +21,6 @@ from secure_train.data_security.manifest import (
     records_digest,
     verify_manifest,
 )
-
-ROWS = ["sentence\tlabel", "a fine film\t1", "dull and long\t0", "great acting\t1", "weak plot\t0"]
-
-
-def write(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    write(d / "train.tsv", ROWS)
-    write(d / "dev.tsv", ROWS[:3])
-    return d
 
 
 def saved(data_dir: Path, tmp_path: Path, sign: bool = False, private_key: object = None) -> Path:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TSV_ROWS as ROWS
+from conftest import write_lines as write
 
 from secure_train.cli import main as cli_main
 from secure_train.core.errors import ConfigError, DataError
@@ -19,28 +21,13 @@ from secure_train.core.keys import generate_keypair, load_private_key
 from secure_train.data import TextClassificationDataModule
 from secure_train.data_security.manifest import Manifest, require_verified, verify_manifest
 
-ROWS = ["sentence\tlabel", "a fine film\t1", "dull and long\t0", "great acting\t1", "weak plot\t0"]
 ENV = "SECURE_TRAIN_SIGNING_KEY"
-
-
-def write(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture(autouse=True)
 def _no_configured_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.delenv("SECURE_TRAIN_KEY_PASSPHRASE", raising=False)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    write(d / "train.tsv", ROWS)
-    write(d / "dev.tsv", ROWS[:3])
-    return d
 
 
 def _keys(tmp_path: Path, name: str) -> tuple[Path, Path]:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from conftest import MICRO_BERT
 
 from secure_train.cli import main
 from secure_train.core.errors import ConfigError
@@ -25,15 +26,6 @@ from secure_train.response.report import ControlCatalog, MetricLog, ReportRender
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-MICRO_BERT = {
-    "model_type": "bert",
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 128,
-    "pad_token_id": 0,
-}
 SPIKE_STEP = 24
 
 
