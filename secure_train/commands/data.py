@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
             license=args.license,
             description=args.description,
             progress=not args.quiet,
-            workers=args.workers or 1,
+            workers=1 if args.workers is None else args.workers,  # 0 or less: ConfigError
             engine=args.engine or "local",
         )
         key = None
@@ -272,7 +272,7 @@ def _scan_parallel(args: argparse.Namespace, actions: dict[str, str]) -> int:
         actions=actions,
         fail_on=args.fail_on,
         near_duplicates=not args.no_near_duplicates,
-        workers=args.workers or 1,
+        workers=1 if args.workers is None else args.workers,  # 0 or less: ConfigError
         engine=args.engine or "local",
         text_column=args.text_column,
         label_column=args.label_column or None,
@@ -338,7 +338,7 @@ def _poison(args: argparse.Namespace) -> int:
         min_count=args.min_count,
         z_sigma=args.z_sigma,
         min_purity=args.min_purity,
-        workers=args.workers or 1,
+        workers=1 if args.workers is None else args.workers,  # 0 or less: ConfigError
         engine=args.engine or "local",
         text_column=args.text_column,
         label_column=args.label_column,

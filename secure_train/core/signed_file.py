@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from secure_train.core.errors import IntegrityError
 from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
+from secure_train.core.require import require_int
 from secure_train.core.signing import ec_hash_for
 
 __all__ = [
@@ -524,8 +525,7 @@ def write_signed(
     Returns:
         The signed record.
     """
-    if shard_size <= 0:
-        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    require_int("write_signed", "shard_size", shard_size, minimum=1)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     view = memoryview(data).cast("B")

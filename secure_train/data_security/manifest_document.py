@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from secure_train.core.envelope import SignedEnvelope, canonical_json, pretty_json
 from secure_train.core.errors import DataError, IntegrityError
 from secure_train.core.keys import DEFAULT_KEY_ENV, load_private_key, load_public_key
+from secure_train.core.require import require_int
 from secure_train.core.safe_io import read_text
 from secure_train.core.signing import verify_bytes
 from secure_train.data_security.manifest_custody import CustodyEntry
@@ -116,6 +117,7 @@ class Manifest:
         Raises:
             DataError: the path does not exist or holds no data file.
         """
+        require_int("Manifest.build", "workers", workers, minimum=1)
         base = Path(path).resolve()
         files = data_files(base)
         if not files:

@@ -356,6 +356,38 @@ def test_usage_errors_are_one_line(capsys, argv, prog, message):
     assert line.endswith(f"(see `{prog} --help`)")
 
 
+@pytest.mark.parametrize(
+    ("command", "workers"),
+    [(["scan"], "0"), (["scan"], "-1"), (["data", "poison"], "0"),
+     (["data", "manifest", "--source", "s", "--license", "l", "--no-sign"], "-2")],
+)
+def test_workers_below_one_is_one_line_not_a_silent_default(tmp_path, capsys, command, workers):
+    """``--workers 0`` used to run one worker (``or 1``) and ``data manifest --workers -2`` hashed sequentially."""
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\na\t1\nb\t0\n")
+    argv = [*command[:2], str(data), *command[2:]] if command[0] == "data" else [command[0], str(data)]
+    assert main([*argv, "--quiet", "--workers", workers]) == 2
+    line = _one_error_line(capsys)
+    assert "workers must be" in line and line.endswith(f"got {workers}")
+
+
+def test_manifest_and_signed_file_settings_are_config_errors(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from secure_train.core.signed_file import write_signed
+    from secure_train.data_security.manifest import Manifest
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    for bad in (0, -1, 2.5, "8"):
+        with pytest.raises(ConfigError, match=f"^write_signed: shard_size must be an integer >= 1, got {bad!r}$"):
+            write_signed(b"x", tmp_path / "f.bin", key, shard_size=bad)
+    assert not (tmp_path / "f.bin").exists()
+    assert len(write_signed(b"x" * 10, tmp_path / "f.bin", key, shard_size=4).shards) == 3
+    (tmp_path / "d.tsv").write_text("sentence\tlabel\na\t1\n")
+    with pytest.raises(ConfigError, match="^Manifest.build: workers must be an integer >= 1, got 0$"):
+        Manifest.build(tmp_path / "d.tsv", source="s", license="l", workers=0)
+
+
 def test_a_type_error_on_the_command_line_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["fit", "--config", _recipe(tmp_path), "--trainer.max_steps=many"])
