@@ -144,6 +144,27 @@ def test_trainer_and_loader_reject_bad_input(tmp_path: Path) -> None:
         NgramHasher(char_ngrams=(4, 2))
 
 
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        (DetectorTrainer, {"epochs": 0}, "DetectorTrainer: epochs must be an integer >= 1, got 0"),
+        (DetectorTrainer, {"batch_size": "8"}, "DetectorTrainer: batch_size must be an integer >= 1, got '8'"),
+        (DetectorTrainer, {"hidden": -3}, "DetectorTrainer: hidden must be an integer >= 0, got -3"),
+        (DetectorTrainer, {"lr": 0}, "DetectorTrainer: lr must be > 0, got 0"),
+        (DetectorTrainer, {"weight_decay": -1.0}, "DetectorTrainer: weight_decay must be in [0, inf), got -1.0"),
+        (DetectorTrainer, {"calibration_fraction": 1.0}, "DetectorTrainer: calibration_fraction must be in [0, 1)"),
+        (NgramHasher, {"dim": 8}, "NgramHasher: dim must be an integer >= 16, got 8"),
+        (NgramHasher, {"window": "48"}, "NgramHasher: window must be an integer >= 2, got '48'"),
+        (NgramHasher, {"char_ngrams": (3, "5")}, "NgramHasher: char_ngrams must be (min, max) with 1 <= min <= max"),
+        (NgramHasher, {"char_ngrams": 3}, "NgramHasher: char_ngrams must be (min, max) with 1 <= min <= max"),
+    ],
+)
+def test_detector_settings_name_class_setting_and_value(cls: type, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        cls(**kwargs)
+    assert str(err.value).startswith(message)
+
+
 def test_scanner_backend(detector: InjectionDetector, tmp_path: Path) -> None:
     path = detector.save(tmp_path / "det")
     recs = [

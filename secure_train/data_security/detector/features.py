@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_int
 
 __all__ = ["NgramHasher"]
 
@@ -71,11 +72,15 @@ class NgramHasher:
     max_windows: int = 64
 
     def __post_init__(self) -> None:
-        if self.dim < 16 or self.window < 2 or self.word_ngrams < 1 or self.max_windows < 1:
-            raise ConfigError(f"bad NgramHasher settings: {self}")
-        lo, hi = self.char_ngrams
-        if not 1 <= lo <= hi:
-            raise ConfigError(f"char_ngrams must be (min, max) with 1 <= min <= max, got {self.char_ngrams}")
+        require_int(self, "dim", self.dim, minimum=16)
+        require_int(self, "window", self.window, minimum=2)
+        require_int(self, "word_ngrams", self.word_ngrams, minimum=1)
+        require_int(self, "max_windows", self.max_windows, minimum=1)
+        pair = self.char_ngrams
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in pair) and 1 <= pair[0] <= pair[1]
+        if not ok:
+            raise ConfigError(f"NgramHasher: char_ngrams must be (min, max) with 1 <= min <= max, got {pair!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

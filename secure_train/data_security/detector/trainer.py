@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_in_range, require_int, require_positive
 from secure_train.data_security.detector.features import NgramHasher
 from secure_train.data_security.detector.model import InjectionDetector, _Net, max_per_text
 
@@ -60,12 +61,13 @@ class DetectorTrainer:
         calibration_fraction: float = 0.2,
         seed: int = 0,
     ) -> None:
-        if not 0.0 < target_fpr < 1.0:
-            raise ConfigError(f"target_fpr must be in (0, 1), got {target_fpr!r}")
-        if not 0.0 <= calibration_fraction < 1.0:
-            raise ConfigError(f"calibration_fraction must be in [0, 1), got {calibration_fraction!r}")
-        if epochs < 1 or batch_size < 1 or hidden < 0 or lr <= 0:
-            raise ConfigError("epochs and batch_size must be >= 1, hidden >= 0 and lr > 0")
+        require_in_range(self, "target_fpr", target_fpr, "(0, 1)")
+        require_in_range(self, "calibration_fraction", calibration_fraction, "[0, 1)")
+        require_int(self, "epochs", epochs, minimum=1)
+        require_int(self, "batch_size", batch_size, minimum=1)
+        require_int(self, "hidden", hidden, minimum=0)
+        require_positive(self, "lr", lr)
+        require_in_range(self, "weight_decay", weight_decay, "[0, inf)")
         self.hasher = NgramHasher(dim=dim, window=window)
         self.hidden, self.epochs, self.lr, self.weight_decay = hidden, epochs, lr, weight_decay
         self.batch_size, self.target_fpr, self.calibration_fraction, self.seed = (
