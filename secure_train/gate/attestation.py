@@ -49,12 +49,12 @@ from typing import Any
 
 from secure_train.core.audit_log import AuditLog
 from secure_train.core.envelope import SignedEnvelope, json_value
-from secure_train.core.errors import ConfigError, IntegrityError, SecureTrainError
+from secure_train.core.errors import ConfigError, DataError, IntegrityError, SecureTrainError
 from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint, load_public_key
 from secure_train.core.signed_file import SignedFile, open_bundle, signature_path
 from secure_train.core.signing import CHUNK_SIZE, sha256_file
 from secure_train.gate.keyring import NAME_RE, ApproverKeyring
-from secure_train.gate.verdicts import VerdictStore
+from secure_train.gate.verdicts import VerdictStore, check_verdict_format
 
 __all__ = [
     "GateRefused",
@@ -564,6 +564,10 @@ class ReleasePolicy:
                 doc = _read_document(path)
             except GateRefused:
                 continue  # unreadable: no verdict at all
+            try:
+                check_verdict_format(doc, path)
+            except DataError as err:  # a verdict this release cannot read may be a failing one
+                raise GateRefused(f"{err}; refusing the release of {ckpt.name}") from None
             body = doc["body"]
             if body.get("kind") == "attestation" and body.get("checkpoint_sha256") == digest:
                 found.append(_Verdict(path, body, _signature_ok(doc, key, "attestation")))

@@ -10,6 +10,12 @@ copy (``--allow-ungated`` included).
 The store is ``$SECURE_TRAIN_VERDICTS`` when set (a team can point it at a shared folder),
 else ``$XDG_STATE_HOME/secure-train/verdicts`` (default ``~/.local/state/secure-train/verdicts``).
 
+An unsigned verdict is ``{"format": "secure-train-verdict", "version": 1, "body": {...}}``
+(:func:`verdict_document`); a signed one is the attestation's
+:class:`~secure_train.core.envelope.SignedEnvelope`. Unsigned verdicts filed before the format
+field existed (``{"body": {...}}``) are read as version 1; any other version or format is
+refused by :func:`check_verdict_format`, naming the file and the version.
+
 Example:
     >>> import tempfile
     >>> store = VerdictStore(tempfile.mkdtemp())
@@ -32,13 +38,25 @@ import re
 from pathlib import Path
 from typing import Any
 
-from secure_train.core.envelope import json_value, pretty_json
-from secure_train.core.errors import ConfigError
+from secure_train.core.envelope import ENVELOPE_FORMAT, json_value, pretty_json
+from secure_train.core.errors import ConfigError, DataError
 
-__all__ = ["VERDICTS_ENV", "VerdictStore", "default_verdict_dir"]
+__all__ = [
+    "VERDICTS_ENV",
+    "VERDICT_FORMAT",
+    "VERDICT_VERSION",
+    "VerdictStore",
+    "check_verdict_format",
+    "default_verdict_dir",
+    "verdict_document",
+]
 
 VERDICTS_ENV = "SECURE_TRAIN_VERDICTS"
 """Environment variable naming the verdict store folder."""
+VERDICT_FORMAT = "secure-train-verdict"
+"""The ``format`` field of an unsigned gate verdict (``secure-train gate --no-attestation``)."""
+VERDICT_VERSION = 1
+"""The unsigned-verdict version this release writes and reads (a file without ``format``: version 1)."""
 
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -51,6 +69,44 @@ def default_verdict_dir() -> Path:
         return Path(env).expanduser()
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state) / "secure-train" / "verdicts"
+
+
+def verdict_document(body: dict[str, Any]) -> dict[str, Any]:
+    """The unsigned verdict document of a gate report ``body``: format, version and body.
+
+    >>> verdict_document({"passed": True})
+    {'format': 'secure-train-verdict', 'version': 1, 'body': {'passed': True}}
+    """
+    return {"format": VERDICT_FORMAT, "version": VERDICT_VERSION, "body": body}
+
+
+def check_verdict_format(document: dict[str, Any], source: str | os.PathLike[str]) -> None:
+    """Refuse a verdict document this release cannot read.
+
+    Accepted: an unsigned verdict of :data:`VERDICT_VERSION`, one without ``format`` (filed
+    before the field existed), and a signed envelope (whose own version is checked when its
+    signature is).
+
+    >>> check_verdict_format({"body": {}}, "old.json")
+    >>> check_verdict_format({"format": "secure-train-verdict", "version": 2, "body": {}}, "new.json")
+    Traceback (most recent call last):
+    ...
+    secure_train.core.errors.DataError: new.json: gate verdict version 2 is not supported (this release reads 1)
+
+    Raises:
+        DataError: another format, or another version of :data:`VERDICT_FORMAT` (one line naming
+            ``source`` and the version).
+    """
+    fmt = document.get("format")
+    if fmt is None or fmt == ENVELOPE_FORMAT:
+        return
+    if fmt != VERDICT_FORMAT:
+        raise DataError(f"{source}: format {fmt!r} is not a gate verdict ({VERDICT_FORMAT!r} or {ENVELOPE_FORMAT!r})")
+    version = document.get("version")
+    if type(version) is not int or version != VERDICT_VERSION:
+        raise DataError(
+            f"{source}: gate verdict version {version!r} is not supported (this release reads {VERDICT_VERSION})"
+        )
 
 
 class VerdictStore:
@@ -111,4 +167,4 @@ class VerdictStore:
         att = report.get("attestation")
         if att:
             return self.record(_read_document(Path(att)))
-        return self.record({"body": {k: v for k, v in report.items() if k not in ("attestation", "verdict")}})
+        return self.record(verdict_document({k: v for k, v in report.items() if k not in ("attestation", "verdict")}))

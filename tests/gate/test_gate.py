@@ -22,7 +22,7 @@ from secure_train.data import synthetic_classification
 from secure_train.data.tokenizer import train_tokenizer
 from secure_train.gate import GateRefused, GateSuite, ReleasePolicy, TrojanScanner, run_gate, write_approval
 from secure_train.gate.attestation import attestation_path
-from secure_train.integrity import SignedCheckpointIO, generate_keypair, load_private_key
+from secure_train.integrity import SignedCheckpointIO, generate_keypair, load_private_key, sha256_file
 
 
 @pytest.fixture(autouse=True)
@@ -339,3 +339,34 @@ def test_integrity_check_manifest_and_dp_policy(signed_ckpt: Path, keys, tmp_pat
     signed_ckpt.write_bytes(signed_ckpt.read_bytes() + b"x")
     tampered = suite.run(None, None, checkpoint=signed_ckpt, checkpoint_state={})[0]
     assert any("checkpoint signature" in p for p in tampered["details"]["problems"])
+
+
+def test_unsigned_verdict_has_a_format_and_unknown_versions_are_refused(
+    signed_ckpt: Path, keys, tokenizer_dir, tmp_path, capsys, monkeypatch, _verdicts
+) -> None:
+    """``gate --no-attestation`` files ``{"format", "version", "body"}``; export reads it, an old file
+    without the fields, and refuses a version it does not know in one line naming it."""
+    monkeypatch.delenv("SECURE_TRAIN_RELEASE_POLICY", raising=False)
+    failing = _write_suite(tmp_path, tokenizer_dir, keys[1], 1.01)
+    assert cli_main(["gate", str(signed_ckpt), "--suite", str(failing), "--no-attestation"]) == 1
+    out = capsys.readouterr().out
+    (filed,) = list(_verdicts.rglob("*.json"))
+    assert f"verdict filed by digest: {filed}" in out
+    doc = json.loads(filed.read_text())
+    assert (doc["format"], doc["version"]) == ("secure-train-verdict", 1) and set(doc) == {"format", "version", "body"}
+    assert doc["body"]["passed"] is False and doc["body"]["checkpoint_sha256"] == sha256_file(signed_ckpt)
+    assert _export(signed_ckpt, keys, "--allow-ungated") == 2  # the unsigned failing verdict blocks
+    assert "the gate failed" in capsys.readouterr().err
+    # a verdict filed before the format field existed reads the same
+    filed.write_text(json.dumps({"body": doc["body"]}))
+    assert _export(signed_ckpt, keys, "--allow-ungated") == 2
+    assert "the gate failed" in capsys.readouterr().err
+    # a newer version (or another format) is refused, naming the file and the version
+    for changed, expected in (({"version": 2}, "gate verdict version 2 is not supported (this release reads 1)"),
+                              ({"version": "1"}, "gate verdict version '1' is not supported"),
+                              ({"format": "other"}, "format 'other' is not a gate verdict")):  # fmt: skip
+        filed.write_text(json.dumps({**doc, **changed, "body": {**doc["body"], "passed": True}}))
+        assert _export(signed_ckpt, keys, "--allow-ungated") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"secure-train: error: {filed}: {expected}"), err
+    assert not (signed_ckpt.parent / "out.safetensors").exists()

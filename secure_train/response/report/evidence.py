@@ -30,7 +30,7 @@ import yaml
 
 from secure_train.core.audit_head import HeadCheck, head_path, verify_audit_head
 from secure_train.core.audit_log import VerifyResult, verify
-from secure_train.core.errors import ConfigError, InputError, IntegrityError
+from secure_train.core.errors import ConfigError, DataError, InputError, IntegrityError
 from secure_train.core.keys import PublicKey, PublicKeyLike, load_public_key
 from secure_train.core.safe_io import load_json_file, load_yaml_file
 from secure_train.core.signed_file import signature_path, verify_file
@@ -179,6 +179,7 @@ class RunEvidence:
     def _verdict_entry(self, f: Path) -> dict[str, Any] | None:
         """``{file, body, verified, signed, error}`` of a gate verdict document, or None if it is not one."""
         from secure_train.gate.attestation import GateRefused, read_signed_json
+        from secure_train.gate.verdicts import check_verdict_format
 
         try:
             doc = load_json_file(f, what="gate verdict")  # size-checked, never read whole
@@ -187,6 +188,11 @@ class RunEvidence:
             return None
         if not isinstance(body, dict) or not body.get("checkpoint_sha256"):
             return None
+        try:
+            check_verdict_format(doc, f)
+        except DataError as err:  # unreadable by this release: neither a pass nor a failure, an invalid verdict
+            body = {"kind": body.get("kind"), "checkpoint_sha256": body["checkpoint_sha256"]}
+            return {"file": f, "body": body, "verified": False, "signed": False, "error": str(err)}
         entry: dict[str, Any] = {
             "file": f,
             "body": body,
