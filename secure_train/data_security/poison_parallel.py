@@ -1,24 +1,35 @@
-"""The ``ngram`` poison detector at corpus scale: map (per-shard counts) -> reduce -> score -> flag.
+"""The ``ngram`` poison detector at corpus scale: the in-memory detector's count step run shard by
+shard on an engine, its score and flag steps unchanged.
 
 :class:`ParallelPoisonDetector` computes what
-:func:`~secure_train.data_security.poison.ngram_label_statistics` computes with
-``collapse_overlaps=False``, over a sharded corpus on an existing engine
+:func:`~secure_train.data_security.poison_ngram.ngram_label_statistics` computes (the same
+:class:`~secure_train.data_security.poison_ngram.NgramSettings`, ``collapse_overlaps`` included),
+over a sharded corpus on an existing engine
 (:class:`~secure_train.data_security.parallel_shards.ShardMap`: ``datasets`` ``num_proc`` or Ray
-Data), never holding the corpus in one process:
+Data), never holding the corpus' text in one process. It reuses the in-memory steps:
+:class:`~secure_train.data_security.poison_ngram.NgramCounts` (count, merged across partitions),
+:func:`~secure_train.data_security.poison_ngram.score_ngrams` (score: z-scores, threshold,
+super-gram test) and :func:`~secure_train.data_security.poison_ngram.match_ngrams` (flag).
 
-1. **map**: each worker reads its shards and counts, per (word n-gram, label), the labeled records
-   that contain the n-gram (n = 1..``max_n``; pyarrow hash aggregation per read batch), and the
-   records per label; every n-gram is assigned a hash partition;
-2. **reduce**: per partition (a task each; on Ray a ``groupby("gram")``), the counts of all shards
-   are summed and n-grams seen in fewer than ``min_count`` records dropped;
-3. **score** (driver, on the surviving n-grams only): the z-scores, the threshold ``mean +
-   z_sigma * std`` and the super-gram test of the single-process detector;
-4. **flag**: a second map flags the records that contain an accepted n-gram and carry its label.
+1. **families** (``collapse_overlaps``; a global substring join): a map hashes the text of every
+   labeled record; a second map emits each record's text and every proper word span of every
+   record whose hash is one of them (spans only as long as some labeled record), keyed by text;
+   a reduce per hash partition of the texts gives each contained record its family: the longest
+   record containing it, the lowest ``sample_id`` among equal lengths (as
+   :func:`~secure_train.data_security.poison_ngram._families` does in memory);
+2. **count** (map): per shard, the n-gram counts of the records that share their family with no
+   other record (the common case), pre-summed; for the others, one row per (n-gram, label,
+   family): a family's records may sit in different shards;
+3. **reduce** (per hash partition of the n-grams; on Ray ``groupby("part")``): counts summed,
+   families counted once (``count_distinct``), n-grams in fewer than ``min_count`` units dropped;
+   the driver merges the partitions' ``NgramCounts``;
+4. **score** (driver, surviving n-grams only) and **flag** (a second map over the shards).
 
-Flagged n-grams and records equal the single-process detector's with ``collapse_overlaps=False``
-(a test checks it). Not done here: the family collapse of overlapping records (SST-2's
-sub-phrases; a global substring join) and the ``lift`` detector (one logistic regression over
-the whole corpus): use :func:`~secure_train.data_security.poison.detect_poison` for those.
+Flagged n-grams and records equal the in-memory detector's for any number of workers and on Ray
+(tests check it). The driver holds the 8-byte hashes of the labeled records' texts and the
+family of every contained record (SST-2: 67k phrases, ~1 MB), not their text. Not done here: the
+``lift`` detector (one logistic regression over the whole corpus): use
+:func:`~secure_train.data_security.poison_detect.detect_poison` for it.
 
 Example:
     >>> import json, os, tempfile
@@ -33,134 +44,230 @@ Example:
 
 from __future__ import annotations
 
-import math
+import hashlib
 import os
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from secure_train.core.errors import ConfigError
+import numpy as np
+
+from secure_train.core.require import require_int, require_non_empty
 from secure_train.data_security.parallel_shards import ShardMap, read_shard
+from secure_train.data_security.poison_ngram import (
+    NgramCounts,
+    NgramSettings,
+    _grams,
+    _tokens,
+    match_ngrams,
+    ngram_rows,
+    score_ngrams,
+)
 
 __all__ = ["ParallelPoisonDetector", "ParallelPoisonReport"]
 
-_LABELS = -1  # partition of the per-label record counts in the map output
+_UNITS = ""  # reserved n-grams (a token is never empty, nor a space): units per label,
+_RECORDS = " "  # and labeled records per label
+_SINGLE = -1  # family column of pre-summed counts
 
 
-def _tokens(text: str) -> list[str]:
-    return text.lower().split()  # the tokenization of secure_train.data_security.poison
+def _part(text: str, partitions: int) -> int:
+    return zlib.crc32(text.encode()) % partitions
 
 
-def _grams(tokens: list[str], max_n: int) -> set[str]:
-    return {" ".join(tokens[k : k + n]) for n in range(1, max_n + 1) for k in range(len(tokens) - n + 1)}
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
-def _count_schema() -> Any:
+def _schema(*cols: tuple[str, str]) -> Any:
     import pyarrow as pa
 
-    return pa.schema([("part", pa.int64()), ("gram", pa.string()), ("label", pa.int64()), ("n", pa.int64())])
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in cols])
+
+
+_KEYS = (("h", "uint64"), ("ntok", "int64"))
+_SPANS = (("part", "int64"), ("key", "string"), ("sid", "int64"), ("len", "int64"), ("span", "bool_"))
+_FAMILY = (("sid", "int64"), ("fam", "int64"))
+_COUNTS = (("part", "int64"), ("gram", "string"), ("label", "int64"), ("fam", "int64"), ("n", "int64"))
+_SUMS = (("gram", "string"), ("label", "int64"), ("n", "int64"))
+
+
+def _table(cols: Sequence[tuple[str, str]], rows: Mapping[str, list[Any]]) -> Any:
+    """Typed even when empty: a shard or partition without rows must not write null columns."""
+    import pyarrow as pa
+
+    return pa.table({name: rows[name] for name, _ in cols}, schema=_schema(*cols))
+
+
+def _labeled(task: Mapping[str, Any], cols: Mapping[str, Any]) -> Iterator[tuple[int, list[str], int | None]]:
+    """``(sample_id, tokens, label)`` of a shard's records."""
+    for batch in read_shard(task, cols["text_column"], cols["label_column"]):
+        for sid, text, label in zip(batch["sample_id"], batch["text"], batch["label"], strict=True):
+            yield sid, _tokens(text), label
+
+
+def _key_shard(task: Mapping[str, Any], cols: Mapping[str, Any]) -> Any:
+    """Families, map 1: the text hash and word count of every labeled record."""
+    out: dict[str, list[Any]] = {"h": [], "ntok": []}
+    for _, toks, label in _labeled(task, cols):
+        if label is not None and toks:
+            out["h"].append(_hash(" ".join(toks)))
+            out["ntok"].append(len(toks))
+    return _table(_KEYS, out)
+
+
+def _span_shard(
+    task: Mapping[str, Any], hashes: np.ndarray, lengths: Sequence[int], partitions: int, cols: Mapping[str, Any]
+) -> Any:
+    """Families, map 2: each labeled record's text, and every proper word span of every record
+    whose hash is a labeled record's (``span``), with the containing record's id and length."""
+    out: dict[str, list[Any]] = {"part": [], "key": [], "sid": [], "len": [], "span": []}
+
+    def emit(key: str, sid: int, length: int, span: bool) -> None:
+        for name, value in zip(out, (_part(key, partitions), key, sid, length, span), strict=True):
+            out[name].append(value)
+
+    for sid, toks, label in _labeled(task, cols):
+        key = " ".join(toks)
+        if label is not None and toks:
+            emit(key, sid, len(key), False)
+        spans = sorted({" ".join(toks[k : k + n]) for n in lengths if n < len(toks) for k in range(len(toks) - n + 1)})
+        if spans and len(hashes):
+            h = np.fromiter((_hash(s) for s in spans), np.uint64, len(spans))
+            pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+            for k in np.flatnonzero(hashes[pos] == h):
+                emit(spans[k], sid, len(key), True)
+    return _table(_SPANS, out)
+
+
+def _family_part(t: Any) -> Any:
+    """Families, reduce (one hash partition of the texts): ``(sid, fam)`` of every labeled record
+    that a longer record contains; ``fam`` the longest such record, the lowest id among equals."""
+    import pyarrow.compute as pc
+
+    spans = t.filter(t.column("span")).select(["key", "sid", "len"])
+    if spans.num_rows == 0:
+        return _table(_FAMILY, {"sid": [], "fam": []})
+    longest = spans.group_by("key").aggregate([("len", "max")]).rename_columns(["key", "len"])
+    best = spans.join(longest, keys=["key", "len"], join_type="inner")
+    best = best.group_by("key").aggregate([("sid", "min")]).rename_columns(["key", "fam"])
+    records = t.filter(pc.invert(t.column("span"))).select(["key", "sid"])
+    joined = records.join(best, keys="key", join_type="inner")
+    return _table(_FAMILY, {"sid": joined.column("sid").to_pylist(), "fam": joined.column("fam").to_pylist()})
 
 
 def _count_shard(
-    task: Mapping[str, Any], max_n: int, partitions: int, text_column: str, label_column: str | None
+    task: Mapping[str, Any],
+    max_n: int,
+    partitions: int,
+    family: Mapping[int, int],
+    heads: frozenset[int],
+    cols: Mapping[str, Any],
 ) -> Any:
-    """Map: per (n-gram, label) the number of the shard's labeled records containing it."""
-    import pyarrow as pa
+    """Count (map): :class:`NgramCounts` of the shard's records alone in their family, and one row
+    per (n-gram, label, family) for the others (their family's records may sit in other shards)."""
+    single = NgramCounts()
+    records: dict[int, int] = defaultdict(int)
+    shared: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for sid, toks, label in _labeled(task, cols):
+        if label is None:
+            continue
+        records[label] += 1
+        fam = family.get(sid, sid)
+        if fam == sid and sid not in heads:
+            single.add(_grams(toks, max_n), label)
+        else:
+            shared[(fam, label)].update(_grams(toks, max_n))
+    out: dict[str, list[Any]] = {"part": [], "gram": [], "label": [], "fam": [], "n": []}
 
-    schema = _count_schema()
-    parts: list[Any] = []
-    per_label: dict[int, int] = defaultdict(int)
-    for batch in read_shard(task, text_column, label_column):
-        grams: list[str] = []
-        labels: list[int] = []
-        for text, label in zip(batch["text"], batch["label"], strict=True):
-            if label is None:
-                continue
-            per_label[label] += 1
-            g = _grams(_tokens(text), max_n)
-            grams.extend(g)
-            labels.extend([label] * len(g))
-        if grams:
-            t = pa.table({"gram": pa.array(grams, pa.string()), "label": pa.array(labels, pa.int64())})
-            t = t.append_column("n", pa.array([1] * len(grams), pa.int64()))
-            agg = t.group_by(["gram", "label"]).aggregate([("n", "sum")])
-            parts.append(pa.table({"gram": agg.column("gram"), "label": agg.column("label"), "n": agg.column("n_sum")}))
-    out = [pa.table({"part": [_LABELS] * len(per_label), "gram": [""] * len(per_label),
-                     "label": list(per_label), "n": list(per_label.values())}, schema=schema)]  # fmt: skip
-    if parts:
-        t = pa.concat_tables(parts).group_by(["gram", "label"]).aggregate([("n", "sum")])
-        gram_col = t.column("gram").to_pylist()
-        part = pa.array([zlib.crc32(g.encode()) % partitions for g in gram_col], pa.int64())
-        out.append(pa.table([part, t.column("gram"), t.column("label"), t.column("n_sum")], schema=schema))
-    return pa.concat_tables(out)
+    def emit(gram: str, label: int, fam: int, n: int) -> None:
+        for name, value in zip(out, (_part(gram, partitions), gram, label, fam, n), strict=True):
+            out[name].append(value)
+
+    for (gram, label), n in single.grams.items():
+        emit(gram, label, _SINGLE, n)
+    for label, n in single.labels.items():
+        emit(_UNITS, label, _SINGLE, n)
+    for label, n in records.items():
+        emit(_RECORDS, label, _SINGLE, n)
+    for (fam, label), grams in shared.items():
+        for gram in [_UNITS, *sorted(grams)]:
+            emit(gram, label, fam, 1)
+    return _table(_COUNTS, out)
 
 
-def _reduce_part(task: Mapping[str, Any], files: Sequence[str], min_count: int) -> Any:
-    """Reduce (local engine): one partition's counts summed over every shard's map output."""
+def _count_part(t: Any, min_count: int) -> Any:
+    """Reduce (one hash partition of the n-grams): units per (n-gram, label), a family once;
+    n-grams in fewer than ``min_count`` units dropped (the reserved rows kept)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tables = []
+    fam = t.column("fam")
+    summed = t.filter(pc.equal(fam, _SINGLE)).group_by(["gram", "label"]).aggregate([("n", "sum")])
+    distinct = t.filter(pc.not_equal(fam, _SINGLE)).group_by(["gram", "label"]).aggregate([("fam", "count_distinct")])
+    names = ["gram", "label", "n"]
+    parts = [summed.rename_columns(names), distinct.rename_columns(names)]
+    both = pa.concat_tables(parts, promote_options="permissive")
+    both = both.group_by(["gram", "label"]).aggregate([("n", "sum")]).rename_columns(names)
+    totals = both.group_by("gram").aggregate([("n", "sum")])
+    frequent = pc.greater_equal(totals.column("n_sum"), min_count)
+    reserved = pc.is_in(totals.column("gram"), value_set=pa.array([_UNITS, _RECORDS]))
+    keep = totals.filter(pc.or_(frequent, reserved)).column("gram")
+    both = both.filter(pc.is_in(both.column("gram"), value_set=keep))
+    return both.cast(_schema(*_SUMS))
+
+
+def _flag_shard(task: Mapping[str, Any], accepted: Sequence[tuple[str, int]], cols: Mapping[str, Any]) -> Any:
+    """Flag (map): ``(sample_id, index of the flagged n-gram)`` for every match with its label."""
+    out: dict[str, list[int]] = {"sample_id": [], "ngram": []}
+    for sid, toks, label in _labeled(task, cols):
+        for k in match_ngrams(toks, label, accepted):
+            out["sample_id"].append(sid)
+            out["ngram"].append(k)
+    return _table((("sample_id", "int64"), ("ngram", "int64")), out)
+
+
+def _local_partition(
+    task: Mapping[str, Any], files: Sequence[str], reducer: Callable[..., Any], kwargs: Mapping[str, Any]
+) -> Any:
+    """Reduce (local engine): ``reducer`` on one hash partition of a map's Arrow files, read batch by batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    batches, schema = [], None
     for name in files:
         with pa.memory_map(name) as source:
-            t = pa.ipc.open_stream(source).read_all()
-        tables.append(t.filter(pc.equal(t.column("part"), int(task["part"]))))
-    return _survivors(pa.concat_tables(tables), min_count)
+            reader = pa.ipc.open_stream(source)
+            schema = reader.schema
+            for batch in reader:
+                batches.append(batch.filter(pc.equal(batch.column("part"), int(task["part"]))))
+    return reducer(pa.Table.from_batches(batches, schema=schema), **kwargs)
 
 
-def _survivors(t: Any, min_count: int) -> Any:
-    """Counts per (n-gram, label) summed; n-grams seen in fewer than ``min_count`` records dropped."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    schema = pa.schema([("gram", pa.string()), ("label", pa.int64()), ("n", pa.int64())])
-    if t.num_rows == 0:
-        return schema.empty_table()
-    summed = t.group_by(["gram", "label"]).aggregate([("n", "sum")])
-    totals = summed.group_by("gram").aggregate([("n_sum", "sum")])
-    keep = totals.filter(pc.greater_equal(totals.column("n_sum_sum"), min_count)).column("gram")
-    summed = summed.filter(pc.is_in(summed.column("gram"), value_set=keep))
-    return pa.table([summed.column("gram"), summed.column("label"), summed.column("n_sum")], schema=schema)
+def _ray_partition(t: Any, reducer: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """Reduce (Ray ``map_groups`` over ``part``): ``reducer`` on one hash partition."""
+    return reducer(t, **kwargs)
 
 
-def _reduce_group(g: Any, min_count: int) -> Any:
-    """Reduce (Ray ``map_groups``): one n-gram's rows from every shard."""
-    return _survivors(g.select(["gram", "label", "n"]), min_count)
-
-
-def _select(batch: Any, labels: bool) -> Any:
-    """The per-label rows (``labels``) or the n-gram rows of a map output batch."""
-    import pyarrow.compute as pc
-
-    part = batch.column("part")
-    return batch.filter(pc.equal(part, _LABELS) if labels else pc.not_equal(part, _LABELS))
-
-
-def _flag_shard(
-    task: Mapping[str, Any], accepted: Sequence[tuple[str, int]], text_column: str, label_column: str | None
-) -> Any:
-    """Flag pass: ``(sample_id, index of the accepted n-gram)`` for every match with its label."""
-    out: dict[str, list[int]] = {"sample_id": [], "ngram": []}
-    for batch in read_shard(task, text_column, label_column):
-        for sid, text, label in zip(batch["sample_id"], batch["text"], batch["label"], strict=True):
-            if label is None:
-                continue
-            padded = " " + " ".join(_tokens(text)) + " "
-            for k, (gram, glabel) in enumerate(accepted):
-                if glabel == label and f" {gram} " in padded:
-                    out["sample_id"].append(sid)
-                    out["ngram"].append(k)
-    import pyarrow as pa  # typed even when empty: a shard without a match must not write null columns
-
-    return pa.table(out, schema=pa.schema([("sample_id", pa.int64()), ("ngram", pa.int64())]))
+def _sort_shuffle(stage: Any) -> Any:
+    """``stage`` with Ray Data's sort-based pull shuffle for its groupby on the few ``part`` keys:
+    Ray 2.60's default (hash shuffle on aggregator actors) took 14-20 s per reduce and 5-8 s more
+    for the next map on a 2-CPU local cluster, the sort shuffle 0.3 s each (the whole detection:
+    57 s -> 1.8 s). Set on the dataset's own context (copied when it was created), not the global
+    one; a Ray without ``shuffle_strategy`` (< 2.4x) shuffles by sort already."""
+    ctx = stage.context
+    strategy = getattr(ctx, "shuffle_strategy", None)
+    if strategy is not None:
+        ctx.shuffle_strategy = type(strategy).SORT_SHUFFLE_PULL_BASED
+    return stage
 
 
 @dataclass
 class ParallelPoisonReport:
-    """Flagged n-grams (dicts as :func:`~secure_train.data_security.poison.ngram_label_statistics`
+    """Flagged n-grams (dicts as :func:`~secure_train.data_security.poison_ngram.ngram_label_statistics`
     gives them) and the sample ids of the flagged records."""
 
     source: str
@@ -168,6 +275,7 @@ class ParallelPoisonReport:
     flagged_ids: list[int] = field(default_factory=list)
     n_records: int = 0
     n_labeled: int = 0
+    n_units: int = 0
     n_grams_tested: int = 0
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +288,7 @@ class ParallelPoisonReport:
             "settings": self.settings,
             "n_records": self.n_records,
             "n_labeled": self.n_labeled,
+            "n_units": self.n_units,
             "n_grams_tested": self.n_grams_tested,
             "ngrams": self.ngrams,
             "n_flagged": len(self.flagged_ids),
@@ -189,11 +298,11 @@ class ParallelPoisonReport:
 
 
 class ParallelPoisonDetector:
-    """The ``ngram`` poison detector over a sharded corpus, as map -> reduce -> score on an engine.
+    """The ``ngram`` poison detector over a sharded corpus: count on the engine, score, flag.
 
     Args:
-        max_n / min_count / z_sigma / min_purity: as in
-            :func:`~secure_train.data_security.poison.ngram_label_statistics`.
+        settings: :class:`~secure_train.data_security.poison_ngram.NgramSettings` (default: its
+            defaults, ``collapse_overlaps=True``); ``overrides``: fields of it (``min_count=5``).
         workers / engine / cache_dir: see :class:`~secure_train.data_security.parallel_shards.ShardMap`.
         text_column / label_column: columns of the shards.
         partitions: reduce partitions (default: 4 per worker).
@@ -201,139 +310,115 @@ class ParallelPoisonDetector:
 
     def __init__(
         self,
+        settings: NgramSettings | None = None,
         *,
-        max_n: int = 4,
-        min_count: int = 10,
-        z_sigma: float = 3.5,
-        min_purity: float = 0.9,
         workers: int = 1,
         engine: str = "local",
         text_column: str = "sentence",
         label_column: str = "label",
         cache_dir: str | None = None,
         partitions: int | None = None,
+        **overrides: Any,
     ) -> None:
-        if max_n < 1 or min_count < 1:
-            raise ConfigError(f"max_n and min_count must be >= 1, got {max_n}, {min_count}")
-        if not label_column:
-            raise ConfigError("poison detection needs labels: give --label-column")
-        self.settings = {"max_n": max_n, "min_count": min_count, "z_sigma": z_sigma, "min_purity": min_purity}
+        self.settings = NgramSettings.of(settings, **overrides)
         self.shards = ShardMap(workers, engine, cache_dir)  # validates workers and engine
-        self.workers, self.engine = workers, engine
-        self.text_column, self.label_column = text_column, label_column
-        self.partitions = partitions or 4 * workers
+        self.engine = engine
+        self.cols = {
+            "text_column": require_non_empty(self, "text_column", text_column),
+            "label_column": require_non_empty(self, "label_column", label_column)  # labels needed,
+        }
+        self.partitions = require_int(self, "partitions", partitions, minimum=1, optional=True) or 4 * workers
 
     def detect(self, path: str | os.PathLike[str]) -> ParallelPoisonReport:
-        """Run the four steps over every shard of ``path``."""
+        """Families (``collapse_overlaps``), count, reduce, score and flag over every shard of ``path``."""
+        from dataclasses import asdict
+
         from secure_train.data_security.parallel import shard_files
 
         start = time.perf_counter()
-        shards = self.shards
+        s, shards = self.settings, self.shards
         tasks = shards.tasks(shard_files(path))
-        cols = {"text_column": self.text_column, "label_column": self.label_column}
-        counts = shards.map(_count_shard, tasks, max_n=self.settings["max_n"], partitions=self.partitions, **cols)
-        per_label: dict[int, int] = defaultdict(int)
-        by_gram: dict[str, dict[int, int]] = defaultdict(dict)
-        for gram, label, n in self._reduced(counts, per_label):
-            by_gram[gram][label] = n
-        report = ParallelPoisonReport(os.fspath(path), settings=dict(self.settings))
+        family = self._families(tasks) if s.collapse_overlaps else {}
+        stage = shards.map(
+            _count_shard,
+            tasks,
+            max_n=s.max_n,
+            partitions=self.partitions,
+            family=family,
+            heads=frozenset(family.values()),
+            cols=self.cols,
+        )
+        counts, records = NgramCounts(), NgramCounts()
+        for b in self._reduce(stage, _count_part, _SUMS, min_count=s.min_count):
+            part = NgramCounts()
+            for gram, label, n in zip(b["gram"], b["label"], b["n"], strict=True):
+                if gram == _UNITS:
+                    part.labels[label] += n
+                elif gram == _RECORDS:
+                    records.labels[label] += n
+                else:
+                    part.grams[(gram, label)] += n
+            counts.merge(part)
+        report = ParallelPoisonReport(os.fspath(path), settings=asdict(s))
         report.n_records = sum(int(t["rows"]) for t in tasks)
-        report.n_labeled = sum(per_label.values())
-        report.n_grams_tested = len(by_gram)
-        accepted = self._score(by_gram, per_label)
+        report.n_labeled = sum(records.labels.values())
+        report.n_units = sum(counts.labels.values())
+        report.n_grams_tested = len({g for g, _ in counts.grams})
+        accepted = score_ngrams(counts, s)
+        matched: dict[int, int] = defaultdict(int)
         if accepted:
-            hits = shards.map(_flag_shard, tasks, accepted=[(a["ngram"], a["label"]) for a in accepted], **cols)
-            matched: dict[int, int] = defaultdict(int)
+            pairs = [(a["ngram"], a["label"]) for a in accepted]
+            hits = shards.map(_flag_shard, tasks, accepted=pairs, cols=self.cols)
             flagged: set[int] = set()
             for batch in shards.batches(hits, ("sample_id", "ngram")):
                 for sid, k in zip(batch["sample_id"], batch["ngram"], strict=True):
                     flagged.add(int(sid))
                     matched[int(k)] += 1
             report.flagged_ids = sorted(flagged)
-            threshold = accepted[0]["threshold"]
-            report.ngrams = [
-                {
-                    "ngram": a["ngram"],
-                    "label": a["label"],
-                    "z": round(a["z"], 2),
-                    "count": a["count"],
-                    "purity": round(a["purity"], 4),
-                    "n_records": matched[k],
-                    "threshold": round(threshold, 2),
-                }
-                for k, a in enumerate(accepted)
-            ]
+        report.ngrams = ngram_rows(accepted, matched)
         report.seconds = time.perf_counter() - start
         return report
 
-    def _reduced(self, counts: Any, per_label: dict[int, int]) -> Any:
-        """Reduce on the engine; yields ``(n-gram, label, records)`` of the surviving n-grams and
-        fills ``per_label``."""
-        import pyarrow.compute as pc
-
-        min_count = self.settings["min_count"]
-        if self.engine == "ray":
-            labels = counts.map_batches(_select, fn_kwargs={"labels": True}, batch_format="pyarrow")
-            for b in labels.iter_batches(batch_format="pyarrow"):
-                for y, n in zip(b["label"].to_pylist(), b["n"].to_pylist(), strict=True):
-                    per_label[int(y)] += int(n)
-            reduced = (
-                counts.map_batches(_select, fn_kwargs={"labels": False}, batch_format="pyarrow")
-                .groupby("gram", num_partitions=self.partitions)
-                .map_groups(_reduce_group, fn_kwargs={"min_count": min_count}, batch_format="pyarrow")
-            )
-            for b in reduced.iter_batches(batch_format="pyarrow"):
-                yield from zip(b["gram"].to_pylist(), b["label"].to_pylist(), b["n"].to_pylist(), strict=True)
-            return
-        table = counts.data.table
-        labels = table.filter(pc.equal(table.column("part"), _LABELS))
-        for y, n in zip(labels.column("label").to_pylist(), labels.column("n").to_pylist(), strict=True):
-            per_label[int(y)] += int(n)
-        files = [c["filename"] for c in counts.cache_files]
-        reduced = self.shards.map(
-            _reduce_part, [{"part": p} for p in range(self.partitions)], files=files, min_count=min_count
+    def _families(self, tasks: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+        """``{sample_id: family}`` of the labeled records a longer record contains."""
+        keys = self.shards.map(_key_shard, tasks, cols=self.cols)
+        hashes, lengths = [], set()
+        for b in self.shards.batches(keys, ("h", "ntok")):
+            hashes.append(np.asarray(b["h"], dtype=np.uint64))
+            lengths.update(b["ntok"])
+        spans = self.shards.map(
+            _span_shard,
+            tasks,
+            hashes=np.unique(np.concatenate(hashes)) if hashes else np.zeros(0, np.uint64),
+            lengths=sorted(lengths),
+            partitions=self.partitions,
+            cols=self.cols,
         )
-        for b in self.shards.batches(reduced, ("gram", "label", "n")):
-            yield from zip(b["gram"], b["label"], b["n"], strict=True)
+        family: dict[int, int] = {}
+        for b in self._reduce(spans, _family_part, _FAMILY):
+            family.update(zip(map(int, b["sid"]), map(int, b["fam"]), strict=True))
+        return family
 
-    def _score(self, by_gram: dict[str, dict[int, int]], per_label: dict[int, int]) -> list[dict[str, Any]]:
-        """The single-process detector's scoring, on the reduced counts."""
-        s = self.settings
-        total = sum(per_label.values())
-        labels = sorted(per_label)
-        if not total:
-            return []
-        prior = {y: per_label[y] / total for y in labels}
-
-        def z_of(k: float, n: float, p: float) -> float:
-            return (k - n * p) / math.sqrt(n * p * (1 - p)) if 0 < p < 1 and n > 0 else 0.0
-
-        cand: list[dict[str, Any]] = []
-        zs: list[float] = []
-        for g in sorted(by_gram):
-            per = by_gram[g]
-            n = sum(per.values())
-            if n < s["min_count"]:
-                continue
-            for y in labels:
-                k = per.get(y, 0)
-                z = z_of(k, n, prior[y])
-                zs.append(z)
-                if k / n >= s["min_purity"]:
-                    cand.append({"ngram": g, "label": y, "z": z, "count": n, "k": k, "purity": k / n})
-        if not zs:
-            return []
-        mean = math.fsum(zs) / len(zs)
-        std = math.sqrt(math.fsum((z - mean) ** 2 for z in zs) / len(zs)) or 1.0
-        threshold = mean + s["z_sigma"] * std
-        cand = sorted((c for c in cand if c["z"] >= threshold), key=lambda c: (-len(c["ngram"].split()), -c["z"]))
-        accepted: list[dict[str, Any]] = []
-        for c in cand:
-            supers = [a for a in accepted if a["label"] == c["label"] and f" {c['ngram']} " in f" {a['ngram']} "]
-            if supers:
-                top = max(supers, key=lambda a: a["k"])
-                n, k = c["count"] - top["count"], c["k"] - top["k"]
-                if n < s["min_count"] or k / n < s["min_purity"] or z_of(k, n, prior[c["label"]]) < threshold:
-                    continue
-            accepted.append({**c, "threshold": threshold})
-        return accepted
+    def _reduce(
+        self, stage: Any, reducer: Callable[..., Any], out: Sequence[tuple[str, str]], **kwargs: Any
+    ) -> Iterator[dict[str, list[Any]]]:
+        """``reducer(table of one hash partition, **kwargs)`` per partition of a map's output (its
+        ``part`` column) on the engine; the results' ``out`` columns as batches of Python lists."""
+        columns = [name for name, _ in out]
+        if self.engine == "ray":
+            if stage.count() == 0:
+                return
+            groups = _sort_shuffle(stage).groupby("part", num_partitions=self.partitions)
+            fn_kwargs = {"reducer": reducer, "kwargs": kwargs}
+            reduced = groups.map_groups(_ray_partition, fn_kwargs=fn_kwargs, batch_format="pyarrow")
+            yield from self.shards.batches(reduced, columns)
+            return
+        files = [c["filename"] for c in stage.cache_files]
+        reduced = self.shards.map(
+            _local_partition,
+            [{"part": p} for p in range(self.partitions)],
+            files=files,
+            reducer=reducer,
+            kwargs=kwargs,
+        )
+        yield from self.shards.batches(reduced, columns)
