@@ -309,7 +309,7 @@ def _poison_parser(sub: Any) -> None:
         help="ngram poison detector over a sharded corpus: map -> reduce -> score on datasets workers or Ray",
         description="Flag n-grams whose records are almost all one label (trigger words / sentences) and the "
         "records carrying them, over a file, a glob or a folder of JSONL / Parquet / CSV / TSV shards. "
-        "Same flags as the single-process ngram detector with collapse_overlaps=False. Exit 1 when "
+        "Same flags as the in-memory ngram detector (detect_poison) with the same settings. Exit 1 when "
         "records are flagged.",
     )
     poison.add_argument("path", help="data file, glob or folder of shards")
@@ -319,6 +319,12 @@ def _poison_parser(sub: Any) -> None:
     poison.add_argument("--min-count", type=int, default=10, help="n-grams in fewer records are not tested")
     poison.add_argument("--z-sigma", type=float, default=3.5, help="threshold: mean + Z_SIGMA * std of the z-scores")
     poison.add_argument("--min-purity", type=float, default=0.9, help="share of an n-gram's records with its label")
+    poison.add_argument(
+        "--no-collapse-overlaps",
+        dest="collapse_overlaps",
+        action="store_false",
+        help="count records contained in a longer record (SST-2's sub-phrases) each, not once per family",
+    )
     poison.add_argument(
         "--report", default=None, help="report path stem -> STEM.json (default: NAME.poison in the current directory)"
     )
@@ -338,6 +344,7 @@ def _poison(args: argparse.Namespace) -> int:
         min_count=args.min_count,
         z_sigma=args.z_sigma,
         min_purity=args.min_purity,
+        collapse_overlaps=args.collapse_overlaps,
         workers=1 if args.workers is None else args.workers,  # 0 or less: ConfigError
         engine=args.engine or "local",
         text_column=args.text_column,

@@ -141,6 +141,12 @@ def test_cli_data_poison(phrases, reference, tmp_path, monkeypatch, capsys):
     saved = json.loads((tmp_path / f"{folder.name}.poison.json").read_text())
     assert saved["flagged_ids"] == reference[1] and saved["settings"]["collapse_overlaps"] is True
     assert "flagged" in capsys.readouterr().out
+    cli_main(["data", "poison", str(folder), "--no-collapse-overlaps", "--report", "plain", "--quiet"])
+    saved = json.loads((tmp_path / "plain.json").read_text())
+    assert saved["settings"]["collapse_overlaps"] is False
+    assert (saved["ngrams"], saved["flagged_ids"]) == in_memory(phrases, collapse_overlaps=False)
+    assert cli_main(["data", "poison", str(folder), "--min-purity", "2", "--quiet"]) == 2  # one error line
+    assert "min_purity must be in [0, 1]" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
