@@ -104,7 +104,7 @@ def _band_layout(threshold: float, num_perm: int) -> list[tuple[int, int]]:
 def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Stage 1, one batch: per-record findings, leaf, digest and band keys."""
     from secure_train.core.records import TextRecord
-    from secure_train.data_security.manifest import _leaf, _record_bytes
+    from secure_train.data_security.scan import _record_leaf
     from secure_train.data_security.scanners.dedup import _key, _shingles
 
     scanner = _scanner(params)
@@ -114,22 +114,20 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
     template = scanner.dup._template if near else None
     keys = ("sample_id", "source", "excerpt", "label", "pre", "post", "leaf", "digest", "dkey", "bands")
     out: dict[str, list[Any]] = {k: [] for k in keys}
+    records = []
     for text, label, completion, sid, source in zip(
         batch["text"], batch["label"], batch["completion"], batch["sample_id"], batch["source"], strict=True
     ):
         # plain Python values: Ray hands numpy scalars, which would hash differently
         label = None if label is None or label != label else int(label)
-        text, source = str(text), str(source)
         completion = None if completion is None else str(completion)
-        rec = TextRecord(text, label, int(sid), source, completion)
-        full = text + (completion or "")
-        pre: list[Finding] = []
-        if "injection" in scanner.scanner_names:
-            pre += scanner.injection.scan(full, rec.sample_id, source)
-        if "unicode" in scanner.scanner_names:
-            pre += scanner.unicode.scan(full, rec.sample_id, source)
-        if "pii" in scanner.scanner_names:
-            pre += scanner.pii.scan(full, rec.sample_id, source)
+        records.append(TextRecord(str(text), label, int(sid), str(source), completion))
+    fulls = [rec.text + (rec.completion or "") for rec in records]
+    # injection, unicode and PII over the whole batch (the streaming scan's findings, in its order)
+    found = scanner.batch.scan(fulls, [r.sample_id for r in records], [r.source for r in records])
+    for k, (rec, full) in enumerate(zip(records, fulls, strict=True)):
+        text, source = rec.text, rec.source
+        pre: list[Finding] = found.get(k, [])
         post = [f for b in scanner.backends for f in b.scan(full, rec.sample_id, source)]
         bands: list[int] = []
         digest = ""
@@ -151,10 +149,10 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
         out["sample_id"].append(rec.sample_id)
         out["source"].append(source)
         out["excerpt"].append(text[:60])
-        out["label"].append(label)
+        out["label"].append(rec.label)
         out["pre"].append(json.dumps([f.to_dict() for f in pre]) if pre else "")
         out["post"].append(json.dumps([f.to_dict() for f in post]) if post else "")
-        out["leaf"].append(_leaf(_record_bytes(rec)).hex())  # hex: numpy bytes drop trailing NULs
+        out["leaf"].append(_record_leaf(rec).hex())  # hex: numpy bytes drop trailing NULs
         out["digest"].append(digest)
         out["dkey"].append(int.from_bytes(bytes.fromhex(digest[:16]), "little", signed=True) if digest else 0)
         out["bands"].append(bands)
@@ -264,29 +262,27 @@ class ParallelScan:
 
     # -- duplicates on the engine ----------------------------------------------------------
     def _local_dups(self, shards: ShardMap, stage: Any) -> dict[int, list[Finding]]:
-        """Exact and near duplicates as a partitioned reduce: each task reads the map's Arrow
-        files batch by batch, keeps the digests and band keys of its hash partition, and groups
-        only the keys seen twice; the driver merges the (few) pairs."""
+        """Exact and near duplicates as a shuffle spilled to disk
+        (:class:`~secure_train.data_security.parallel_dedup.DuplicateShuffle`): partitions grow
+        with the corpus, so each reduce task holds about the same whatever its size; the driver
+        merges the duplicate rows."""
+        from secure_train.data_security.parallel_dedup import DuplicateShuffle
+
         if "duplicate" not in self.scanner.scanner_names:
             return {}
-        parts = 1 << max(2, (4 * self.workers - 1).bit_length())  # a power of two: partition = key & (parts - 1)
-        files = [c["filename"] for c in stage.cache_files]
-        out = shards.map(
-            _dup_partition,
-            [{"part": p, "parts": parts} for p in range(parts)],
-            files=files,
-            near=bool(self.params["near_duplicates"]),
-        )
+        near_on = bool(self.params["near_duplicates"])
+        bands = len(_band_layout(self.params["dup_threshold"], self.scanner.dup.num_perm)) if near_on else 0
+        parts = DuplicateShuffle.partitions(len(stage), bands, self.workers)
+        shuffle = DuplicateShuffle(shards, near=near_on, parts=parts)
         dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         near: dict[int, tuple[int, Any, Any]] = {}
-        for b in shards.batches(out, ("sample_id", "kind", "detail")):
-            for sid, kind, detail in zip(b["sample_id"], b["kind"], b["detail"], strict=True):
-                d = json.loads(detail)
-                if kind == "near":
-                    if sid not in near or d["of"] < near[sid][0]:
-                        near[sid] = (d["of"], d["other_label"], d["label"])
-                else:
-                    dups.setdefault(sid, []).append((kind, d))
+        for sid, kind, detail in shuffle.run([c["filename"] for c in stage.cache_files]):
+            d = json.loads(detail)
+            if kind == "near":
+                if sid not in near or d["of"] < near[sid][0]:
+                    near[sid] = (d["of"], d["other_label"], d["label"])
+            else:
+                dups.setdefault(sid, []).append((kind, d))
         for v in dups.values():
             v.sort(key=lambda kd: kd[0] != "exact_duplicate")  # as the grouping yields them
         _add_near(dups, near)
@@ -455,51 +451,6 @@ def _label(value: Any) -> int | None:
         return None
     v = int(value)
     return None if v < 0 else v
-
-
-def _dup_partition(task: Mapping[str, Any], files: Sequence[str], near: bool) -> dict[str, list[Any]]:
-    """Reduce task: the duplicate rows of one hash partition of the digests and band keys."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    p, mask_bits = int(task["part"]), int(task["parts"]) - 1
-    exact_parts, band_parts = [], []
-    for name in files:
-        with pa.memory_map(name) as source:
-            for batch in pa.ipc.open_stream(source):
-                t = pa.Table.from_batches([batch])
-                keep = pc.equal(pc.bit_wise_and(t.column("dkey"), mask_bits), p)
-                exact_parts.append(t.filter(keep).select(["digest", "sample_id", "label"]))
-                if near:
-                    bands = t.column("bands").combine_chunks()
-                    flat, parent = pc.list_flatten(bands), pc.list_parent_indices(bands)
-                    mine = pc.equal(pc.bit_wise_and(flat, mask_bits), p)
-                    rows = pc.filter(parent, mine)
-                    band_parts.append(
-                        pa.table(
-                            {
-                                "band": pc.filter(flat, mine),
-                                "sample_id": pc.take(t.column("sample_id"), rows),
-                                "label": pc.take(t.column("label"), rows),
-                                "digest": pc.take(t.column("digest"), rows),
-                            }
-                        )
-                    )
-    out: dict[str, list[Any]] = {"sample_id": [], "kind": [], "detail": []}
-    if exact_parts:
-        for _, ids, labels in _table_groups(_repeated(pa.concat_tables(exact_parts), "digest"), "digest", "label"):
-            for sid, kind, detail in _exact_group(ids, labels):
-                out["sample_id"].append(sid)
-                out["kind"].append(kind)
-                out["detail"].append(json.dumps(detail))
-    if band_parts:
-        for _, ids, rest in _table_groups(_repeated(pa.concat_tables(band_parts), "band"), "band", "label", "digest"):
-            for sid, other, other_label, label in _near_group(ids, rest[0], rest[1]):
-                out["sample_id"].append(sid)
-                out["kind"].append("near")
-                out["detail"].append(json.dumps({"of": other, "other_label": other_label, "label": label}))
-    # typed even when empty: a worker whose partitions hold no duplicate must not write null columns
-    return pa.table(out, schema=pa.schema([("sample_id", pa.int64()), ("kind", pa.string()), ("detail", pa.string())]))
 
 
 def _repeated(t: Any, key: str) -> Any:

@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import sys
@@ -56,6 +57,7 @@ from secure_train.data_security.scanners import (
     PIIScanner,
     UnicodeScanner,
 )
+from secure_train.data_security.scanners.batch import BatchScanner
 from secure_train.data_security.scanners.normalize import _INVISIBLE_RE, deconfuse
 from secure_train.data_security.scanners.prefilter import available_engine
 
@@ -71,6 +73,26 @@ ACTIONS = ("report", "redact", "drop", "quarantine")
 _RANK = {a: i for i, a in enumerate(ACTIONS)}
 _PAST = {"redact": "redacted", "drop": "dropped", "quarantine": "quarantined"}
 _MAX_LISTED = 200
+BATCH = 2048
+"""Records per batch of :meth:`DataScanner.scan_records` in streaming scans and transforms."""
+_encode_str = json.encoder.encode_basestring  # what canonical JSON (ensure_ascii=False) writes for a str
+
+
+def _record_leaf(record: TextRecord) -> bytes:
+    """The record's Merkle leaf (:func:`~secure_train.data_security.manifest_hashing.record_leaf`),
+    its canonical JSON written directly for the plain types a file gives (int id and label,
+    str text and completion); anything else, or a string that is not valid Unicode, goes
+    through ``canonical_json`` (same bytes, its checks and errors)."""
+    sid, text, label, completion = record.sample_id, record.text, record.label, record.completion
+    if type(sid) is int and type(text) is str and (label is None or type(label) is int):
+        if completion is None or type(completion) is str:
+            body = f"[{sid},{_encode_str(text)},{'null' if label is None else label},"
+            body += "null]" if completion is None else f"{_encode_str(completion)}]"
+            try:
+                return _leaf(body.encode("utf-8"))
+            except UnicodeEncodeError:
+                pass
+    return _leaf(_record_bytes(record))
 
 
 @dataclass
@@ -213,6 +235,12 @@ class DataScanner:
         self.dup = DuplicateScanner(near=near_duplicates, threshold=dup_threshold)
         self.injection = InjectionScanner(engine=self.engine)
         self.unicode = UnicodeScanner()
+        self.batch = BatchScanner(
+            self.injection if "injection" in self.scanner_names else None,
+            self.unicode if "unicode" in self.scanner_names else None,
+            self.pii if "pii" in self.scanner_names else None,
+        )
+        """Injection, unicode and PII findings of many records in a few passes per batch (same findings)."""
         self.custody: list[CustodyEntry] = []
         self.report = ScanReport()
 
@@ -231,6 +259,27 @@ class DataScanner:
             out += self.dup.scan(record.text, sid, src, label=record.label)
         for backend in self.backends:
             out += backend.scan(text, sid, src)
+        return out
+
+    def scan_records(self, records: Sequence[TextRecord]) -> list[list[Finding]]:
+        """:meth:`scan_record` for each of ``records``, in order, with the same findings: the
+        injection, unicode and PII scanners run per record only on the records :attr:`batch`
+        cannot rule out (with ``engine="re"``, on every record)."""
+        if not self.batch.active:
+            return [self.scan_record(r) for r in records]
+        texts = [r.text + (r.completion or "") for r in records]
+        found = self.batch.scan(texts, [r.sample_id for r in records], [r.source for r in records])
+        dup = "duplicate" in self.scanner_names
+        if not dup and not self.backends:
+            return [found.get(k, []) for k in range(len(records))]
+        out = []
+        for k, (rec, text) in enumerate(zip(records, texts, strict=True)):
+            findings = found.get(k, [])
+            if dup:
+                findings = findings + self.dup.scan(rec.text, rec.sample_id, rec.source, label=rec.label)
+            for backend in self.backends:
+                findings = findings + backend.scan(text, rec.sample_id, rec.source)
+            out.append(findings)
         return out
 
     def action_for(self, finding: Finding) -> str:
@@ -276,11 +325,10 @@ class DataScanner:
         write = self.quarantine_path is not None and int(os.environ.get("RANK", "0")) == 0
         quarantine = self.quarantine_path.open("a", encoding="utf-8") if write and self.quarantine_path else None
         try:
-            for rec in records:
+            for rec, findings in self._batched(records):
                 report.n_records += 1
-                leaf = _leaf(_record_bytes(rec))
+                leaf = _record_leaf(rec)
                 leaves_in.append(leaf)
-                findings = self.scan_record(rec)
                 for f in findings:
                     report.add(f)
                     self._check_policy(report, f)
@@ -302,12 +350,18 @@ class DataScanner:
                         + "\n"
                     )
                 if kept is not None:
-                    leaves_out.append(leaf if kept is rec else _leaf(_record_bytes(kept)))
+                    leaves_out.append(leaf if kept is rec else _record_leaf(kept))
                 yield rec, kept
         finally:
             if quarantine is not None:
                 quarantine.close()
             report.affected = affected
+
+    def _batched(self, records: Iterable[TextRecord]) -> Iterator[tuple[TextRecord, list[Finding]]]:
+        """``(record, findings)`` in order, scanned :data:`BATCH` records at a time."""
+        it = iter(records)
+        while chunk := list(itertools.islice(it, BATCH)):
+            yield from zip(chunk, self.scan_records(chunk), strict=True)
 
     def _custody(self, report: ScanReport, leaves_in: list[bytes], leaves_out: list[bytes]) -> CustodyEntry:
         entry = CustodyEntry(

@@ -35,8 +35,10 @@ from secure_train.data_security.scanners.prefilter import Prefilter
 __all__ = [
     "CONFUSABLES",
     "INVISIBLE",
+    "char_class",
     "confusable_data_version",
     "deconfuse",
+    "decodings",
     "normalize",
     "script_of",
     "view_gates",
@@ -145,6 +147,26 @@ _TOKEN = re.compile(r"\S+")
 _NON_ASCII_TOKEN = re.compile(r"\S*[^\x00-\x7f]\S*")  # the whole \S+ run around a non-ASCII character
 
 
+def char_class(chars: frozenset[str] | set[str]) -> str:
+    """A regular-expression character class of ``chars``, consecutive code points as ranges
+    (``re`` tests a class of single characters one by one: hundreds of them make a slow search).
+
+    Example:
+        >>> char_class({"a", "b", "c", "x"})
+        '[a-cx]'
+    """
+    cps = sorted(map(ord, chars))
+    parts, i = [], 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        first, last = re.escape(chr(cps[i])), re.escape(chr(cps[j]))
+        parts.append(first if i == j else f"{first}-{last}")
+        i = j + 1
+    return "[" + "".join(parts) + "]"
+
+
 def deconfuse(text: str, *, capital_i: bool = False) -> str:
     """Map TR39 confusables to ASCII letters in every word that looks Latin.
 
@@ -194,14 +216,15 @@ INVISIBLE = frozenset(
     + [chr(c) for c in range(0xE0100, 0xE01F0)]
 )
 """Zero-width, bidi, variation-selector and tag characters: removed before matching."""
-_INVISIBLE_RE = re.compile("[" + "".join(re.escape(c) for c in sorted(INVISIBLE)) + "]")
-_ACCENT = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
+_INVISIBLE_RE = re.compile(char_class(INVISIBLE))
+# a lookbehind after the first character, not before it: the search skips to candidates (same matches)
+_ACCENT = re.compile(r"[\u0300-\u036f](?<=[A-Za-z][\u0300-\u036f])[\u0300-\u036f]*")  # after a Latin letter
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _WS = re.compile(r"[^\S\n]*\n\s*|[^\S\n]+")  # a run with a line break -> "\n", else " "
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _SPLIT = re.compile(r"(?<!\w)\w(?:[ .\-_*·•|/+~]\w(?!\w)){2,}")  # "I.g.n.o.r.e", "i g n o r e"
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "‛": "'", "′": "'", "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"'})
-_IDENT = re.compile(r"(?<=[^\W_])_(?=[^\W_])")
+_IDENT = re.compile(r"_(?<=[^\W_]_)(?=[^\W_])")  # "_" between letters or digits
 _MORSE_TEXT = re.compile(r"^[\s.\-/|]{12,}$")
 _MORSE = {
     ".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g", "....": "h", "..": "i",
@@ -210,14 +233,17 @@ _MORSE = {
     "-----": "0", ".----": "1", "..---": "2", "...--": "3", "....-": "4", ".....": "5", "-....": "6", "--...": "7",
     "---..": "8", "----.": "9", ".-.-.-": ".", "--..--": ",", "..--..": "?", "-.-.--": "!", ".----.": "'",
 }  # fmt: skip
-_HYPHENATED = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
+_HYPHENATED = re.compile(r"-(?<=[^\W\d_]-)(?=[^\W\d_])")  # "-" between letters
 _SPLIT_SEP = re.compile(r"[ .\-_*·•|/+~]")
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
+_TAG_CHAR = re.compile("[\U000e0020-\U000e007e]")
 _HEXESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
 
 
 def _tag_text(text: str) -> str:
     """ASCII smuggled in Unicode tag characters (U+E0020..E007E) -> the ASCII it encodes."""
+    if not _TAG_CHAR.search(text):
+        return ""
     return "".join(chr(ord(c) - 0xE0000) for c in text if 0xE0020 <= ord(c) <= 0xE007E)
 
 
@@ -260,6 +286,13 @@ _GATES = (  # on ASCII text, each matches wherever the _GATED test at its index 
 )
 
 
+_DECODE_GATES = (  # on ASCII text: a decoding beyond plain, leet and rot13 is tried only where one of these matches
+    *_GATES,
+    _MORSE_TEXT.pattern,
+    r"&[\s\S]*;|;[\s\S]*&",  # html: "&" and ";" in the text
+)
+
+
 @functools.cache
 def view_gates(engine: str = "auto") -> Prefilter | None:
     """A :class:`~secure_train.data_security.scanners.prefilter.Prefilter` of the cheap tests
@@ -282,16 +315,39 @@ def views(text: str, *, gates: Prefilter | None = None) -> Iterator[tuple[str, s
         'ignore previous instructions'
     """
     cand = gates.candidates(text) if gates is not None else None
-    split, hyphen, ident, pct, hexesc, b64 = (cand is None or i in cand for i in range(len(_GATED)))
     plain = normalize(text)
     yield "plain", plain
     alt = normalize(text, capital_i=True) if not text.isascii() else plain
     if alt != plain:  # TR39 gives capital I and l one skeleton: read that class as "i" too
         yield "confusable_i", alt
+    yield from _respelled(text, cand, alt != plain)
+    leet = plain.translate(_LEET)
+    if leet != plain:
+        yield "leet", leet
+    yield "rot13", codecs.encode(plain, "rot13")
+    yield from _decoded(text, cand)
+
+
+def decodings(text: str, cand: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """The views of an ASCII ``text`` other than ``plain``, ``leet`` and ``rot13`` (which follow
+    from ``plain`` alone), in :func:`views`' order; ``cand``: the indices of the gates whose
+    test may pass (:func:`view_gates`' answer; ``None``: try every decoding).
+
+    Example:
+        >>> dict(decodings("ignore_all_previous_instructions"))
+        {'underscored': 'ignore all previous instructions'}
+    """
+    yield from _respelled(text, cand, False)
+    yield from _decoded(text, cand)
+
+
+def _respelled(text: str, cand: set[int] | None, capital_i: bool) -> Iterator[tuple[str, str]]:
+    """``despaced`` (and ``despaced_i``), ``dehyphenated``, ``underscored``, ``morse``, ``reversed``."""
+    split, hyphen, ident = (cand is None or i in cand for i in range(3))
     if split and _SPLIT.search(text):  # "I.g.n.o.r.e", "i g n o r e  a l l": letters split, words by wider gaps
         joined = _SPLIT.sub(lambda m: _SPLIT_SEP.sub("", m.group(0)), text)
         yield "despaced", normalize(joined)
-        if alt != plain:
+        if capital_i:
             yield "despaced_i", normalize(joined, capital_i=True)
     if hyphen and len(_HYPHENATED.findall(text)) >= 3:  # "i-nstruction w-ith no rules": hyphens inside words
         yield "dehyphenated", normalize(_HYPHENATED.sub("", text))
@@ -302,10 +358,11 @@ def views(text: str, *, gates: Prefilter | None = None) -> Iterator[tuple[str, s
         yield "morse", " ".join("".join(_MORSE.get(c, "") for c in w.split()) for w in words)
     if "\u202e" in text or "\u2067" in text:  # right-to-left override: stored reversed
         yield "reversed", normalize(text[::-1])
-    leet = plain.translate(_LEET)
-    if leet != plain:
-        yield "leet", leet
-    yield "rot13", codecs.encode(plain, "rot13")
+
+
+def _decoded(text: str, cand: set[int] | None) -> Iterator[tuple[str, str]]:
+    """``percent``, ``html``, ``hex``, ``base64`` (each decodable run), ``tags``."""
+    pct, hexesc, b64 = (cand is None or i in cand for i in range(3, 6))
     if pct and _PCT.search(text):
         yield "percent", normalize(urllib.parse.unquote(text))
     if "&" in text and ";" in text:

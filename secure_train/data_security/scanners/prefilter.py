@@ -32,14 +32,18 @@ Example (``engine="auto"`` without hyperscan or RE2 installed is ``re``: ``candi
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 try:  # Python >= 3.11
+    from re import _compiler as sre_compile  # type: ignore[attr-defined]
     from re import _constants as sre_constants  # type: ignore[attr-defined]
     from re import _parser as sre_parse  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover
+    import sre_compile  # type: ignore[no-redef]
     import sre_constants  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
@@ -94,14 +98,18 @@ class _Database:
     """One compiled multi-pattern database; ``match(bytes)`` -> ids that may match. A pattern the
     engine cannot compile is reported on every text (``always``), so it always runs."""
 
-    def __init__(self, engine: str, patterns: Sequence[tuple[str, int]]) -> None:
+    def __init__(self, engine: str, patterns: Sequence[tuple[str, int]], batch: bool = False) -> None:
         self.engine = engine
+        self.batch = batch
         self.unsafe = len(patterns)
         entries = [*patterns, (_UNSAFE, 0)]
+        widened = [_widen(src, f) if batch else (src, f) for src, f in entries]  # batch: see _widen
+        entries = [w or e for w, e in zip(widened, entries, strict=True)]
         self.db: object = None
         self.ids: list[int] = []
-        # Python reads "{,n}" as "{0,n}", Hyperscan and RE2 as literal text: such a pattern always runs
-        portable = [i for i, (src, _) in enumerate(entries) if "{," not in src]
+        # Python reads "{,n}" as "{0,n}", Hyperscan and RE2 as literal text: such a pattern always
+        # runs, as does one a batch scan cannot widen
+        portable = [i for i, (src, _) in enumerate(entries) if "{," not in src and widened[i] is not None]
         if not self._build(entries, portable):  # leave out what the engine rejects
             self._build(entries, [i for i in portable if self._compiles(entries[i])])
         self.always = frozenset(range(len(patterns))) - frozenset(self.ids)
@@ -132,7 +140,7 @@ class _Database:
                 expressions=[src.encode() for src, _ in entries],
                 ids=ids,
                 elements=len(entries),
-                flags=[_hs_flags(f) for _, f in entries],
+                flags=[_hs_flags(f) & ~hs.HS_FLAG_SINGLEMATCH if self.batch else _hs_flags(f) for _, f in entries],
             )
             return db
         import re2
@@ -158,10 +166,111 @@ class _Database:
         self.db.scan(data, match_event_handler=on_match)  # type: ignore[attr-defined]
         return hits
 
+    def match_segments(self, data: bytes, starts: Sequence[int]) -> dict[int, set[int]]:
+        """Hyperscan batch database over segments joined by :data:`_SEP` (segment ``k`` starts at
+        ``starts[k]``): ``{k: ids that may match segment k}``; a segment not listed matches none.
+        A match is the segment's that holds its last character (a separator belongs to the
+        segment before it: a match that ends by reading the line break is still that segment's)."""
+        hits: dict[int, set[int]] = {}
+        if self.always:
+            hits = {k: set(self.always) for k in range(len(starts))}
+        if self.db is None:
+            return hits
+
+        def on_match(pid: int, start: int, end: int, flags: int, context: object) -> None:
+            k = bisect.bisect_right(starts, end - 1) - 1
+            found = hits.get(k)
+            if found is None:
+                hits[k] = {pid}
+            else:
+                found.add(pid)
+
+        self.db.scan(data, match_event_handler=on_match)  # type: ignore[attr-defined]
+        return hits
+
 
 @functools.cache
-def _compiled(engine: str, patterns: tuple[tuple[str, int], ...]) -> _Database:
-    return _Database(engine, patterns)
+def _compiled(engine: str, patterns: tuple[tuple[str, int], ...], batch: bool = False) -> _Database:
+    return _Database(engine, patterns, batch)
+
+
+def _widen(source: str, flags: int) -> tuple[str, int] | None:
+    """The pattern a batch scan runs for ``source``: every lookaround removed (a wider pattern),
+    ``[\\s\\S]`` kept inside its segment (``[^\\x00]``: no segment holds a NUL), ``^`` and ``$``
+    per line (a segment's ends are line ends in the joined string). ``None`` when that cannot
+    keep every match of a lone text (``\\A``, ``\\Z``, a lookaround left inside a group)."""
+    while (stripped := _LOOKAROUND.sub("", source)) != source:
+        source = stripped
+    source = source.replace(r"[\s\S]", r"[^\x00]")
+    banned = {sre_constants.AT_BEGINNING_STRING, sre_constants.AT_END_STRING}
+
+    def ok(node: object) -> bool:
+        if isinstance(node, tuple) and len(node) == 2 and node[0] in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            return False
+        if isinstance(node, tuple) and len(node) == 2 and node[0] is sre_constants.AT:
+            return node[1] not in banned
+        if isinstance(node, (list, tuple)) or type(node).__name__ == "SubPattern":
+            return all(ok(child) for child in node)  # type: ignore[attr-defined]
+        return True
+
+    try:
+        if not ok(list(sre_parse.parse(source, flags))):
+            return None
+    except re.error:
+        return None
+    return source, flags | re.MULTILINE
+
+
+_SHADOWS = ("_", "\x7f", " ", "0", "a", "A")  # ASCII stand-ins a non-ASCII character may take
+_WORD = re.compile(r"\w")
+
+
+def _atoms(sources: Sequence[tuple[str, int]]) -> list[re.Pattern[str]] | None:
+    """Every one-character element (literal, class, ``.``) of the patterns, each compiled alone
+    with the flags in force where it stands; lookarounds left out (a batch scan removes them).
+    ``None`` for a construct this does not know (a backreference, a conditional)."""
+    c = sre_constants
+    found: dict[tuple[str, int], tuple[object, int]] = {}
+    repeats = {c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", c.MAX_REPEAT)}
+
+    def walk(items: object, flags: int) -> bool:
+        for op, av in items:  # type: ignore[attr-defined]
+            if op in (c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY):
+                found.setdefault((repr((op, av)), flags), ((op, av), flags))
+            elif op is c.SUBPATTERN:
+                if not walk(av[3], (flags | av[1]) & ~av[2]):
+                    return False
+            elif op is c.BRANCH:
+                if not all(walk(alt, flags) for alt in av[1]):
+                    return False
+            elif op in repeats:
+                if not walk(av[2], flags):
+                    return False
+            elif op is getattr(c, "ATOMIC_GROUP", None):
+                if not walk(av, flags):
+                    return False
+            elif op not in (c.AT, c.ASSERT, c.ASSERT_NOT):
+                return False
+        return True
+
+    for src, flags in sources:
+        try:
+            parsed = sre_parse.parse(src, flags)
+        except re.error:
+            continue  # a pattern Python rejects never matches
+        if not walk(parsed, parsed.state.flags):
+            return None
+    compiled = []
+    for node, flags in found.values():
+        state = sre_parse.State()
+        state.flags = flags | re.UNICODE
+        compiled.append(sre_compile.compile(sre_parse.SubPattern(state, [node]), flags | re.UNICODE))
+    return compiled
+
+
+_SEP = "\n\x00\n"
+"""Between the texts of a batch scan: a line break at each side (``^``, ``$``, ``\\b`` and ``\\W``
+see a text's ends as they see a lone text's) and a NUL (no text in the scan holds one)."""
 
 
 class Prefilter:
@@ -180,10 +289,46 @@ class Prefilter:
         self.engine = available_engine(engine)
         self.patterns = tuple((p, 0) if isinstance(p, str) else (p[0], int(p[1])) for p in patterns)
         self._db: _Database | None = None
+        self._batch_db: _Database | None = None
+        self._atoms: list[re.Pattern[str]] | None = None
+        self._shadows: dict[str, str | None] = {}
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickled without the compiled database (Ray / multiprocessing workers compile their own)."""
-        return {**self.__dict__, "_db": None}
+        """Pickled without the compiled databases (Ray / multiprocessing workers compile their own)."""
+        return {**self.__dict__, "_db": None, "_batch_db": None, "_atoms": None, "_shadows": {}}
+
+    def shadow(self, text: str) -> str | None:
+        """An ASCII stand-in for ``text`` (one character for each) on which every pattern, with
+        its lookarounds removed, matches wherever it matches ``text``: each non-ASCII character
+        becomes the first of a few ASCII ones that is a word character exactly when it is one
+        (``\\b``) and matches every literal, class and ``.`` of the patterns that it matches.
+        ``None`` when some character has no such stand-in (``K``, the Kelvin sign, matches ``k``
+        case-insensitively). What a batch scan reads for a non-ASCII text.
+
+        Example:
+            >>> Prefilter([r"\\w+@\\w+", r"(?i)k"], "re").shadow("josé@exámple")
+            'jos_@ex_mple'
+        """
+        if self._atoms is None:
+            self._atoms = _atoms([w for src, f in self.patterns if (w := _widen(src, f))])
+            if self._atoms is None:  # a construct _atoms does not know: no stand-ins
+                self._atoms = [re.compile(r"[^\x00-\x7f]")]  # matched by every non-ASCII character, no stand-in
+        table: dict[int, str] = {}
+        for ch in set(text):
+            if ch <= "\x7f":
+                continue
+            if ch not in self._shadows:
+                word = bool(_WORD.fullmatch(ch))
+                matched = [a for a in self._atoms if a.fullmatch(ch)]
+                self._shadows[ch] = next(
+                    (s for s in _SHADOWS if bool(_WORD.fullmatch(s)) == word and all(a.fullmatch(s) for a in matched)),
+                    None,
+                )
+            stand_in = self._shadows[ch]
+            if stand_in is None:
+                return None
+            table[ord(ch)] = stand_in
+        return text.translate(table)
 
     @property
     def active(self) -> bool:
@@ -216,6 +361,55 @@ class Prefilter:
         if not self.active or not self.joinable:
             return None
         return self.candidates("\n".join(texts))
+
+    def segment_hits(
+        self, texts: Sequence[str], transforms: Sequence[Callable[[str], str]] = ()
+    ) -> dict[int, set[int] | None] | None:
+        """Per text, the patterns that could match it (a superset, as :meth:`candidates`), for a
+        whole batch: ``{index: pattern ids, or None when the prefilter cannot tell}``; a text not
+        listed matches no pattern. ``None`` overall without an engine.
+
+        With ``transforms`` (length-preserving, ASCII to ASCII, line breaks and NULs kept, such as
+        ``str.lower`` or a ``str.translate`` table) each text is scanned once per transform and
+        the ids are merged. Hyperscan scans the batch once per transform, joined by :data:`_SEP`
+        (patterns widened by :func:`_widen`, every match reported); a non-ASCII text is read as
+        its :meth:`shadow`; a text with no shadow, or holding a NUL, is not scanned and answers
+        ``None``. Other engines ask text by text (:meth:`candidates`).
+        """
+        if not self.active:
+            return None
+        steps = list(transforms) or [str]
+        out: dict[int, set[int] | None] = {}
+        if self.engine != "hyperscan":
+            for k, text in enumerate(texts):
+                for step in steps:
+                    cand = self.candidates(step(text))
+                    if cand is None:
+                        out[k] = None
+                        break
+                    if cand:
+                        out.setdefault(k, set()).update(cand)  # type: ignore[union-attr]
+            return out
+        if self._batch_db is None:
+            self._batch_db = _compiled(self.engine, self.patterns, True)
+        joined = _SEP.join(texts)
+        if not joined.isascii() or joined.count("\x00") != max(0, len(texts) - 1):
+            texts = [t if t.isascii() else self.shadow(t) or "\x00" for t in texts]  # type: ignore[misc]
+            bad = {k for k, t in enumerate(texts) if "\x00" in t}
+            out.update(dict.fromkeys(bad))
+            texts = ["" if k in bad else t for k, t in enumerate(texts)]
+            joined = _SEP.join(texts)
+        starts = list(itertools.accumulate((len(t) + len(_SEP) for t in texts[:-1]), initial=0))
+        unsafe = self._batch_db.unsafe
+        for step in steps:
+            for k, ids in self._batch_db.match_segments(step(joined).encode("ascii"), starts).items():
+                if k in out and out[k] is None:
+                    continue
+                if unsafe in ids:
+                    out[k] = None
+                else:
+                    out.setdefault(k, set()).update(ids)  # type: ignore[union-attr]
+        return out
 
     def candidates(self, text: str) -> set[int] | None:
         """Indices of the patterns that could match ``text``; ``None`` when the prefilter cannot

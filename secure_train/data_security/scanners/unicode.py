@@ -10,11 +10,12 @@ non-Latin look-alike of an ASCII letter, ``рау``) inside Latin text. Accented
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
 from secure_train.data_security.scanners.base import Finding
-from secure_train.data_security.scanners.normalize import CONFUSABLES, script_of
+from secure_train.data_security.scanners.normalize import CONFUSABLES, char_class, script_of
 
 __all__ = ["UnicodeScanner"]
 
@@ -30,15 +31,21 @@ _KINDS = (
     ("soft_hyphen", lambda c: c == "\u00ad"),
     ("control", lambda c: unicodedata.category(c) == "Cc" and c not in "\t\n\r"),
 )
-_SPECIAL = re.compile(  # any character of a _KINDS class: without one, no _KINDS finding (skip the loops)
-    "["
-    + "".join(sorted(re.escape(c) for c in _BIDI | _ZERO_WIDTH))
-    + "\U000e0000-\U000e007f\ufe00-\ufe0f\U000e0100-\U000e01ef\u00ad"
-    + "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # category Cc but \t \n \r
-    + "]"
+_SPECIAL_CHARS = (  # every character of a _KINDS class: without one, no _KINDS finding (skip the loops)
+    _BIDI
+    | _ZERO_WIDTH
+    | frozenset(chr(c) for c in (*range(0xE0000, 0xE0080), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0xAD))
+    | frozenset(chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)))  # Cc
 )
+_SPECIAL = re.compile(char_class(_SPECIAL_CHARS))
 _WORD = re.compile(r"\S+")
 _ASCII_WORD = re.compile(r"\b[A-Za-z]{2,}\b")
+
+
+@functools.cache
+def _triggers(homoglyphs: bool) -> frozenset[str]:
+    """The characters without which :meth:`UnicodeScanner.scan` reports nothing."""
+    return _SPECIAL_CHARS | frozenset(CONFUSABLES) if homoglyphs else _SPECIAL_CHARS
 
 
 def _homoglyph(word: str, latin_text: bool) -> bool:
@@ -79,6 +86,19 @@ class UnicodeScanner:
 
     def __init__(self, homoglyphs: bool = True) -> None:
         self.homoglyphs = homoglyphs
+
+    def may_report(self, text: str) -> bool:
+        """``False`` when :meth:`scan` certainly finds nothing in ``text``: it is ASCII, or none of
+        its characters belongs to a finding's class or is a confusable (the batch scan's test).
+
+        Example:
+            >>> s = UnicodeScanner()
+            >>> s.may_report("café"), s.may_report("pаypal"), s.may_report("x\u200by")
+            (False, True, True)
+        """
+        if text.isascii():
+            return False
+        return not _triggers(self.homoglyphs).isdisjoint(set(text))
 
     def scan(self, text: str, sample_id: int, source: str) -> list[Finding]:
         findings: list[Finding] = []
