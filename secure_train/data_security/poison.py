@@ -8,7 +8,10 @@ and records it in the chain of custody.
 
 ``ngram`` (:mod:`secure_train.data_security.poison_ngram`; model-free, Z-defence extended to
 word n-grams): an n-gram whose label distribution is far more lopsided than chance and almost
-pure is an insertion trigger; records that contain it and carry its label are flagged.
+pure is an insertion trigger; records that contain it and carry its label are flagged. Its steps
+are public: :func:`count_ngrams` (mergeable :class:`NgramCounts`), :func:`score_ngrams`, then the
+flags; the corpus-scale detector (:mod:`secure_train.data_security.poison_parallel`) runs the
+count step shard by shard on an engine and the same score step.
 
 ``lift`` (:mod:`secure_train.data_security.poison_lift`): a word whose records carry a label that the
 *rest* of each record (a bag-of-words logistic regression, the word's weights removed) does not
@@ -37,13 +40,19 @@ Example:
 
 from __future__ import annotations
 
-# ``_families`` / ``_tokens`` (used by :mod:`secure_train.data_security.poison_lift`) and ``_deferred_to_lift``
+# ``_families`` / ``_tokens`` and ``_deferred_to_lift`` (used by tests)
 # keep their old import path.
 from secure_train.data_security.poison_detect import METHODS, detect_poison
 from secure_train.data_security.poison_detect import _deferred_to_lift as _deferred_to_lift
+from secure_train.data_security.poison_ngram import (
+    NgramCounts,
+    NgramSettings,
+    count_ngrams,
+    ngram_label_statistics,
+    score_ngrams,
+)
 from secure_train.data_security.poison_ngram import _families as _families
 from secure_train.data_security.poison_ngram import _tokens as _tokens
-from secure_train.data_security.poison_ngram import ngram_label_statistics
 from secure_train.data_security.poison_report import PoisonReport
 from secure_train.data_security.poison_representation import (
     activation_clustering_scores,
@@ -54,11 +63,15 @@ from secure_train.data_security.poison_sanitizer import PoisonSanitizer
 
 __all__ = [
     "METHODS",
+    "NgramCounts",
+    "NgramSettings",
     "PoisonReport",
     "PoisonSanitizer",
     "activation_clustering_scores",
+    "count_ngrams",
     "detect_poison",
     "extract_features",
     "ngram_label_statistics",
+    "score_ngrams",
     "spectral_signature_scores",
 ]

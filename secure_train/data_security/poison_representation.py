@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from secure_train.core.errors import ConfigError
+from secure_train.core.require import require_choice, require_in_range, require_int
 
 __all__ = ["activation_clustering_scores", "extract_features", "per_label", "spectral_signature_scores"]
 
@@ -120,6 +120,9 @@ def activation_clustering_scores(
         >>> int(flags[:30].sum()), int(flags[30:].sum())
         (30, 0)
     """
+    require_int("activation_clustering", "n_components", n_components, minimum=1)
+    require_in_range("activation_clustering", "max_cluster_share", max_cluster_share, "(0, 1]")
+    require_in_range("activation_clustering", "min_silhouette", min_silhouette, "[-1, 1]")
     gen = torch.Generator().manual_seed(seed)
     feats = features.float()
     scores = torch.zeros(len(feats))
@@ -156,8 +159,7 @@ def extract_features(
     """``(features, sample_ids)``: last-layer [CLS] (``pooling="cls"``) or mask-averaged
     (``"mean"``) hidden states of a Hugging Face model (or a secure-train model wrapping one as
     ``.model``) over a loader of secure-train batches."""
-    if pooling not in ("cls", "mean"):
-        raise ConfigError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    require_choice("extract_features", "pooling", pooling, ("cls", "mean"))
     hf = getattr(model, "model", model)
     was_training = hf.training
     hf.eval()

@@ -7,16 +7,22 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
+from secure_train.core.require import config_errors, require_in_range
 from secure_train.data_security.manifest import CustodyEntry
-from secure_train.data_security.poison_detect import detect_poison
+from secure_train.data_security.poison_detect import METHODS, detect_poison
+from secure_train.data_security.poison_ngram import NgramSettings
 from secure_train.data_security.poison_report import PoisonReport
 
 __all__ = ["PoisonSanitizer"]
+
+_NGRAM_FIELDS = {f.name for f in dataclasses.fields(NgramSettings)}
 
 
 class PoisonSanitizer:
@@ -33,7 +39,8 @@ class PoisonSanitizer:
         feature_fn: maps the records to features, for ``spectral`` / ``clustering``.
         max_drop_fraction: refuse (ConfigError) to drop more than this share of the data:
             a detector that flags half the corpus is misconfigured, not finding poison.
-        **kwargs: passed to :func:`detect_poison`.
+        **kwargs: passed to :func:`detect_poison` (names and the detectors' settings are checked here:
+            ``ConfigError``).
 
     Example:
         >>> from secure_train.attacks import BackdoorPoisoning
@@ -53,10 +60,18 @@ class PoisonSanitizer:
         name: str = "poison_sanitizer",
         **kwargs: Any,
     ) -> None:
-        if not 0 < max_drop_fraction <= 1:
-            raise ConfigError(f"max_drop_fraction must be in (0, 1], got {max_drop_fraction}")
+        require_in_range(self, "max_drop_fraction", max_drop_fraction, "(0, 1]")
+        if not methods or set(methods) - set(METHODS):
+            raise ConfigError(f"PoisonSanitizer: methods must be a non-empty subset of {METHODS}, got {list(methods)}")
         if {"spectral", "clustering"} & set(methods) and feature_fn is None:
-            raise ConfigError("methods 'spectral' / 'clustering' need feature_fn")
+            raise ConfigError("PoisonSanitizer: methods 'spectral' / 'clustering' need feature_fn")
+        with config_errors(self):  # a bad name or setting now, not when the first records arrive
+            inspect.signature(detect_poison).bind([], methods=methods, **kwargs)
+            NgramSettings.of(None, **{k: v for k, v in kwargs.items() if k in _NGRAM_FIELDS})
+            if "lift" in methods:
+                from secure_train.data_security.poison_lift import LiftSettings  # scipy: lazily
+
+                LiftSettings.of(None, **(kwargs.get("lift_kwargs") or {}))
         self.methods = tuple(methods)
         self.feature_fn = feature_fn
         self.max_drop_fraction = max_drop_fraction

@@ -14,12 +14,15 @@ from secure_train.core.errors import ConfigError
 from secure_train.data import TextRecord, synthetic_classification
 from secure_train.data_security.manifest import records_digest
 from secure_train.data_security.poison import (
+    NgramSettings,
     PoisonSanitizer,
     _families,
     activation_clustering_scores,
+    count_ngrams,
     detect_poison,
     extract_features,
     ngram_label_statistics,
+    score_ngrams,
     spectral_signature_scores,
 )
 
@@ -85,6 +88,61 @@ def test_collapse_deflates_words_repeated_across_sub_phrases() -> None:
     assert plain["awful"] > 4 * plain["zq"]  # each sentence counted once per sub-phrase
     assert collapsed["awful"] < plain["awful"] / 2.5  # counted once per sentence
     assert collapsed["zq"] == pytest.approx(plain["zq"], rel=0.2)  # poisoned phrases stay separate
+
+
+def sentences_with_sub_phrases(n: int, start: int = 0) -> list[TextRecord]:
+    """Each sentence followed by its prefixes (one family per sentence: each holds the sentence's
+    own first word), ``zq`` in every 6th sentence, all of those labeled 1."""
+    recs: list[TextRecord] = []
+    for i in range(start, start + n):
+        words, label = [f"w{i}", f"s{i % 5}", "the", "film"], i % 2
+        if i % 6 == 0:
+            words, label = [words[0], "zq", *words[1:]], 1
+        recs += [TextRecord(" ".join(words[:k]), label, len(recs), "x") for k in range(len(words), 0, -1)]
+    return recs
+
+
+@pytest.mark.parametrize("collapse", [True, False])
+def test_counts_of_disjoint_parts_merge_to_the_detector(collapse: bool) -> None:
+    """Count step on two parts that split no family, merged, then the score and flag steps: the
+    detector's n-grams; a part counted twice is not (the merge adds, the check can fail)."""
+    first, second = sentences_with_sub_phrases(120), sentences_with_sub_phrases(120, start=120)
+    whole = [TextRecord(r.text, r.label, i, "x") for i, r in enumerate(first + second)]
+    settings = NgramSettings(collapse_overlaps=collapse)
+    merged = count_ngrams(first, settings).merge(count_ngrams(second, settings))
+    assert merged == count_ngrams(whole, settings)
+    accepted = score_ngrams(merged, settings)
+    grams, flags = ngram_label_statistics(whole, settings)
+    assert [(a["ngram"], a["label"], a["count"]) for a in accepted] == [
+        (g["ngram"], g["label"], g["count"]) for g in grams
+    ]
+    assert "zq" in [g["ngram"] for g in grams] and sum(flags) > 0
+    once = count_ngrams(first, settings)
+    twice = count_ngrams(first, settings).merge(once)
+    assert twice != once and twice.grams[("zq", 1)] == 2 * once.grams[("zq", 1)] > 0
+
+
+def test_bad_settings_are_config_errors() -> None:
+    recs = poisoned("badnets", 0.05, n=300, words=["cf"])
+    for call, match in [
+        (lambda: NgramSettings(max_n=0), "ngram: max_n must be an integer >= 1"),
+        (lambda: ngram_label_statistics(recs, z_threshold=3.0), "unexpected keyword"),
+        (lambda: ngram_label_statistics(recs, collapse_overlaps="yes"), "collapse_overlaps"),
+        (lambda: detect_poison(recs, combine="most"), "combine"),
+        (lambda: detect_poison(recs, expected_rate=1.5), "expected_rate"),
+        (lambda: detect_poison(recs, spectral_sigma=0), "spectral_sigma"),
+        (lambda: detect_poison(recs, min_purity=1.5), "min_purity"),
+        (lambda: detect_poison(recs, lift_kwargs={"bogus": 1}), "lift: .*bogus"),
+        (lambda: PoisonSanitizer(max_drop_fraction=0), "max_drop_fraction"),
+        (lambda: PoisonSanitizer(methods=()), "methods"),
+        (lambda: PoisonSanitizer(bogus=1), "PoisonSanitizer: .*bogus"),
+        (lambda: PoisonSanitizer(min_count=0), "min_count"),
+        (lambda: PoisonSanitizer(lift_kwargs={"l2": 0}), "l2 must be > 0"),
+        (lambda: activation_clustering_scores(torch.zeros(4, 2), torch.zeros(4), max_cluster_share=0), "share"),
+        (lambda: extract_features(torch.nn.Linear(1, 1), [], pooling="max"), "pooling"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            call()
 
 
 def test_spectral_and_clustering_find_a_shifted_cluster() -> None:

@@ -149,15 +149,15 @@ def test_cli_data_poison(phrases, reference, tmp_path, monkeypatch, capsys):
     assert "min_purity must be in [0, 1]" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.slow
-def test_local_ray_equals_in_memory(ray_cluster, phrases, reference, tmp_path):
+def test_local_ray_equals_in_memory(phrases, reference, tmp_path):
+    ray = pytest.importorskip("ray")
     folder = write_shards(tmp_path / "ray", phrases, "parquet")
-    assert parallel(folder, workers=2, engine="ray") == reference
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local cluster of 2 CPUs
+    try:
+        assert parallel(folder, workers=2, engine="ray") == reference
+    finally:
+        if started:
+            ray.shutdown()
