@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", choices=["tiny", "minilm", "both"], default="both")
     p.add_argument("--split", choices=["tune", "heldout", "both"], default="both")
     p.add_argument("--clean", type=int, default=8, help="clean tiny BERTs")
+    p.add_argument("--clean-start", type=int, default=0, help="index (seed 100 + index) of the first clean tiny BERT")
     p.add_argument("--per-family", type=int, default=None, help="at most this many tiny models per family and split")
     p.add_argument("--minilm-clean", type=int, default=2, help="clean MiniLM-L6 fine-tunes")
     p.add_argument("--minilm-backdoored", type=int, default=len(MINILM_BACKDOORS))
@@ -151,7 +152,7 @@ def zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
         specs += [
             {"name": f"tiny-clean-{i}", "arch": "tiny", "split": "clean", "kind": "clean", "seed": 100 + i,
              "trigger": None, "rate": 0.0, "target": None}
-            for i in range(args.clean)
+            for i in range(args.clean_start, args.clean_start + args.clean)
         ]  # fmt: skip
         seen: dict[tuple[str, str], int] = {}
         for i, (split, kind, text, rate, target) in enumerate(TINY_BACKDOORS):

@@ -22,15 +22,22 @@ sentence, a punctuation mark) whose insertion sends almost every input to one la
    tokenizer splits into several pieces are found as one word.
 4. **Trigger inversion.** A soft trigger of ``max_trigger_tokens`` slots (DBS style) is
    optimized toward the target, discretized and refined by exact coordinate search.
+5. **Phrase growth.** Every punctuation / symbol token is measured too (a "?!" trigger). The
+   most suspicious units so far are grown greedily: one token of a pool (the best word starts,
+   punctuation tokens and continuation pieces that are *rare* in the clean records) is put to
+   the left or the right while the flip rate rises, up to ``max_phrase_tokens`` tokens, so a
+   sentence, proverb, punctuation or made-up-word trigger whose tokens each move the model
+   only part of the way is found as a whole (:mod:`~secure_train.gate.trojan.phrase`).
 
 Candidates are chosen on one half of the inputs and measured on the other half. Tokens that
 the clean records contain several times with a lean toward the target (*clean support*) are
 natural features: their flip rate is discounted by their support and the inversion skips them.
+A candidate of several tokens is discounted too by how *common* its tokens are in the clean
+records (in at least ``phrase_max_share`` of them): several stacked natural words (three
+"bad"s) flip a clean sentiment model as well, a stack of tokens the clean data never use does not.
 
 The **backdoor score** is the larger of the held-out flip rate (times ``1 - support``) of the
-best *single-word* candidate over all labels and the flip rate of a benign probe construction.
-Multi-word candidates are reported but do not enter the score: several stacked opposite-sentiment
-words flip a clean sentiment model too.
+best candidate over all labels and the flip rate of a benign probe construction.
 
 Example:
     >>> import torch
@@ -49,7 +56,8 @@ The package: :mod:`~secure_train.gate.trojan.scanner` (:class:`TrojanScanner`, t
 the stages), :mod:`~secure_train.gate.trojan.context` (:class:`ScanContext`, the state of one
 scan), :mod:`~secure_train.gate.trojan.probe` (the model under scan and measurements on it),
 :mod:`~secure_train.gate.trojan.inputs` (probe constructions), :mod:`~secure_train.gate.trojan.search`
-(word growth, clean support), :mod:`~secure_train.gate.trojan.invert` (trigger inversion) and
+(word growth, clean support), :mod:`~secure_train.gate.trojan.invert` (trigger inversion),
+:mod:`~secure_train.gate.trojan.phrase` (phrase growth) and
 :mod:`~secure_train.gate.trojan.result`.
 """
 

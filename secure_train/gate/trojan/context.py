@@ -38,9 +38,11 @@ class ScanContext:
         rng: the scan's random stream (inputs, insertion positions), seeded per scan.
         inputs: the probe inputs (search / held-out halves per target label), once built.
         support: ``(labels, vocabulary)`` clean support of each token, once computed.
+        common: per token, how common it is in the clean records, in [0, 1] (1: in at least
+            ``phrase_max_count`` records), once computed.
         candidates: trigger candidates found so far, over all target labels.
         baseline: flip rates of random vocabulary tokens (the benign baseline).
-        per_label: best single-word held-out flip rate per target label searched so far.
+        per_label: best candidate's discounted held-out flip rate per target label searched so far.
     """
 
     probe: ProbeContext
@@ -48,6 +50,7 @@ class ScanContext:
     rng: random.Random
     inputs: ProbeInputs = field(default_factory=ProbeInputs)
     support: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0))
+    common: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     candidates: list[TriggerCandidate] = field(default_factory=list)
     baseline: list[float] = field(default_factory=list)
     per_label: dict[int, float] = field(default_factory=dict)

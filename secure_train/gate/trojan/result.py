@@ -32,10 +32,10 @@ class TrojanScanResult:
     """Outcome of :meth:`TrojanScanner.scan`.
 
     Attributes:
-        backdoor_score: max of the best single-word held-out flip rate and the flip rate of a
-            benign probe construction; 1.0 when the scan could not measure (fail closed).
+        backdoor_score: max of the best candidate's discounted held-out flip rate and the flip
+            rate of a benign probe construction; 1.0 when the scan could not measure (fail closed).
         target_label: the suspected target label (the one with the highest score).
-        per_label: best single-word held-out flip rate per label.
+        per_label: best candidate's discounted held-out flip rate per label.
         baseline_median / baseline_p95: benign baseline: flip rates of the measured vocabulary.
         candidates: best candidates, highest flip rate first (single words and phrases).
         threshold: the decision threshold used for :attr:`backdoored`.

@@ -11,7 +11,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,9 +22,10 @@ from secure_train.core.records import TextRecord
 from secure_train.gate.trojan.context import ScanContext
 from secure_train.gate.trojan.inputs import ProbeInputs, build_probe_inputs
 from secure_train.gate.trojan.invert import invert_trigger
+from secure_train.gate.trojan.phrase import grow_phrase, realize
 from secure_train.gate.trojan.probe import ProbeContext
 from secure_train.gate.trojan.result import TriggerCandidate, TrojanScanResult
-from secure_train.gate.trojan.search import clean_support, grow_word
+from secure_train.gate.trojan.search import clean_counts, clean_support, grow_word
 
 __all__ = ["TrojanScanner"]
 
@@ -48,6 +49,11 @@ class TrojanScanner:
         inversion_steps: Adam steps of the soft-trigger optimization per label.
         refine_top_m: tokens per slot tried by the exact coordinate refinement.
         grow_starts: start tokens grown into multi-piece words per label.
+        phrase_starts: most suspicious units grown into phrases per label (0: no phrase growth).
+        phrase_pool: rare tokens (word starts and pieces, best flip rate first) a phrase grows from.
+        max_phrase_tokens: longest grown phrase, in tokens.
+        phrase_max_share: a token in at least this share of the clean records is common: a
+            candidate of several tokens is discounted by it and the phrase pool leaves it out.
         batch_size: sequences per forward pass.
         amplify: records joined into one probe input by the joined constructions (1: only single
             records).
@@ -83,6 +89,10 @@ class TrojanScanner:
         inversion_steps: int = 60,
         refine_top_m: int = 6,
         grow_starts: int = 4,
+        phrase_starts: int = 3,
+        phrase_pool: int = 24,
+        max_phrase_tokens: int = 5,
+        phrase_max_share: float = 0.02,
         batch_size: int = 512,
         amplify: int = 2,
         min_clean_accuracy: float = 0.6,
@@ -100,6 +110,8 @@ class TrojanScanner:
             ("screen_top_k", screen_top_k),
             ("max_trigger_tokens", max_trigger_tokens),
             ("refine_top_m", refine_top_m),
+            ("phrase_pool", phrase_pool),
+            ("max_phrase_tokens", max_phrase_tokens),
             ("batch_size", batch_size),
             ("min_inputs", min_inputs),
         ):
@@ -107,8 +119,9 @@ class TrojanScanner:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if num_inputs < 4:
             raise ConfigError(f"num_inputs must be >= 4, got {num_inputs}")
-        if grow_starts < 0:
-            raise ConfigError(f"grow_starts must be >= 0, got {grow_starts}")
+        for name, count in (("grow_starts", grow_starts), ("phrase_starts", phrase_starts)):
+            if count < 0:
+                raise ConfigError(f"{name} must be >= 0, got {count}")
         if support_min_count < 1:
             raise ConfigError(f"support_min_count must be >= 1, got {support_min_count}")
         if not 0.0 < support_min_lean <= 1.0:
@@ -120,6 +133,7 @@ class TrojanScanner:
         for name, frac in (
             ("min_clean_accuracy", min_clean_accuracy),
             ("max_construction_flip", max_construction_flip),
+            ("phrase_max_share", phrase_max_share),
         ):
             if not 0.0 <= frac <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {frac}")
@@ -132,6 +146,10 @@ class TrojanScanner:
         self.inversion_steps = inversion_steps
         self.refine_top_m = refine_top_m
         self.grow_starts = grow_starts
+        self.phrase_starts = phrase_starts
+        self.phrase_pool = phrase_pool
+        self.max_phrase_tokens = max_phrase_tokens
+        self.phrase_max_share = phrase_max_share
         self.batch_size = batch_size
         self.amplify = amplify
         self.min_clean_accuracy = min_clean_accuracy
@@ -177,6 +195,8 @@ class TrojanScanner:
         ctx.support = clean_support(
             probe, labeled, min_count=self.support_min_count, min_lean=self.support_min_lean
         )
+        common_count = max(2.0, self.phrase_max_share * len(labeled))
+        ctx.common = (clean_counts(probe, labeled).sum(0) / common_count).clamp(max=1.0)
         for target in range(probe.num_labels):
             ctx.per_label[target] = self._scan_target(ctx, target)
         return self._result(ctx)
@@ -214,20 +234,34 @@ class TrojanScanner:
         def free(unit: tuple[int, ...]) -> float:
             # the unit's own pieces and the tokenizer's own split of its text: a word grown from
             # unusual pieces ("pointless" + "##yyy") is still explained by the word it spells
+            # ([CLS] / [SEP] of the re-encoding are no part of it: they lean as the labels are balanced)
             tokens = set(unit) | {t for t in probe.encode(probe.text(unit)) if t < support.shape[1]}
-            return 1.0 - max(float(support[target, t]) for t in tokens)
+            explained = max([float(support[target, t]) for t in tokens if bool(probe.allowed[t])], default=0.0)
+            if len(unit) > 1:  # several stacked common words flip a clean model too: a phrase counts
+                explained = max(explained, *(float(ctx.common[t]) for t in unit))  # on rare tokens only
+            return 1.0 - explained
 
         starts = torch.nonzero(probe.allowed & ~probe.cont).flatten()
+        pieces = torch.nonzero(probe.allowed & probe.cont).flatten()
         screened: list[int] = []
-        if len(starts) > self.exact_vocab_limit:
-            scores = probe.screen(s_ids, s_pos, target) * (1.0 - support[target])
-            ranked = starts[torch.argsort(scores[starts], descending=True)]
+        push: torch.Tensor | None = None
+        if len(starts) > self.exact_vocab_limit or len(pieces) > self.exact_vocab_limit:
+            push = probe.screen(s_ids, s_pos, target) * (1.0 - support[target])
+        if push is not None and len(starts) > self.exact_vocab_limit:
+            ranked = starts[torch.argsort(push[starts], descending=True)]
             vocab = ranked[: self.screen_top_k].tolist()
             screened = vocab[: self.grow_starts]
             rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
         else:
             vocab = starts.tolist()
             rand = vocab
+        # punctuation and symbol tokens are few: all measured exactly (a "?!" trigger)
+        punct = [t for t in starts.tolist() if not any(ch.isalnum() for ch in probe.vocab[t])]
+        vocab = list(dict.fromkeys(vocab + punct))
+        if push is not None and len(pieces) > self.exact_vocab_limit:
+            conts = pieces[torch.argsort(push[pieces], descending=True)][: self.screen_top_k].tolist()
+        else:
+            conts = pieces.tolist()
         vocab_units: list[tuple[int, ...]] = [(t,) for t in vocab]
         rates = probe.flip_rates(s_ids, s_pos, vocab_units, target)
         rand_rates = rates if rand is vocab else probe.flip_rates(s_ids, s_pos, [(t,) for t in rand], target)
@@ -261,6 +295,8 @@ class TrojanScanner:
                 top_m=self.refine_top_m,
                 seed=self.seed + 7919 * target,
             )
+        if self.phrase_starts > 0:
+            units += self._grow_phrases(ctx, target, units, vocab_units, rates, conts, free)
         units = list(dict.fromkeys(units))
         s_rates = probe.flip_rates(s_ids, s_pos, units, target)
         h_rates = probe.flip_rates(h_ids, h_pos, units, target)
@@ -272,9 +308,44 @@ class TrojanScanner:
                 TriggerCandidate(probe.text(unit), tokens, target, round(hr, 4), round(1.0 - f, 4), words)
             )
             # the score's candidate is chosen on the search half, measured on the held-out half
-            if words == 1 and (sr * f > best_word_search or (sr * f == best_word_search and hr * f > best_word)):
+            if sr * f > best_word_search or (sr * f == best_word_search and hr * f > best_word):
                 best_word_search, best_word = sr * f, hr * f
         return round(best_word, 4)
+
+    def _grow_phrases(
+        self,
+        ctx: ScanContext,
+        target: int,
+        units: list[tuple[int, ...]],
+        singles: list[tuple[int, ...]],
+        rates: list[float],
+        conts: list[int],
+        free: Callable[[tuple[int, ...]], float],
+    ) -> list[tuple[int, ...]]:
+        """Grow the most suspicious units into phrases from a pool of unexplained tokens."""
+        probe = ctx.probe
+        s_ids, s_pos = ctx.inputs.search[target]
+        cont_rates = probe.flip_rates(s_ids, s_pos, [(t,) for t in conts], target)
+        rare = ctx.common < 1.0
+        ok = [(r, u[0]) for r, u in zip(rates, singles, strict=True) if free(u) >= 0.5 and rare[u[0]]]
+        ok += [(r, t) for r, t in zip(cont_rates, conts, strict=True) if free((t,)) >= 0.5 and rare[t]]
+        ok.sort(key=lambda rt: -rt[0])
+        pool = [t for _, t in ok[: self.phrase_pool]]
+        punct = [u[0] for r, u in sorted(zip(rates, singles, strict=True), key=lambda ru: -ru[0])
+                 if not any(ch.isalnum() for ch in probe.vocab[u[0]]) and rare[u[0]]]  # fmt: skip
+        pool = list(dict.fromkeys(pool + punct[:4]))
+        word_starts = [t for t in pool if not bool(probe.cont[t])]
+        letters = [t for t in range(len(probe.vocab)) if bool(probe.allowed[t]) and len(probe.vocab[t]) == 1]
+        candidates = list(dict.fromkeys([*units, *((t,) for t in pool)]))
+        seeds = probe.flip_rates(s_ids, s_pos, candidates, target)
+        ranked = sorted(range(len(candidates)), key=lambda i: -seeds[i] * free(candidates[i]))
+        out = []
+        for i in ranked[: self.phrase_starts]:
+            unit = grow_phrase(
+                probe, candidates[i], pool, s_ids, s_pos, target, max_tokens=self.max_phrase_tokens
+            )
+            out.append(realize(probe, unit, list(dict.fromkeys(word_starts + letters)), s_ids, s_pos, target))
+        return out
 
     def _result(self, ctx: ScanContext) -> TrojanScanResult:
         """The verdict from the candidates, the per-label rates and the construction findings."""

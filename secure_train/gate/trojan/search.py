@@ -26,7 +26,7 @@ import torch
 from secure_train.core.records import TextRecord
 from secure_train.gate.trojan.probe import ProbeContext
 
-__all__ = ["clean_support", "grow_word"]
+__all__ = ["clean_counts", "clean_support", "grow_word"]
 
 
 def grow_word(
@@ -65,6 +65,16 @@ def grow_word(
     return unit
 
 
+def clean_counts(ctx: ProbeContext, records: Sequence[TextRecord]) -> torch.Tensor:
+    """``(labels, vocabulary)``: how many clean records of each label contain each token."""
+    vocab_size = len(ctx.vocab)
+    counts = torch.zeros((ctx.num_labels, vocab_size))
+    for r in records:
+        idx = torch.tensor([i for i in set(ctx.encode(r.text)) if i < vocab_size], dtype=torch.long)
+        counts[int(r.label or 0), idx] += 1
+    return counts
+
+
 def clean_support(
     ctx: ProbeContext, records: Sequence[TextRecord], *, min_count: int, min_lean: float
 ) -> torch.Tensor:
@@ -76,11 +86,7 @@ def clean_support(
     that lean toward "positive" is explained (support 1); a token the clean data never
     contain (a planted trigger), or contain without leaning toward the label, is not (0).
     """
-    vocab_size = len(ctx.vocab)
-    counts = torch.zeros((ctx.num_labels, vocab_size))
-    for r in records:
-        idx = torch.tensor([i for i in set(ctx.encode(r.text)) if i < vocab_size], dtype=torch.long)
-        counts[int(r.label or 0), idx] += 1
+    counts = clean_counts(ctx, records)
     prior = 1.0 / ctx.num_labels
     n = counts.sum(0, keepdim=True)
     lean = (counts / n.clamp_min(1.0) - prior) / (1.0 - prior)
