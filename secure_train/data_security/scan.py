@@ -325,10 +325,12 @@ class DataScanner:
         write = self.quarantine_path is not None and int(os.environ.get("RANK", "0")) == 0
         quarantine = self.quarantine_path.open("a", encoding="utf-8") if write and self.quarantine_path else None
         try:
-            for rec, findings in self._batched(records):
-                report.n_records += 1
-                leaf = _record_leaf(rec)
+            for rec, findings, leaf in self._batched(records, report):
                 leaves_in.append(leaf)
+                if not findings:  # the common case: kept as it is
+                    leaves_out.append(leaf)
+                    yield rec, rec
+                    continue
                 for f in findings:
                     report.add(f)
                     self._check_policy(report, f)
@@ -357,11 +359,14 @@ class DataScanner:
                 quarantine.close()
             report.affected = affected
 
-    def _batched(self, records: Iterable[TextRecord]) -> Iterator[tuple[TextRecord, list[Finding]]]:
-        """``(record, findings)`` in order, scanned :data:`BATCH` records at a time."""
+    def _batched(
+        self, records: Iterable[TextRecord], report: ScanReport
+    ) -> Iterator[tuple[TextRecord, list[Finding], bytes]]:
+        """``(record, findings, Merkle leaf)`` in order, :data:`BATCH` records at a time (counted in ``report``)."""
         it = iter(records)
         while chunk := list(itertools.islice(it, BATCH)):
-            yield from zip(chunk, self.scan_records(chunk), strict=True)
+            report.n_records += len(chunk)
+            yield from zip(chunk, self.scan_records(chunk), map(_record_leaf, chunk), strict=True)
 
     def _custody(self, report: ScanReport, leaves_in: list[bytes], leaves_out: list[bytes]) -> CustodyEntry:
         entry = CustodyEntry(

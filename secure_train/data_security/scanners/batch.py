@@ -48,12 +48,20 @@ from secure_train.data_security.scanners.unicode import UnicodeScanner
 __all__ = ["BatchScanner"]
 
 _LEET_CHAR = re.compile("[" + re.escape("".join(map(chr, _LEET))) + "]")  # where the leet view differs from plain
-_WS_ODD = ("  ", "\t", "\n", "\r", "\x0b", "\x0c")  # with none of these, normalize(ascii) == lower()
-
-
 def _plain(text: str) -> str:
-    """The ``plain`` view of an ASCII text, up to lowercasing (the batch lowercases in one pass)."""
-    if text[:1] == " " or text[-1:] == " " or any(ws in text for ws in _WS_ODD):
+    """The ``plain`` view of an ASCII text, up to lowercasing (the batch lowercases in one pass):
+    the text itself when its whitespace is single spaces between words (``normalize`` would only
+    lowercase it)."""
+    if (
+        "  " in text
+        or "\t" in text
+        or "\n" in text
+        or "\r" in text
+        or "\x0b" in text
+        or "\x0c" in text
+        or text[:1] == " "
+        or text[-1:] == " "
+    ):
         return normalize(text)
     return text
 

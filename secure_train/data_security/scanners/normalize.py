@@ -114,6 +114,11 @@ def confusable_data_version() -> str:
 
 
 @functools.cache
+def _confusable_chars() -> frozenset[str]:
+    return frozenset(_tr39()[0])
+
+
+@functools.cache
 def _table() -> dict[int, str]:
     return {ord(k): v for k, v in _tr39()[0].items()}
 
@@ -179,7 +184,7 @@ def deconfuse(text: str, *, capital_i: bool = False) -> str:
         >>> deconfuse("pаypаl предыдущие")
         'paypal предыдущие'
     """
-    if text.isascii():
+    if text.isascii() or _confusable_chars().isdisjoint(set(text)):  # fix() changes no word
         return text
     table = _table()
 
@@ -237,7 +242,7 @@ _HYPHENATED = re.compile(r"-(?<=[^\W\d_]-)(?=[^\W\d_])")  # "-" between letters
 _SPLIT_SEP = re.compile(r"[ .\-_*·•|/+~]")
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
 _TAG_CHAR = re.compile("[\U000e0020-\U000e007e]")
-_HEXESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){4,}")
+_HEXESC = re.compile(r"\\x[0-9A-Fa-f]{2}(?:\\x[0-9A-Fa-f]{2}){3,}")  # (?:\\x..){4,}, found from its "\\x"
 
 
 def _tag_text(text: str) -> str:
@@ -282,7 +287,7 @@ _GATES = (  # on ASCII text, each matches wherever the _GATED test at its index 
     r"[A-Za-z0-9]_[A-Za-z0-9]",  # _IDENT
     _PCT.pattern,
     _HEXESC.pattern,
-    r"[A-Za-z0-9+/_-]{16}",  # _B64
+    r"(?:^|[^A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16}",  # _B64: a run's first 16 characters (one match a run)
 )
 
 
