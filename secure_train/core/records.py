@@ -193,7 +193,10 @@ def _rows(
             rec = make(obj[text_column], obj.get(label_column) if has_label else None, completion, lineno, has_label)
             row = obj
         else:
-            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter, quoting=quoting))
+            if kind == "tsv" and "\r" not in line and len(line) <= csv.field_size_limit():
+                fields = line.split("\t")  # what csv reads from one unquoted line, without a reader per line
+            else:
+                fields = next(csv.reader(io.StringIO(line), delimiter=delimiter, quoting=quoting))
             if columns is None:
                 if header:
                     columns = fields

@@ -429,3 +429,38 @@ def test_record_leaf_equals_canonical_json() -> None:
         assert _record_leaf(rec) == record_leaf(rec), rec
     with pytest.raises(DataError):
         _record_leaf(TextRecord("lone \ud800 surrogate", 1, 0, "s"))
+
+
+def test_tsv_rows_read_as_csv_reads_them(tmp_path: Path) -> None:
+    """The streaming scan's TSV reader splits plain lines itself: the fields csv gives, line by line."""
+    import csv
+    import io
+
+    from secure_train.core.records import iter_rows
+
+    rng = random.Random(3)
+    alphabet = list('ab"\' \\\x00\x0b\x1c\x85\u2028é,;')
+    lines = ["sentence\tlabel\tnote"]
+    cell = lambda: "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9)))  # noqa: E731
+    lines += ["\t".join(cell() for _ in range(3)) for _ in range(400)]
+    path = tmp_path / "tricky.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
+    rows = [row for _, row in iter_rows(path, labels="optional")]
+    expected = [next(csv.reader(io.StringIO(line), delimiter="\t", quoting=csv.QUOTE_NONE)) for line in lines[1:]]
+    assert rows == [e for e, line in zip(expected, lines[1:], strict=True) if line.strip()]
+
+
+def test_duplicate_scanner_settings_are_config_errors() -> None:
+    from secure_train.data_security.scanners import DuplicateScanner
+
+    with pytest.raises(ConfigError, match="threshold"):
+        DuplicateScanner(threshold=0.0)
+    with pytest.raises(ConfigError, match="num_perm"):
+        DuplicateScanner(num_perm=8)
+    s = DuplicateScanner()
+    assert s.scan("a fine film", 0, "x", label=1) == []
+    near = s.scan("a fine film indeed, really", 1, "x", label=0) + s.scan("A fine film!", 2, "x", label=0)
+    assert [(f.kind, f.detail) for f in near][-2:] == [
+        ("exact_duplicate", {"of": 0}),
+        ("label_conflict", {"of": 0, "labels": [1, 0]}),
+    ]

@@ -16,6 +16,7 @@ import re
 
 import xxhash
 
+from secure_train.core.require import require_in_range, require_int
 from secure_train.data_security.scanners.base import Finding
 from secure_train.data_security.scanners.normalize import normalize
 
@@ -51,6 +52,9 @@ class DuplicateScanner:
         threshold: Jaccard similarity of shingle sets for a near-duplicate.
         num_perm: MinHash permutations (more: better estimates, slower).
 
+    Raises:
+        ConfigError: ``threshold`` outside (0, 1], ``num_perm`` below 16.
+
     Example:
         >>> s = DuplicateScanner()
         >>> s.scan("A fine, fine film.", 0, "x:1", label=1)
@@ -62,11 +66,9 @@ class DuplicateScanner:
     name = "duplicate"
 
     def __init__(self, near: bool = True, threshold: float = 0.85, num_perm: int = 64) -> None:
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        if num_perm < 16:
-            raise ValueError(f"num_perm must be >= 16, got {num_perm}")
-        self.near, self.threshold, self.num_perm = near, threshold, num_perm
+        self.near = near
+        self.threshold = require_in_range(self, "threshold", threshold, "(0, 1]")
+        self.num_perm = require_int(self, "num_perm", num_perm, minimum=16)
         self.reset()
 
     def reset(self) -> None:
@@ -83,44 +85,29 @@ class DuplicateScanner:
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         first = self._exact.get(digest)
         if first is not None:
-            out = [Finding(sample_id, source, self.name, "exact_duplicate", None, text[:60], {"of": first[0]})]
-            if label is not None and first[1] is not None and label != first[1]:
-                out.append(
-                    Finding(
-                        sample_id,
-                        source,
-                        self.name,
-                        "label_conflict",
-                        None,
-                        text[:60],
-                        {"of": first[0], "labels": [first[1], label]},
-                    )
-                )
-            return out
+            return self._found("exact_duplicate", sample_id, source, text, first[0], first[1], label)
         self._exact[digest] = (sample_id, label)
         if self._lsh is None or not key:
             return []
         mh = self._template.copy()
         mh.update_batch(_shingles(key))
         hits = self._lsh.query(mh)
-        out = []
         if hits:
             other = min(int(h) for h in hits)
-            out.append(Finding(sample_id, source, self.name, "near_duplicate", None, text[:60], {"of": other}))
-            other_label = self._labels.get(other)
-            if label is not None and other_label is not None and label != other_label:
-                out.append(
-                    Finding(
-                        sample_id,
-                        source,
-                        self.name,
-                        "label_conflict",
-                        None,
-                        text[:60],
-                        {"of": other, "labels": [other_label, label], "near": True},
-                    )
-                )
-        else:
-            self._lsh.insert(str(sample_id), mh, check_duplication=False)
-            self._labels[sample_id] = label
+            return self._found("near_duplicate", sample_id, source, text, other, self._labels.get(other), label)
+        self._lsh.insert(str(sample_id), mh, check_duplication=False)
+        self._labels[sample_id] = label
+        return []
+
+    def _found(
+        self, kind: str, sample_id: int, source: str, text: str, other: int, other_label: int | None, label: int | None
+    ) -> list[Finding]:
+        """``kind`` (a duplicate of record ``other``), and a ``label_conflict`` when both have
+        labels and they differ (``near: True`` in its detail for a near-duplicate)."""
+        out = [Finding(sample_id, source, self.name, kind, None, text[:60], {"of": other})]
+        if label is not None and other_label is not None and label != other_label:
+            detail: dict[str, object] = {"of": other, "labels": [other_label, label]}
+            if kind == "near_duplicate":
+                detail["near"] = True
+            out.append(Finding(sample_id, source, self.name, "label_conflict", None, text[:60], detail))
         return out
