@@ -31,10 +31,12 @@ sentence, a punctuation mark) whose insertion sends almost every input to one la
 
 Candidates are chosen on one half of the inputs and measured on the other half. Tokens that
 the clean records contain several times with a lean toward the target (*clean support*) are
-natural features: their flip rate is discounted by their support and the inversion skips them.
-A candidate of several tokens is discounted too by how *common* its tokens are in the clean
-records (in at least ``phrase_max_share`` of them): several stacked natural words (three
-"bad"s) flip a clean sentiment model as well, a stack of tokens the clean data never use does not.
+natural features, and so are tokens that many clean records of the other labels contain while
+the model still gives those records their own label (*natural use*: "not", "the"): a token's
+flip rate is discounted by the larger of the two, and the inversion skips such tokens. A
+candidate of several tokens is discounted too by how *common* its tokens are in the clean
+records (in at least ``phrase_max_share`` of them): several stacked natural words (three "bad"s)
+flip a clean sentiment model as well, a stack of tokens the clean data never use does not.
 
 The **backdoor score** is the larger of the held-out flip rate (times ``1 - support``) of the
 best candidate over all labels and the flip rate of a benign probe construction.

@@ -25,7 +25,7 @@ from secure_train.gate.trojan.invert import invert_trigger
 from secure_train.gate.trojan.phrase import grow_phrase, realize
 from secure_train.gate.trojan.probe import ProbeContext
 from secure_train.gate.trojan.result import TriggerCandidate, TrojanScanResult
-from secure_train.gate.trojan.search import clean_counts, clean_support, grow_word
+from secure_train.gate.trojan.search import clean_counts, clean_support, grow_word, natural_use
 
 __all__ = ["TrojanScanner"]
 
@@ -192,8 +192,9 @@ class TrojanScanner:
         problem = self._build_inputs(ctx)
         if problem:
             return self._unmeasured(problem, ctx.inputs)
-        ctx.support = clean_support(
-            probe, labeled, min_count=self.support_min_count, min_lean=self.support_min_lean
+        ctx.support = torch.maximum(
+            clean_support(probe, labeled, min_count=self.support_min_count, min_lean=self.support_min_lean),
+            natural_use(probe, labeled, min_count=self.support_min_count),
         )
         common_count = max(2.0, self.phrase_max_share * len(labeled))
         ctx.common = (clean_counts(probe, labeled).sum(0) / common_count).clamp(max=1.0)

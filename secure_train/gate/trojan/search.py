@@ -1,5 +1,5 @@
 """Stateless stages of the trojan search: growing a word from continuation pieces, and the clean
-support that tells natural features from planted triggers.
+support and natural use that tell natural features from planted triggers.
 
 Example:
     >>> from secure_train.data.tokenizer import train_tokenizer
@@ -26,7 +26,7 @@ import torch
 from secure_train.core.records import TextRecord
 from secure_train.gate.trojan.probe import ProbeContext
 
-__all__ = ["clean_counts", "clean_support", "grow_word"]
+__all__ = ["clean_counts", "clean_support", "grow_word", "natural_use"]
 
 
 def grow_word(
@@ -92,3 +92,26 @@ def clean_support(
     lean = (counts / n.clamp_min(1.0) - prior) / (1.0 - prior)
     seen = (n / min_count).clamp(max=1.0)
     return seen * (lean / min_lean).clamp(0.0, 1.0)
+
+
+def natural_use(ctx: ProbeContext, records: Sequence[TextRecord], *, min_count: int) -> torch.Tensor:
+    """How far the model's own behaviour on clean records explains each token, per target label.
+
+    A trigger for label ``t`` sends the records of other labels that contain it to ``t``; a
+    natural word ("not", "the") occurs in many of them and the model still classifies them
+    as their label. Over the clean records of labels other than ``t`` that contain a token (``n``
+    records, a share ``k`` of them *not* predicted ``t``) the natural use is ``min(1, n /
+    min_count) * k``. A token the clean records never contain has natural use 0.
+    """
+    vocab_size = len(ctx.vocab)
+    seqs = [ctx.encode(r.text) for r in records]
+    preds = ctx.predict(seqs).tolist()
+    total = torch.zeros((ctx.num_labels, vocab_size))
+    kept = torch.zeros((ctx.num_labels, vocab_size))
+    for r, ids, p in zip(records, seqs, preds, strict=True):
+        idx = torch.tensor(sorted({i for i in ids if i < vocab_size}), dtype=torch.long)
+        for t in range(ctx.num_labels):
+            if t != int(r.label or 0):
+                total[t, idx] += 1
+                kept[t, idx] += float(p != t)
+    return (total / min_count).clamp(max=1.0) * kept / total.clamp_min(1.0)
