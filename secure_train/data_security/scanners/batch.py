@@ -93,7 +93,9 @@ class BatchScanner:
         recognizers = [(r.pattern.pattern, r.pattern.flags) for r in pii._recognizers] if pii is not None else []
         self._n_pii = len(recognizers)
         gates = list(_DECODE_GATES) if injection is not None else []
-        self._raw = Prefilter([*recognizers, *gates], engine)  # pii recognizers, then decoding tests
+        # pii recognizers, then the decoding tests (asked about ASCII texts only)
+        gate_ids = range(len(recognizers), len(recognizers) + len(gates))
+        self._raw = Prefilter([*recognizers, *gates], engine, ascii_only=gate_ids)
         self._rules: Prefilter | None = None
         if injection is not None:
             self._rules = Prefilter(injection._prefilter.patterns, engine)

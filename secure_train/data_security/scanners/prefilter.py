@@ -280,14 +280,20 @@ class Prefilter:
         patterns: regular expression sources, or ``(source, re flags)`` pairs (``re.MULTILINE``,
             ``re.IGNORECASE`` and ``re.DOTALL`` carry over; inline ``(?i:...)`` works in all engines).
         engine: one of :data:`ENGINES`.
+        ascii_only: indices of patterns that only ASCII texts are asked about (tests written for
+            ASCII text): :meth:`shadow` does not keep their matches, and :meth:`segment_hits`
+            answers them as possible for every non-ASCII text.
 
     Databases are compiled once per process and pattern list (Hyperscan takes a few seconds
     for the injection rules).
     """
 
-    def __init__(self, patterns: Sequence[str | tuple[str, int]], engine: str = "auto") -> None:
+    def __init__(
+        self, patterns: Sequence[str | tuple[str, int]], engine: str = "auto", *, ascii_only: Sequence[int] = ()
+    ) -> None:
         self.engine = available_engine(engine)
         self.patterns = tuple((p, 0) if isinstance(p, str) else (p[0], int(p[1])) for p in patterns)
+        self.ascii_only = frozenset(ascii_only)
         self._db: _Database | None = None
         self._batch_db: _Database | None = None
         self._atoms: list[re.Pattern[str]] | None = None
@@ -310,7 +316,8 @@ class Prefilter:
             'jos_@ex_mple'
         """
         if self._atoms is None:
-            self._atoms = _atoms([w for src, f in self.patterns if (w := _widen(src, f))])
+            kept = [p for i, p in enumerate(self.patterns) if i not in self.ascii_only]
+            self._atoms = _atoms([w for src, f in kept if (w := _widen(src, f))])
             if self._atoms is None:  # a construct _atoms does not know: no stand-ins
                 self._atoms = [re.compile(r"[^\x00-\x7f]")]  # matched by every non-ASCII character, no stand-in
         table: dict[int, str] = {}
@@ -372,33 +379,38 @@ class Prefilter:
         With ``transforms`` (length-preserving, ASCII to ASCII, line breaks and NULs kept, such as
         ``str.lower`` or a ``str.translate`` table) each text is scanned once per transform and
         the ids are merged. Hyperscan scans the batch once per transform, joined by :data:`_SEP`
-        (patterns widened by :func:`_widen`, every match reported); a non-ASCII text is read as
-        its :meth:`shadow`; a text with no shadow, or holding a NUL, is not scanned and answers
-        ``None``. Other engines ask text by text (:meth:`candidates`).
+        (patterns widened by :func:`_widen`, every match reported); other engines ask text by
+        text (:meth:`candidates`). Without transforms a non-ASCII text is read as its
+        :meth:`shadow`; a text with no shadow, or holding a NUL, is not scanned and answers ``None``.
         """
         if not self.active:
             return None
         steps = list(transforms) or [str]
         out: dict[int, set[int] | None] = {}
+        joined = _SEP.join(texts)
+        if not joined.isascii() or joined.count("\x00") != max(0, len(texts) - 1):
+            texts = list(texts)
+            for k, text in enumerate(texts):
+                if text.isascii() and "\x00" not in text:
+                    continue
+                shadow = self.shadow(text) if not transforms and not text.isascii() else None
+                if shadow is None or "\x00" in shadow:  # cannot tell: not scanned
+                    out[k], texts[k] = None, ""
+                else:  # the ASCII-only patterns are possible, the others as the shadow says
+                    out[k], texts[k] = set(self.ascii_only), shadow
+            joined = _SEP.join(texts)
         if self.engine != "hyperscan":
             for k, text in enumerate(texts):
-                for step in steps:
+                for step in steps if out.get(k, ()) is not None else ():
                     cand = self.candidates(step(text))
                     if cand is None:
                         out[k] = None
                         break
                     if cand:
                         out.setdefault(k, set()).update(cand)  # type: ignore[union-attr]
-            return out
+            return {k: ids for k, ids in out.items() if ids is None or ids}
         if self._batch_db is None:
             self._batch_db = _compiled(self.engine, self.patterns, True)
-        joined = _SEP.join(texts)
-        if not joined.isascii() or joined.count("\x00") != max(0, len(texts) - 1):
-            texts = [t if t.isascii() else self.shadow(t) or "\x00" for t in texts]  # type: ignore[misc]
-            bad = {k for k, t in enumerate(texts) if "\x00" in t}
-            out.update(dict.fromkeys(bad))
-            texts = ["" if k in bad else t for k, t in enumerate(texts)]
-            joined = _SEP.join(texts)
         starts = list(itertools.accumulate((len(t) + len(_SEP) for t in texts[:-1]), initial=0))
         unsafe = self._batch_db.unsafe
         for step in steps:
@@ -409,7 +421,7 @@ class Prefilter:
                     out[k] = None
                 else:
                     out.setdefault(k, set()).update(ids)  # type: ignore[union-attr]
-        return out
+        return {k: ids for k, ids in out.items() if ids is None or ids}
 
     def candidates(self, text: str) -> set[int] | None:
         """Indices of the patterns that could match ``text``; ``None`` when the prefilter cannot
