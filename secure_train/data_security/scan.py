@@ -21,6 +21,14 @@ or quarantined; :meth:`DataScanner.scan_file` streams a file of any size with a 
 (``secure-train scan PATH``) and writes a sanitized copy. The policy (``fail_on``) decides the
 exit status: findings of those scanners or kinds left in the data (action ``report``) fail.
 
+Records are scanned :data:`BATCH` at a time (:meth:`DataScanner.scan_records`): one
+multi-pattern pass per batch (:class:`~secure_train.data_security.scanners.batch.BatchScanner`)
+picks the few records the injection, unicode and PII scanners could report, and only those
+are scanned one by one, so the findings are the per-record scanners'. On the 100 MB SST-2
+corpus of ``python -m benchmarks.scanner_quality --sections speed`` that is 11.1 MB/s per core
+with Hyperscan (reading and custody hashing included), 9.1 with RE2, against 0.25 for the
+reference (``engine="re"``: every rule on every view of every record).
+
 Example:
     >>> from secure_train.data import TextRecord
     >>> recs = [TextRecord("a fine film", 1, 0, "t:2"),
