@@ -56,6 +56,7 @@ from typing import Any
 
 from secure_train.core.errors import IntegrityError
 from secure_train.core.keys import PrivateKey, PublicKeyLike, key_fingerprint
+from secure_train.core.require import require_choice
 from secure_train.core.signed_file import (
     _EXTENSION,
     _EXTENSION_VERSION,
@@ -300,8 +301,7 @@ def _sign(
     A known digest is used for a file of that size on disk (the bytes this process wrote: if the
     file on disk differs, the signature fails to verify); every other file is hashed from disk.
     """
-    if hash_type not in HASH_TYPES:
-        raise ValueError(f"hash_type must be one of {HASH_TYPES}, got {hash_type!r}")
+    require_choice("sign_directory", "hash_type", hash_type, HASH_TYPES)
     directory = Path(path)
     if directory.is_symlink() or not directory.is_dir():
         raise IntegrityError(directory, "is not a directory: only a checkpoint directory is signed this way")

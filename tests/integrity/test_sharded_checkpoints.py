@@ -246,9 +246,12 @@ def test_signing_writer_signs_the_bytes_it_wrote_not_a_file_changed_before_signi
         verify_directory(ckpt, pub)
 
 
-def test_signing_writer_needs_a_key_and_a_known_hash(tmp_path):
+def test_signing_writer_needs_a_key_and_a_known_hash(tmp_path, keys):
     with pytest.raises(ConfigError, match="hash_type"):
         SigningFileSystemWriter(tmp_path / "x", None, hash_type="md5")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ConfigError, match="sign_directory: hash_type must be one of"):
+        sign_directory(tmp_path / "d", keys[0], hash_type="md5")
     with pytest.raises(CheckpointException) as info:  # DCP wraps what a rank raised
         dcp.save(_state(1), storage_writer=SigningFileSystemWriter(tmp_path / "y"))
     (error, _), *_ = info.value.failures.values()
