@@ -116,12 +116,12 @@ class BatchScanner:
 
     def candidates(self, texts: Sequence[str]) -> tuple[set[int], set[int], set[int]]:
         """Indices of the texts the injection, unicode and PII scanners could report (supersets)."""
-        everyone = set(range(len(texts)))
-        uni = {k for k, t in enumerate(texts) if self.unicode.may_report(t)} if self.unicode is not None else set()
+        other = {k for k, t in enumerate(texts) if not t.isascii()}  # all their views: one by one
+        uni = {k for k in other if self.unicode.may_report(texts[k])} if self.unicode is not None else set()
         inj_on, pii_on = self.injection is not None, self.pii is not None
         if not self.active:
+            everyone = set(range(len(texts)))
             return (everyone if inj_on else set()), uni, (everyone if pii_on else set())
-        other = {k for k, t in enumerate(texts) if not t.isascii()}  # all their views: one by one
         pii: set[int] = set()
         found: dict[int, set[int] | None] = {}  # record -> rule and cue ids over all its views
         owners: list[int] = []  # the views decoded one by one, and their records

@@ -229,6 +229,7 @@ _WS = re.compile(r"[^\S\n]*\n\s*|[^\S\n]+")  # a run with a line break -> "\n", 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _SPLIT = re.compile(r"(?<!\w)\w(?:[ .\-_*·•|/+~]\w(?!\w)){2,}")  # "I.g.n.o.r.e", "i g n o r e"
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "‛": "'", "′": "'", "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"'})
+_QUOTE = re.compile(char_class({chr(c) for c in _QUOTES}))  # translate() is slow on non-ASCII text: skip a no-op
 _IDENT = re.compile(r"_(?<=[^\W_]_)(?=[^\W_])")  # "_" between letters or digits
 _MORSE_TEXT = re.compile(r"^[\s.\-/|]{12,}$")
 _MORSE = {
@@ -267,7 +268,8 @@ def normalize(text: str, *, capital_i: bool = False) -> str:
         text = deconfuse(_INVISIBLE_RE.sub("", text), capital_i=capital_i)
         text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text))
         text = deconfuse(unicodedata.normalize("NFC", _ACCENT.sub("", text)), capital_i=capital_i)
-        text = text.translate(_QUOTES)
+        if _QUOTE.search(text):
+            text = text.translate(_QUOTES)
     # == _WS.sub(lambda m: "\n" if "\n" in m.group(0) else " ", text).strip(): str.split() and the
     # regular expression's \s agree on whitespace; a run holding a line break becomes one "\n"
     text = text.casefold()
