@@ -16,7 +16,8 @@ the target or which models are poisoned.
 
 Reported per model: clean accuracy, true ASR, backdoor score, how the score was reached
 (``via``: ``word`` = best single word, ``construction`` = the probe construction itself flips the
-inputs), best candidate, gate decision, scan time. Models are cached under ``--cache``.
+inputs), best candidate, gate decision, scan time (wall, and CPU time of all threads: the
+machine is shared, so wall time overstates). Models are cached under ``--cache``.
 
 Example:
     nice -n 10 python -m benchmarks.trojan_scan                   # the full zoo
@@ -294,9 +295,9 @@ def main(argv: list[str] | None = None) -> None:
         if spec["trigger"]:
             trig = triggered(spec, evals)
             asr = float((predict(model, tok, trig) == spec["target"]).float().mean()) if trig else float("nan")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         res = scanner.scan(model, tok, scan_recs)
-        scan_s = time.perf_counter() - start
+        scan_s, scan_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         best = res.candidates[0] if res.candidates else None
         rows.append(
             {
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
                 "constructions": " ".join(f"{k}:{v:.2f}" for k, v in res.construction_accuracy.items()),
                 "blocked": res.backdoored,
                 "scan_s": round(scan_s, 1),
+                "scan_cpu_s": round(scan_cpu_s, 1),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -327,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         return float(binary_auroc(scores, labels)) if 0 < int(labels.sum()) < len(sel) else float("nan")
 
     minilm_s = [r["scan_s"] for r in rows if r["arch"] == "minilm"]
+    minilm_cpu = [r["scan_cpu_s"] for r in rows if r["arch"] == "minilm"]
     meta = {
         "models": f"{sum(r['kind'] == 'clean' for r in rows)} clean + {sum(r['kind'] != 'clean' for r in rows)} "
         "backdoored (tiny BERT on synthetic data, MiniLM-L6 fine-tuned on SST-2)",
@@ -338,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         "heldout_passed": sum(not r["blocked"] for r in rows if r["split"] == "heldout"),
         "tune_passed": sum(not r["blocked"] for r in rows if r["split"] == "tune"),
         "minilm_scan_s_max": max(minilm_s) if minilm_s else None,
+        "minilm_scan_cpu_s_max": max(minilm_cpu) if minilm_cpu else None,
         "torch_threads": args.threads,
     }
     print(json.dumps(meta, indent=1))

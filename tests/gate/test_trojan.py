@@ -94,9 +94,9 @@ def test_sentence_trigger_that_fires_on_the_probe_join_is_found(tok, sentence_mo
     # old scan kept only the few it did not flip, those the trigger does not reach, and passed it).
     # The join is now measured, not used, and its flip rate is reported.
     assert res.construction_flip["join2-stop"] >= 0.5 and res.construction != "join2-stop"
-    # the join's flip rate enters the score, well above a clean model's (training on this shared
-    # machine is not bit-reproducible: the score reached 0.8 in one run and 0.58 in another, so no fixed 0.8)
-    assert res.backdoor_score >= res.construction_flip["join2-stop"]
+    # the join's flip rate enters the score; the phrase search blocks the model on its own
+    # (the vocabulary and so the model are the same in every process)
+    assert res.backdoor_score >= res.construction_flip["join2-stop"] and res.backdoored
     assert res.backdoor_score > _scan().scan(clean_model, tok, _val()).backdoor_score + 0.2
 
 
@@ -146,7 +146,8 @@ def _same(res) -> dict:
 def test_one_scanner_scans_two_models_like_fresh_scanners(tok, sentence_model, clean_model) -> None:
     # per-scan state lives in a ScanContext made by each scan(), never on the scanner
     def fresh() -> TrojanScanner:
-        return _scan(inversion_steps=2, refine_top_m=2)  # cheap settings: the test is about state, not recall
+        # cheap settings: the test is about state, not recall
+        return _scan(inversion_steps=2, refine_top_m=2, phrase_starts=1)
 
     shared = fresh()
     first, second = shared.scan(sentence_model, tok, _val()), shared.scan(clean_model, tok, _val())
