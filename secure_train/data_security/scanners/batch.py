@@ -4,24 +4,28 @@ per batch instead of Python work per record.
 Most training records are clean. :class:`BatchScanner` asks, for a whole batch at once, which
 records *could* get a finding, and runs the scanners' own per-record ``scan`` on those only:
 
-- PII: the recognizers' patterns over the batch's raw texts (one Hyperscan pass,
-  :meth:`~secure_train.data_security.scanners.prefilter.Prefilter.segment_hits`);
-- injection: on an ASCII text, :func:`~secure_train.data_security.scanners.normalize.views` decodes
-  more than the ``plain``, ``leet`` and ``rot13`` views only where one of its decoding tests can
-  succeed (split letters, hyphens, underscores, percent and hex escapes, base64 runs, Morse,
-  HTML entities): those tests are one pass over the raw texts; the rules and cues are one pass
-  over each of the three views of the whole batch (``plain`` is the text lowercased, or
-  :func:`~secure_train.data_security.scanners.normalize.normalize`\\ d where its whitespace is not
-  single spaces). A record is a candidate when a decoding test or a rule may match, or when
-  ``min_cues`` cues, one of them ``intent``, may match across its views;
+- PII: the recognizers' patterns over the batch's raw texts, one Hyperscan pass
+  (:meth:`~secure_train.data_security.scanners.prefilter.Prefilter.segment_hits`; a non-ASCII
+  text is read as its ASCII :meth:`~secure_train.data_security.scanners.prefilter.Prefilter.shadow`);
+- injection: :func:`~secure_train.data_security.scanners.normalize.views` of an ASCII text are
+  ``plain``, ``leet`` and ``rot13`` plus the decodings whose test can succeed (split letters,
+  hyphens, underscores, percent and hex escapes, base64 runs, Morse, HTML entities); the tests'
+  gates ride along in the raw pass, and only the texts they pick are decoded
+  (:func:`~secure_train.data_security.scanners.normalize.decodings`). The rules and cues then
+  run as one pass over each of ``plain`` (the text lowercased; normalized where its whitespace
+  is not single spaces), ``rot13`` and ``leet`` (where it differs) of the whole batch, and one
+  over the decoded views. A non-ASCII text's views are made one by one (normalization) and
+  join that last pass. A record is a candidate when a rule may match one of its views, or
+  when ``min_cues`` cues, one of them ``intent``, may match across its views;
 - unicode: :meth:`~secure_train.data_security.scanners.unicode.UnicodeScanner.may_report` (a set
   test; ASCII texts have no unicode finding).
 
-Every pass is a superset (a record it passes over cannot get a finding), so the findings are the
-per-record scanners' exactly; non-ASCII records (their views need full normalization) and texts
-the engines do not read alike (control characters) take the per-record path whole.
-``tests/data_security/test_fast_scan.py`` compares both on generated corpora. Without Hyperscan
-or RE2 (``engine="re"``) every record takes the per-record path.
+Every pass answers a superset (a record it passes over cannot get a finding), so the findings
+are the per-record scanners' exactly; texts the engines do not read alike (the control
+characters ``\\v \\f \\x1c-\\x1f``, a NUL, a character with no ASCII stand-in) are candidates of
+every scanner. ``tests/data_security/test_fast_scan.py`` compares the two paths on generated
+corpora and batch edge cases. Without Hyperscan or RE2 (``engine="re"``) every record is a
+candidate.
 
 Example:
     >>> from secure_train.data_security.scanners import InjectionScanner, PIIScanner, UnicodeScanner
@@ -48,6 +52,8 @@ from secure_train.data_security.scanners.unicode import UnicodeScanner
 __all__ = ["BatchScanner"]
 
 _LEET_CHAR = re.compile("[" + re.escape("".join(map(chr, _LEET))) + "]")  # where the leet view differs from plain
+
+
 def _plain(text: str) -> str:
     """The ``plain`` view of an ASCII text, up to lowercasing (the batch lowercases in one pass):
     the text itself when its whitespace is single spaces between words (``normalize`` would only
