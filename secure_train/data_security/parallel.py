@@ -125,6 +125,15 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
     fulls = [rec.text + (rec.completion or "") for rec in records]
     # injection, unicode and PII over the whole batch (the streaming scan's findings, in its order)
     found = scanner.batch.scan(fulls, [r.sample_id for r in records], [r.source for r in records])
+    dup_keys = [_key(rec.text) for rec in records] if dup else []
+    signatures: dict[int, Any] = {}
+    if near and template is not None:
+        from secure_train.data_security.scanners.minhash import BatchMinHash
+
+        minhash, which = BatchMinHash(template), [k for k, key in enumerate(dup_keys) if key]
+        for at in range(0, len(which), 1024):  # shingles of 1,024 records at a time
+            part = which[at : at + 1024]
+            signatures.update(zip(part, minhash.signatures([_shingles(dup_keys[k]) for k in part]), strict=True))
     for k, (rec, full) in enumerate(zip(records, fulls, strict=True)):
         text, source = rec.text, rec.source
         pre: list[Finding] = found.get(k, [])
@@ -132,12 +141,10 @@ def _scan_batch(batch: Mapping[str, Sequence[Any]], params: Mapping[str, Any]) -
         bands: list[int] = []
         digest = ""
         if dup:
-            key = _key(text)
+            key = dup_keys[k]
             digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-            if near and key and template is not None:
-                mh = template.copy()
-                mh.update_batch(_shingles(key))
-                hv = mh.hashvalues
+            if k in signatures:
+                hv = signatures[k]
                 bands = [
                     int.from_bytes(
                         hashlib.blake2b(i.to_bytes(2, "little") + hv[a:b].tobytes(), digest_size=8).digest(),
