@@ -117,8 +117,9 @@ class InjectionScanner:
             the cue rule off).
         min_cues: distinct cues (one of them ``intent``) a view needs for ``jailbreak_cues``.
         engine: multi-pattern prefilter (:data:`~secure_train.data_security.scanners.prefilter.ENGINES`):
-            one Hyperscan / RE2 pass per view picks the rules whose ``re`` search runs; ``"re"``
-            runs every rule on every view (the reference; same findings, slower).
+            one Hyperscan pass over all views of a text (RE2: one per view) picks, per view, the
+            rules whose ``re`` search runs; ``"re"`` runs every rule on every view (the
+            reference; same findings, slower).
 
     Example:
         >>> s = InjectionScanner()
@@ -162,11 +163,13 @@ class InjectionScanner:
         found: dict[str, Finding] = {}
         n_patterns = len(self.patterns)
         all_views = list(views(text, gates=self._view_gates))
-        joined = self._prefilter.candidates_of_all([view for _, view in all_views])  # one scan for all views
-        if joined is not None and not joined:
+        per_view = self._prefilter.segment_hits([view for _, view in all_views])  # one scan for all views
+        if per_view is not None and not per_view:
             return []
-        for how, view in all_views:
-            cand = joined if joined is not None else self._prefilter.candidates(view)
+        for j, (how, view) in enumerate(all_views):
+            if per_view is not None and j not in per_view:  # no rule can match this view
+                continue
+            cand = per_view[j] if per_view is not None else None
             if cand is None:  # the prefilter cannot tell: every rule runs
                 pattern_names: Iterable[str] = self.patterns
                 cue_names: list[str] = list(self.cues)
