@@ -25,8 +25,8 @@ Records are scanned :data:`BATCH` at a time (:meth:`DataScanner.scan_records`): 
 multi-pattern pass per batch (:class:`~secure_train.data_security.scanners.batch.BatchScanner`)
 picks the few records the injection, unicode and PII scanners could report, and only those
 are scanned one by one, so the findings are the per-record scanners'. On the 100 MB SST-2
-corpus of ``python -m benchmarks.scanner_quality --sections speed`` that is 11.1 MB/s per core
-with Hyperscan (reading and custody hashing included), 9.1 with RE2, against 0.25 for the
+corpus of ``python -m benchmarks.scanner_quality --sections speed`` that is 11.4 MB/s per core
+with Hyperscan (reading and custody hashing included), 8.8 with RE2, against 0.26 for the
 reference (``engine="re"``: every rule on every view of every record).
 
 Example:

@@ -24,9 +24,9 @@ it (:func:`_widen`: lookarounds removed, ``^``/``$`` per line) and every match r
 match going to the text that holds its end; a non-ASCII text is scanned as its
 :meth:`Prefilter.shadow` (an ASCII stand-in on which every pattern still matches). On the
 100 MB SST-2 corpus of ``python -m benchmarks.scanner_quality --sections speed`` the scan
-(injection + unicode + PII, reading and custody hashing included) ran at 11.1 MB/s per core
-with Hyperscan and 9.1 with RE2 (the reference ``re`` path: 0.25), same findings; Hyperscan
-takes ~3.5 s of CPU once per process to compile its databases, RE2 compiles lazily.
+(injection + unicode + PII, reading and custody hashing included) ran at 11.4 MB/s per core
+with Hyperscan and 8.8 with RE2 (the reference ``re`` path: 0.26), same findings; Hyperscan
+takes ~1.9 s of CPU once per process to compile its databases, RE2 compiles lazily.
 
 Example (``engine="auto"`` without hyperscan or RE2 installed is ``re``: ``candidates`` is ``None``):
     >>> pf = Prefilter([r"\\bignore\\b", r"(?<!\\d)\\d{3}-\\d{4}"], engine="auto")
