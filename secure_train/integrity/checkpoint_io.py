@@ -419,18 +419,7 @@ class SignedCheckpointIO(TorchCheckpointIO):
         signed = sign_directory(target, self.private_key, provenance=provenance, fsync=self.fsync)
         log = self._audit_log()
         if log is not None:
-            log.record(
-                "checkpoint.signed",
-                source=type(self).__name__,
-                path=str(target),
-                kind="directory",
-                sha256=signed.sha256,
-                size=signed.size,
-                files=len(signed.digests),
-                global_step=signed.provenance.get("global_step"),
-                encrypted=False,
-                key_fingerprint=signed.key_fingerprint,
-            )
+            self._directory_event(log, "checkpoint.signed", target, signed, encrypted=False)
             if self.sign_audit_head and log.enabled:
                 sign_audit_head(log.path, self.private_key, reason=f"checkpoint {target.name}")
         return signed
@@ -480,18 +469,23 @@ class SignedCheckpointIO(TorchCheckpointIO):
             self._refused(err)
             raise
         if log is not None:
-            log.record(
-                "checkpoint.verified",
-                source=type(self).__name__,
-                path=str(path),
-                kind="directory",
-                sha256=signed.sha256,
-                size=signed.size,
-                files=len(signed.digests),
-                key_fingerprint=signed.key_fingerprint,
-                global_step=signed.provenance.get("global_step"),
-            )
+            self._directory_event(log, "checkpoint.verified", path, signed)
         return signed
+
+    def _directory_event(self, log: Any, event: str, path: Any, signed: SignedDirectory, **extra: Any) -> None:
+        """Audit ``event`` for a signed checkpoint directory (its digest, size, file count, key, step)."""
+        log.record(
+            event,
+            source=type(self).__name__,
+            path=str(path),
+            kind="directory",
+            sha256=signed.sha256,
+            size=signed.size,
+            files=len(signed.digests),
+            global_step=signed.provenance.get("global_step"),
+            key_fingerprint=signed.key_fingerprint,
+            **extra,
+        )
 
     @override
     def teardown(self) -> None:
