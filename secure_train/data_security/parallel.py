@@ -300,6 +300,7 @@ class ParallelScan:
         if "duplicate" not in self.scanner.scanner_names:
             return {}
         parts = max(4 * self.workers, stage.count() // 1_000_000)  # shuffle partitions: ~1 M rows each
+        stage = ShardMap.sort_shuffle(stage)  # the datasets derived from it inherit its context
         exact = (
             stage.select_columns(["digest", "sample_id", "label"])
             .groupby("digest", num_partitions=parts)

@@ -198,6 +198,19 @@ class ShardMap:
             desc=getattr(fn, "__name__", "map"),
         )
 
+    @staticmethod
+    def sort_shuffle(ds: Any) -> Any:
+        """A Ray ``Dataset`` set to Ray Data's sort-based pull shuffle for its next ``groupby``:
+        Ray 2.60's default (hash shuffle on aggregator actors) took 14-20 s per reduce and 5-8 s
+        more for the next map on a 2-CPU local cluster, the sort shuffle 0.3 s each (poison
+        detection: 57 s -> 1.8 s). Set on the dataset's own context (copied when it was created),
+        not the global one; a Ray without ``shuffle_strategy`` (< 2.4x) shuffles by sort already."""
+        ctx = ds.context
+        strategy = getattr(ctx, "shuffle_strategy", None)
+        if strategy is not None:
+            ctx.shuffle_strategy = type(strategy).SORT_SHUFFLE_PULL_BASED
+        return ds
+
     def column(self, ds: Any, name: str) -> list[Any]:
         """One column of a map's output as Python values, in order."""
         if self.engine == "ray":

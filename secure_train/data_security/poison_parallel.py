@@ -252,19 +252,6 @@ def _ray_partition(t: Any, reducer: Callable[..., Any], kwargs: Mapping[str, Any
     return reducer(t, **kwargs)
 
 
-def _sort_shuffle(stage: Any) -> Any:
-    """``stage`` with Ray Data's sort-based pull shuffle for its groupby on the few ``part`` keys:
-    Ray 2.60's default (hash shuffle on aggregator actors) took 14-20 s per reduce and 5-8 s more
-    for the next map on a 2-CPU local cluster, the sort shuffle 0.3 s each (the whole detection:
-    57 s -> 1.8 s). Set on the dataset's own context (copied when it was created), not the global
-    one; a Ray without ``shuffle_strategy`` (< 2.4x) shuffles by sort already."""
-    ctx = stage.context
-    strategy = getattr(ctx, "shuffle_strategy", None)
-    if strategy is not None:
-        ctx.shuffle_strategy = type(strategy).SORT_SHUFFLE_PULL_BASED
-    return stage
-
-
 @dataclass
 class ParallelPoisonReport:
     """Flagged n-grams (dicts as :func:`~secure_train.data_security.poison_ngram.ngram_label_statistics`
@@ -408,7 +395,7 @@ class ParallelPoisonDetector:
         if self.engine == "ray":
             if stage.count() == 0:
                 return
-            groups = _sort_shuffle(stage).groupby("part", num_partitions=self.partitions)
+            groups = ShardMap.sort_shuffle(stage).groupby("part", num_partitions=self.partitions)
             fn_kwargs = {"reducer": reducer, "kwargs": kwargs}
             reduced = groups.map_groups(_ray_partition, fn_kwargs=fn_kwargs, batch_format="pyarrow")
             yield from self.shards.batches(reduced, columns)
