@@ -32,6 +32,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import ModelParallelStrategy
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.grad_sample import GradSampleModule
@@ -39,8 +40,10 @@ from opacus.optimizers import (
     DistributedDPOptimizer,
     DPOptimizer,
     DPOptimizerFastGradientClipping,
+    FSDPOptimizerFastGradientClipping,
 )
 from opacus.validators import ModuleValidator
+from torch.distributed.fsdp import FSDPModule
 from typing_extensions import override
 
 from secure_train.core.audit_log import get_audit_log
@@ -86,11 +89,12 @@ class DifferentialPrivacy(Callback):
         accountant: ``"prv"`` (tight) or ``"rdp"``.
         grad_sample_mode: ``"hooks"`` (per-sample gradients materialized; any supported
             layer, DDP, gradient accumulation) or ``"ghost"`` (ghost clipping: per-sample
-            norms only, two backward passes; single process, no accumulation, no tied
-            weights). ``"ew"`` (expanded weights) is refused: it needs the module's
-            ``forward`` to be called through Opacus's wrapper with positional tensors, which a
-            LightningModule's ``training_step`` calling a Hugging Face model with keywords
-            never does.
+            norms only, two backward passes; single process or ``ModelParallelStrategy``
+            (FSDP2, data-parallel: Opacus's FSDP ghost clipping, opacus>=1.6; the module's
+            ``configure_model`` applies ``fully_shard``), no accumulation, no tied weights).
+            ``"ew"`` (expanded weights) is refused: it needs the module's ``forward`` to be called
+            through Opacus's wrapper with positional tensors, which a LightningModule's
+            ``training_step`` calling a Hugging Face model with keywords never does.
         steps: optimizer steps the budget is planned for; default from ``max_steps`` /
             ``max_epochs`` of the Trainer.
         max_epsilon: hard budget when ``noise_multiplier`` is given (default: no stop).
@@ -110,7 +114,8 @@ class DifferentialPrivacy(Callback):
         ConfigError: for settings it cannot make private: no budget or noise, both, ``ew``,
             unsupported strategy / precision, gradient clipping by the Trainer, several
             optimizers, tied weights under ghost, ghost with DDP or accumulation, a loss that
-            is not a mean of per-example losses (ghost), FSDP, a training loader it cannot
+            is not a mean of per-example losses (ghost), Lightning's FSDP1 ``FSDPStrategy``,
+            ``ModelParallelStrategy`` without ghost or without ``fully_shard``, a training loader it cannot
             Poisson-sample (an ``IterableDataset``, a dataset without length, a custom batch
             sampler without ``batch_size``).
 
@@ -190,6 +195,7 @@ class DifferentialPrivacy(Callback):
         self.budget_exhausted = False
         self._accumulate = 1
         self._world_size = 1
+        self._fsdp = False
         self._gsm: GradSampleModule | None = None
         self._ghost: GhostClipping | None = None
         self._optimizer: DPOptimizer | None = None
@@ -247,6 +253,7 @@ class DifferentialPrivacy(Callback):
         destroy_process_group_at_exit()
         check_trainer(trainer, self.grad_sample_mode)
         self._world_size = trainer.world_size
+        self._fsdp = isinstance(trainer.strategy, ModelParallelStrategy)
         self._accumulate = int(trainer.accumulate_grad_batches)
         self._loaders = LoaderReplacement(
             on_plan=self._plan, world_size=self._world_size, accumulate=self._accumulate, seed=self.seed
@@ -268,6 +275,8 @@ class DifferentialPrivacy(Callback):
                 f"{'; '.join(str(e) for e in errors[:3])} (opacus.validators.ModuleValidator.fix replaces "
                 "BatchNorm with GroupNorm)"
             )
+        if self._fsdp:
+            return  # Opacus's FSDP hooks go on the layers once configure_model has sharded them (on_fit_start)
         if self.grad_sample_mode == "ghost":
             self._ghost = GhostClipping(pl_module, max_grad_norm=self.max_grad_norm)
             self._gsm = self._ghost.gsm
@@ -315,6 +324,15 @@ class DifferentialPrivacy(Callback):
         optimizers = trainer.optimizers
         if len(optimizers) != 1:
             raise ConfigError(f"DifferentialPrivacy needs exactly one optimizer, got {len(optimizers)}")
+        if self._fsdp:
+            if not any(isinstance(m, FSDPModule) for m in pl_module.modules()):
+                raise ConfigError(
+                    f"DifferentialPrivacy under {type(trainer.strategy).__name__} needs an FSDP2 module: apply "
+                    f"torch.distributed.fsdp.fully_shard in {type(pl_module).__name__}.configure_model "
+                    "(e.g. to each layer with parameters, then to the module)"
+                )
+            self._ghost = GhostClipping(pl_module, max_grad_norm=self.max_grad_norm, fsdp=True)
+            self._gsm = self._ghost.gsm
 
     def _wrap_optimizer(self, trainer: pl.Trainer) -> None:
         """Wrap the user's optimizer in Opacus's (once the loader has fixed the sample rate)."""
@@ -342,7 +360,9 @@ class DifferentialPrivacy(Callback):
             "secure_mode": self.secure_mode,
         }
         cls: type[DPOptimizer]
-        if self.grad_sample_mode == "ghost":
+        if self._fsdp:
+            cls = FSDPOptimizerFastGradientClipping  # noise / world size on each rank's shard
+        elif self.grad_sample_mode == "ghost":
             cls = DPOptimizerFastGradientClipping
         elif self._world_size > 1:
             cls = DistributedDPOptimizer

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
+from opacus.grad_sample.grad_sample_module_fast_gradient_clipping_fsdp import GradSampleModuleFastGradientClippingFSDP
 from opacus.optimizers import DPOptimizer
 
 from secure_train.core.errors import ConfigError
@@ -70,15 +71,17 @@ class GhostClipping:
     Args:
         module: the LightningModule (hooked in place: checkpoint keys are unchanged).
         max_grad_norm: per-example L2 clipping bound C.
+        fsdp: the module is sharded by FSDP2 (``fully_shard``): use Opacus's FSDP variant
+            (``grad_sample_mode="ghost_fsdp"``, opacus>=1.6), whose norms live on the layers, not on
+            the sharded parameters.
 
     Attributes:
-        gsm: Opacus's ``GradSampleModuleFastGradientClipping`` around ``module``.
+        gsm: Opacus's ``GradSampleModuleFastGradientClipping`` (or its ``...FSDP``) around ``module``.
     """
 
-    def __init__(self, module: torch.nn.Module, *, max_grad_norm: float) -> None:
-        self.gsm = GradSampleModuleFastGradientClipping(
-            module, max_grad_norm=max_grad_norm, use_ghost_clipping=True, loss_reduction="mean"
-        )
+    def __init__(self, module: torch.nn.Module, *, max_grad_norm: float, fsdp: bool = False) -> None:
+        cls = GradSampleModuleFastGradientClippingFSDP if fsdp else GradSampleModuleFastGradientClipping
+        self.gsm = cls(module, max_grad_norm=max_grad_norm, use_ghost_clipping=True, loss_reduction="mean")
         self._handles: list[Any] = []
 
     def before_backward(self, loss: torch.Tensor, optimizer: DPOptimizer, *, dummy: bool) -> None:
