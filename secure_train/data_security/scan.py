@@ -59,6 +59,7 @@ from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord, detect_format, iter_rows
 from secure_train.data_security.manifest import CustodyEntry, _leaf, _record_bytes, merkle_root
 from secure_train.data_security.scanners import (
+    PII_KINDS,
     DuplicateScanner,
     Finding,
     InjectionScanner,
@@ -78,6 +79,29 @@ BACKENDS: dict[str, str] = {
 """Scanners selected as ``NAME=ARG`` (e.g. ``injection-model=PATH``): name -> ``module:Class``,
 built with ARG and imported only when selected; each has ``scan(text, sample_id, source)``."""
 ACTIONS = ("report", "redact", "drop", "quarantine")
+
+
+def finding_keys() -> frozenset[str]:
+    """Every name a policy (``fail_on``) or an action may use: a scanner, a finding kind, or
+    ``scanner/kind``. A key outside this set would never match a finding, so a typo would turn a
+    policy off silently; :class:`DataScanner` refuses it instead.
+
+    >>> {"injection", "pii/email", "zero_width", "label_conflict"} <= finding_keys()
+    True
+    """
+    from secure_train.data_security.scanners.injection import INJECTION_PATTERNS
+    from secure_train.data_security.scanners.unicode import _KINDS
+
+    kinds = {
+        "injection": {*INJECTION_PATTERNS, "jailbreak_cues", "injection_model"},
+        "unicode": {*(k for k, _ in _KINDS), "homoglyph"},
+        "pii": set(PII_KINDS),
+        "duplicate": {"exact_duplicate", "near_duplicate", "label_conflict"},
+    }
+    keys = set(kinds) | {k for ks in kinds.values() for k in ks}
+    return frozenset(keys | {f"{scanner}/{k}" for scanner, ks in kinds.items() for k in ks})
+
+
 _RANK = {a: i for i, a in enumerate(ACTIONS)}
 _PAST = {"redact": "redacted", "drop": "dropped", "quarantine": "quarantined"}
 _MAX_LISTED = 200
@@ -216,6 +240,14 @@ class DataScanner:
                 f"got {list(scanners)}"
             )
         self.actions = dict(actions or {})
+        known = finding_keys()
+        for what, keys in (("fail_on", list(fail_on)), ("actions", list(self.actions))):
+            bad = [k for k in keys if k not in known]
+            if bad:
+                raise ConfigError(
+                    f"{what}: unknown scanner or finding kind {bad} (it would never match a finding); "
+                    f"use a scanner of {SCANNERS}, a kind, or scanner/kind"
+                )
         for key, action in self.actions.items():
             if action not in ACTIONS:
                 raise ConfigError(f"actions[{key!r}] must be one of {ACTIONS}, got {action!r}")
