@@ -173,3 +173,14 @@ def test_model_parallel_needs_ghost_clipping():
 def test_opacus_version_gate():
     assert opacus_supports_fsdp2("1.6.0") and opacus_supports_fsdp2("1.7.1") and opacus_supports_fsdp2("2.0")
     assert not opacus_supports_fsdp2("1.5.4")
+
+
+def test_model_parallel_with_tensor_parallelism_is_refused():
+    class Mesh:  # stands in for the strategy's 2-D device mesh after setup_environment
+        def __getitem__(self, name: str) -> SimpleNamespace:
+            return SimpleNamespace(size=lambda: 2 if name == "tensor_parallel" else 1)
+
+    strategy = ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=2)
+    strategy._device_mesh = Mesh()  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"data-parallel FSDP2 only, got tensor_parallel_size=2"):
+        check_trainer(SimpleNamespace(strategy=strategy), "ghost")  # type: ignore[arg-type]
