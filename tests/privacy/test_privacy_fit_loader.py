@@ -143,8 +143,9 @@ def test_custom_batch_sampler_without_batch_size_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("strategy", [FSDPStrategy, ModelParallelStrategy])
-def test_fsdp_is_refused_naming_the_opacus_support(strategy):
-    # Lightning builds FSDP trainers on GPU only; the check reads nothing but the strategy.
+def test_fsdp1_and_hooks_mode_under_fsdp2_are_refused_naming_the_opacus_support(strategy):
+    # FSDP1 always; ModelParallelStrategy (FSDP2) with the default hooks mode (ghost is required:
+    # tests/privacy/test_privacy_fsdp.py runs it). The check reads nothing but the strategy.
     trainer = SimpleNamespace(strategy=strategy())
     dp = DifferentialPrivacy(noise_multiplier=1.0, delta=1e-5)
     with pytest.raises(ConfigError, match=rf"{strategy.__name__}.*opacus>=1\.6.*FSDP2"):
