@@ -13,7 +13,6 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, ModelParallelStrategy, SingleDeviceStrategy
 from opacus import __version__ as _OPACUS_VERSION
-from packaging.version import Version
 
 from secure_train.core.errors import ConfigError
 
@@ -26,7 +25,15 @@ OPACUS_FSDP2_VERSION = "1.6"
 
 def opacus_supports_fsdp2(version: str = _OPACUS_VERSION) -> bool:
     """Whether Opacus ``version`` ships FSDP2 ghost clipping (``GradSampleModuleFastGradientClippingFSDP``)."""
-    return Version(version).release[:2] >= Version(OPACUS_FSDP2_VERSION).release[:2]
+    return _release(version) >= _release(OPACUS_FSDP2_VERSION)
+
+
+def _release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``1.6.0`` or ``1.5.4.dev1`` (0 where not a number)."""
+    import re
+
+    parts = [int(m.group()) if (m := re.match(r"\d+", p)) else 0 for p in version.split(".")[:2]]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
 
 
 def _check_model_parallel(strategy: ModelParallelStrategy, grad_sample_mode: str) -> None:
