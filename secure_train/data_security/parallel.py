@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -261,39 +262,31 @@ class ParallelScan:
             label_column=self.label_column,
         )
         report = ScanReport(source=os.fspath(path))
-        dup_findings = self._ray_dups(stage) if self.engine == "ray" else self._local_dups(shards, stage)
+        if self.engine == "ray":
+            dup_findings: Iterator[tuple[int, list[Finding]]] = iter(sorted(self._ray_dups(stage).items()))
+        else:
+            dup_findings = self._local_dups(shards, stage)
         self._collect(report, shards.batches(stage, _ROW_COLUMNS), dup_findings)
         report.n_bytes = sum(f.stat().st_size for f in files)
         report.seconds = time.perf_counter() - start
         return report
 
     # -- duplicates on the engine ----------------------------------------------------------
-    def _local_dups(self, shards: ShardMap, stage: Any) -> dict[int, list[Finding]]:
+    def _local_dups(self, shards: ShardMap, stage: Any) -> Iterator[tuple[int, list[Finding]]]:
         """Exact and near duplicates as a shuffle spilled to disk
         (:class:`~secure_train.data_security.parallel_dedup.DuplicateShuffle`): partitions grow
-        with the corpus, so each reduce task holds about the same whatever its size; the driver
-        merges the duplicate rows."""
+        with the corpus, so each reduce task holds about the same whatever its size. Its rows
+        come back sorted by record, so the driver turns them into findings one record at a time
+        while it collects (it never holds the corpus's duplicates)."""
         from secure_train.data_security.parallel_dedup import DuplicateShuffle
 
         if "duplicate" not in self.scanner.scanner_names:
-            return {}
+            return iter(())
         near_on = bool(self.params["near_duplicates"])
         bands = len(_band_layout(self.params["dup_threshold"], self.scanner.dup.num_perm)) if near_on else 0
         parts = DuplicateShuffle.partitions(len(stage), bands, self.workers)
         shuffle = DuplicateShuffle(shards, near=near_on, parts=parts)
-        dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-        near: dict[int, tuple[int, Any, Any]] = {}
-        for sid, kind, detail in shuffle.run([c["filename"] for c in stage.cache_files]):
-            d = json.loads(detail)
-            if kind == "near":
-                if sid not in near or d["of"] < near[sid][0]:
-                    near[sid] = (d["of"], d["other_label"], d["label"])
-            else:
-                dups.setdefault(sid, []).append((kind, d))
-        for v in dups.values():
-            v.sort(key=lambda kd: kd[0] != "exact_duplicate")  # as the grouping yields them
-        _add_near(dups, near)
-        return _findings(dups)
+        return _per_record(shuffle.run([c["filename"] for c in stage.cache_files], by_record=True))
 
     def _ray_dups(self, stage: Any) -> dict[int, list[Finding]]:
         dups: dict[int, list[tuple[str, dict[str, Any]]]] = {}
@@ -326,7 +319,11 @@ class ParallelScan:
         return _findings(dups)
 
     # -- collecting ------------------------------------------------------------------------
-    def _collect(self, report: Any, batches: Iterator[dict[str, list[Any]]], dups: dict[int, list[Finding]]) -> None:
+    def _collect(
+        self, report: Any, batches: Iterator[dict[str, list[Any]]], dups: Iterator[tuple[int, list[Finding]]]
+    ) -> None:
+        """Fold the map's rows (in record order) and the duplicate findings (``(sample_id,
+        findings)`` in record order) into ``report``."""
         from dataclasses import replace
 
         from secure_train.data_security.scan import _PAST, _RANK
@@ -334,18 +331,20 @@ class ParallelScan:
         scanner = self.scanner
         tree = MerkleStream()  # O(log n) memory whatever the corpus size
         affected: dict[str, list[int]] = {}
+        pending = next(dups, None)
         for batch in batches:
             cols = [batch[c] for c in _ROW_COLUMNS]
             for sid, src, excerpt, pre_json, post_json, leaf in zip(*cols, strict=True):
                 report.n_records += 1
                 tree.add(bytes.fromhex(leaf))
-                if not pre_json and not post_json and sid not in dups:
+                mine: list[Finding] = []
+                if pending is not None and pending[0] <= sid:
+                    if pending[0] < sid:  # the rows and the duplicates must both be in record order
+                        raise RuntimeError(f"duplicate findings of record {pending[0]} arrived after record {sid}")
+                    mine, pending = pending[1], next(dups, None)
+                if not pre_json and not post_json and not mine:
                     continue
-                found = (
-                    _decode(pre_json)
-                    + [replace(f, source=src, excerpt=excerpt) for f in dups.get(sid, [])]
-                    + _decode(post_json)
-                )
+                found = _decode(pre_json) + [replace(f, source=src, excerpt=excerpt) for f in mine] + _decode(post_json)
                 for f in found:
                     report.add(f)
                     scanner._check_policy(report, f)
@@ -483,6 +482,26 @@ def _table_groups(t: Any, key: str, *cols: str) -> Iterator[tuple[Any, list[int]
             rest = [o[start:i] for o in others]
             yield keys[start], ids[start:i], (rest[0] if len(cols) == 1 else rest)
             start = i
+
+
+def _per_record(rows: Iterator[tuple[int, str, str]]) -> Iterator[tuple[int, list[Finding]]]:
+    """Duplicate rows sorted by record (stable: a record's exact rows in the order they were
+    grouped) -> each record's duplicate findings, one record at a time."""
+    for sid, group in itertools.groupby(rows, key=lambda row: int(row[0])):
+        exact: list[tuple[str, dict[str, Any]]] = []
+        near: tuple[int, Any, Any] | None = None
+        for _, kind, detail in group:
+            d = json.loads(detail)
+            if kind != "near":
+                exact.append((kind, d))
+            elif near is None or d["of"] < near[0]:
+                near = (d["of"], d["other_label"], d["label"])
+        exact.sort(key=lambda kd: kd[0] != "exact_duplicate")  # as the grouping yields them
+        dups = {sid: exact} if exact else {}
+        if near is not None:
+            _add_near(dups, {sid: near})
+        if dups.get(sid):
+            yield sid, _findings(dups)[sid]
 
 
 def _add_near(dups: dict[int, list[tuple[str, dict[str, Any]]]], near: dict[int, tuple[int, Any, Any]]) -> None:

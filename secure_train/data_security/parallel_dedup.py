@@ -63,14 +63,22 @@ class DuplicateShuffle:
         need = max(4 * workers, -(-records * (1 + bands) // rows_per_partition), 1)
         return 1 << (need - 1).bit_length()
 
-    def run(self, files: Sequence[str]) -> Iterator[tuple[int, str, str]]:
+    def run(self, files: Sequence[str], *, by_record: bool = False) -> Iterator[tuple[int, str, str]]:
         """``(sample_id, kind, detail JSON)`` of every duplicate row; ``kind`` is ``near`` for a
-        near-duplicate candidate (the caller keeps the earliest ``of``), else the finding's kind."""
+        near-duplicate candidate (the caller keeps the earliest ``of``), else the finding's kind.
+        ``by_record``: sorted by ``sample_id`` (a stable sort of the duplicate rows only; a
+        record's rows from one partition keep their order)."""
         root = self.spill_dir or tempfile.mkdtemp(prefix="dups-", dir=getattr(self.shards, "cache_dir", None))
         try:
             tasks = [{"file": f, "task": k} for k, f in enumerate(files)]
             self.shards.map(_spill, tasks, spill_dir=root, parts=self.parts, near=self.near)
             out = self.shards.map(_reduce, [{"part": p} for p in range(self.parts)], spill_dir=root)
+            if by_record:  # 8 bytes per duplicate row to order them; the rows stay on disk
+                import numpy as np
+
+                cols = [np.asarray(b["sample_id"], dtype=np.int64) for b in self.shards.batches(out, ("sample_id",))]
+                ids = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+                out = out.select(np.argsort(ids, kind="stable"))
             for b in self.shards.batches(out, ("sample_id", "kind", "detail")):
                 yield from zip(b["sample_id"], b["kind"], b["detail"], strict=True)
         finally:

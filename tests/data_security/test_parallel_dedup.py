@@ -58,3 +58,12 @@ def test_partitions_grow_with_the_corpus():
 def test_bad_partition_count(parts):
     with pytest.raises(ConfigError, match="parts"):
         DuplicateShuffle(None, near=True, parts=parts)
+
+
+def test_rows_by_record_are_the_same_rows_in_record_order(stage):
+    shards, files = stage
+    plain = list(DuplicateShuffle(shards, near=True, parts=8).run(files))
+    ordered = list(DuplicateShuffle(shards, near=True, parts=8).run(files, by_record=True))
+    assert sorted(ordered) == sorted(plain) and len(plain) > 10
+    ids = [sid for sid, _, _ in ordered]
+    assert ids == sorted(ids) and ids != [sid for sid, _, _ in plain]  # the plain rows were not in order
