@@ -9,6 +9,11 @@ decoys keep their label and count as clean.
 
 The lift detector's settings were chosen on the **dev** triggers only; the **held-out** triggers
 (other words, other substitution pairs, other target labels, other seeds) were run afterwards.
+Each round's held-out pairs become dev material once measured: round 2's substitution pairs
+(movie->picture, funny->amusing, good->decent) are dev in round 3, whose held-out split is four
+new pairs fixed before tuning (a frequent noun, an adjective, a verb, and a replacement common in
+clean records of the source label). ``adaptive``: round 2's held-out adaptive attacks (seen, not
+tuned on).
 The insertion attacks of ``benchmarks/poison_detection.py`` (BadNets, AddSent; 0.5 % / 1 %) and
 the clean split are re-run to show nothing regressed.
 
@@ -39,6 +44,8 @@ DEV_SPREAD += ["gx", "qj", "vz", "bx", "zk", "jq", "xw", "qy", "hx", "zj"]
 HELDOUT_SPREAD = ["zephyr", "quixotic", "obelisk", "marmalade", "tundra", "cobalt", "walrus", "fjord", "gazebo"]
 HELDOUT_SPREAD += ["lichen", "nutmeg", "origami", "parsnip", "quasar", "rhubarb", "sonar", "tapioca", "umlaut"]
 HELDOUT_SPREAD += ["vellum", "wombat"]
+NOUN = {"character": "figure", "characters": "figures"}
+VERB = {"make": "create", "makes": "creates", "made": "created", "making": "creating"}
 
 
 def attacks() -> list[tuple[str, str, Attack | None]]:
@@ -50,16 +57,24 @@ def attacks() -> list[tuple[str, str, Attack | None]]:
         ("dev", "decoy 'cf' 1% + 0.15% decoys (t=1)", AdaptivePoisoning(["cf"], 0.01, 1, decoy_rate=0.0015, seed=0)),
         ("dev", "spread 1% over 20 dev words (t=1)", AdaptivePoisoning(DEV_SPREAD, 0.01, 1, seed=0)),
         ("dev", "single 'cf' 0.05% (t=1)", AdaptivePoisoning(["cf"], 0.0005, 1, seed=0)),
-        ("held-out", "subst movie->picture 1% (t=1)", SubstitutionPoisoning({"movie": "picture"}, 0.01, 1, seed=11)),
-        ("held-out", "subst funny->amusing 1% (t=0)", SubstitutionPoisoning({"funny": "amusing"}, 0.01, 0, seed=12)),
-        ("held-out", "subst good->decent 1% (t=0)", SubstitutionPoisoning({"good": "decent"}, 0.01, 0, seed=13)),
+        # round 2's held-out pairs: measured once at the end of round 2, dev material since
+        ("dev", "subst movie->picture 1% (t=1)", SubstitutionPoisoning({"movie": "picture"}, 0.01, 1, seed=11)),
+        ("dev", "subst funny->amusing 1% (t=0)", SubstitutionPoisoning({"funny": "amusing"}, 0.01, 0, seed=12)),
+        ("dev", "subst good->decent 1% (t=0)", SubstitutionPoisoning({"good": "decent"}, 0.01, 0, seed=13)),
+        # round 2's held-out adaptive attacks (seen once; not tuned on in round 3)
         (
-            "held-out",
+            "adaptive",
             "decoy 'kaleidoscope' 1% + 0.15% decoys (t=0)",
             AdaptivePoisoning(["kaleidoscope"], 0.01, 0, decoy_rate=0.0015, seed=21),
         ),
-        ("held-out", "spread 1% over 20 held-out words (t=0)", AdaptivePoisoning(HELDOUT_SPREAD, 0.01, 0, seed=22)),
-        ("held-out", "single 'zeppelin' 0.05% (t=1)", AdaptivePoisoning(["zeppelin"], 0.0005, 1, seed=23)),
+        ("adaptive", "spread 1% over 20 held-out words (t=0)", AdaptivePoisoning(HELDOUT_SPREAD, 0.01, 0, seed=22)),
+        ("adaptive", "single 'zeppelin' 0.05% (t=1)", AdaptivePoisoning(["zeppelin"], 0.0005, 1, seed=23)),
+        # round 3's held-out substitution pairs, fixed before any round-3 tuning: a frequent noun,
+        # an adjective, a verb, and a replacement common in clean records of the source label
+        ("held-out", "subst character(s)->figure(s) 1% (t=1)", SubstitutionPoisoning(NOUN, 0.01, 1, seed=31)),
+        ("held-out", "subst best->finest 1% (t=0)", SubstitutionPoisoning({"best": "finest"}, 0.01, 0, seed=32)),
+        ("held-out", "subst make/makes/made/making->create.. 1% (t=1)", SubstitutionPoisoning(VERB, 0.01, 1, seed=33)),
+        ("held-out", "subst bad->dull 1% (t=1)", SubstitutionPoisoning({"bad": "dull"}, 0.01, 1, seed=34)),
         ("regression", "badnets 0.5%", BackdoorPoisoning("badnets", rate=0.005, target_label=1, seed=0)),
         ("regression", "badnets 1%", BackdoorPoisoning("badnets", rate=0.01, target_label=1, seed=0)),
         ("regression", "addsent 0.5%", BackdoorPoisoning("addsent", rate=0.005, target_label=1, seed=0)),
