@@ -45,24 +45,38 @@ from secure_train.attacks import AttackCorpus, CorpusRecord, hard_negatives, mul
 from secure_train.data_security.scanners import InjectionScanner
 
 ROOT = common.ROOT
-OLD_REV = "4805b2a^"  # the scanner before TR39 confusables and the jailbreak cues
+OLD_REV = "8d15b66"  # the scanner at the start of round 3 (round 2's final rules)
+_SCANNER_DIRS = ("secure_train/data_security/scanners", "secure_train/scanners")  # after / before the reorganisation
 
 
 def old_modules(rev: str) -> dict[str, types.ModuleType]:
-    """The ``normalize``, ``injection`` and ``unicode`` scanner modules as they were at ``rev``."""
+    """The scanner modules (``prefilter``, ``normalize``, ``injection``, ``unicode``) as they were at ``rev``.
+
+    A module the scanner did not have at ``rev`` is left out; imports between them are rewired
+    to the old copies.
+    """
     mods: dict[str, types.ModuleType] = {}
-    for name in ("normalize", "injection", "unicode"):
-        code = subprocess.run(  # noqa: S603
-            ["git", "-C", str(ROOT), "show", f"{rev}:secure_train/data_security/scanners/{name}.py"],  # noqa: S607
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        code = code.replace("secure_train.data_security.scanners.normalize", "_old_scanners.normalize")
+    for name in ("prefilter", "normalize", "injection", "unicode"):
+        for folder in _SCANNER_DIRS:
+            shown = subprocess.run(  # noqa: S603
+                ["git", "-C", str(ROOT), "show", f"{rev}:{folder}/{name}.py"],  # noqa: S607
+                capture_output=True,
+                text=True,
+            )
+            if shown.returncode == 0:
+                break
+        else:
+            continue
+        code = shown.stdout
+        for dep in mods:
+            for pkg in _SCANNER_DIRS:
+                code = code.replace(f"{pkg.replace('/', '.')}.{dep}", f"_old_scanners.{dep}")
         mod = types.ModuleType(f"_old_scanners.{name}")
         sys.modules[mod.__name__] = mod
         exec(compile(code, f"{rev}:{name}.py", "exec"), mod.__dict__)  # noqa: S102 - our own file at rev
         mods[name] = mod
+    if "injection" not in mods:
+        raise SystemExit(f"no injection scanner at {rev}")
     return mods
 
 
