@@ -156,3 +156,32 @@ def test_one_scanner_scans_two_models_like_fresh_scanners(tok, sentence_model, c
     assert _same(first) == _same(fresh().scan(sentence_model, tok, _val()))
     assert _same(second) == _same(fresh().scan(clean_model, tok, _val()))
     assert vars(shared) == vars(fresh())  # the scanner holds its settings only
+
+
+@pytest.mark.slow
+def test_evaluation_budget_cuts_late_stages_and_fails_closed_before_a_candidate(tok, clean_model) -> None:
+    free = _scan(max_evaluations=None).scan(clean_model, tok, _val())
+    assert free.measured and free.cut_stages == []
+    assert sum(free.stage_evaluations.values()) == free.evaluations > 0
+    stages = free.stage_evaluations
+    assert {"inputs", "vocabulary", "word-growth", "phrase-growth", "inversion", "measure"} <= set(stages)
+    # enough for the exact stages and the final measurement, not for all of the search
+    search = stages["word-growth"] + stages["phrase-growth"] + stages["inversion"]
+    budget = stages["inputs"] + stages["vocabulary"] + stages["measure"] + search // 3
+    cut = _scan(max_evaluations=budget).scan(clean_model, tok, _val())
+    assert cut.measured and cut.cut_stages and cut.evaluations <= budget, cut.stage_evaluations
+    assert not cut.backdoored  # a cut search still measures a clean model as clean
+    # spent before every label has a measured candidate: fails closed, never passes
+    tight = stages["inputs"] + stages["vocabulary"] // 4
+    with pytest.warns(RuntimeWarning, match="failed closed"):
+        res = _scan(max_evaluations=tight).scan(clean_model, tok, _val())
+    assert not res.measured and res.backdoored and "max_evaluations" in res.problem
+    assert res.evaluations <= tight and "vocabulary" in res.cut_stages
+
+
+def test_budget_arguments_are_checked() -> None:
+    with pytest.raises(ConfigError, match="max_evaluations"):
+        TrojanScanner(max_evaluations=0)
+    with pytest.raises(ConfigError, match="stage_shares"):
+        TrojanScanner(stage_shares=(0.5, 0.5, 0.5))
+    assert TrojanScanner(max_evaluations=None).max_evaluations is None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from secure_train.gate.trojan.probe import ProbeContext
+from secure_train.gate.trojan.probe import GRAD_COST, BudgetExhausted, ProbeContext
 
 __all__ = ["invert_trigger"]
 
@@ -33,7 +33,15 @@ def invert_trigger(
     top_m: int,
     seed: int,
 ) -> list[tuple[int, ...]]:
-    """Optimize a soft trigger toward ``target`` over ``allowed`` tokens; return refined discrete units."""
+    """Optimize a soft trigger toward ``target`` over ``allowed`` tokens; return refined discrete units.
+
+    Fewer Adam steps are taken when the scan's evaluation budget cannot pay for ``steps`` and the
+    refinement; none (and no units) when it cannot pay for the refinement.
+    """
+    refine_cost = 2 * slots * top_m * len(inputs)
+    steps = int(min(steps, (ctx.meter.left() - refine_cost) // (GRAD_COST * max(1, len(inputs)))))
+    if steps < 1:
+        return []
     weight = ctx.emb.weight.detach()
     v = weight.shape[0]
     mask_allowed = allowed[:v].to(ctx.device)
@@ -46,6 +54,7 @@ def invert_trigger(
     for step in range(steps):
         tau = 2.0 * (0.05 / 2.0) ** (step / max(1, steps - 1))
         probs = (theta / tau).masked_fill(~slot_masks, -1e9).softmax(-1)
+        ctx.meter.charge(GRAD_COST * len(inputs))
         embeds, mask = ctx.embed_with_slots(inputs, positions, probs @ weight)
         loss = F.cross_entropy(ctx.logits(embeds, mask).float(), y)
         opt.zero_grad()
@@ -54,7 +63,10 @@ def invert_trigger(
     with torch.no_grad():
         scores = theta.detach().masked_fill(~slot_masks, -1e9)
         top = scores.topk(min(top_m, v), dim=-1).indices.cpu().tolist()
-    return _refine(ctx, top, inputs, positions, target)
+    try:
+        return _refine(ctx, top, inputs, positions, target)
+    except BudgetExhausted:
+        return []
 
 
 def _refine(

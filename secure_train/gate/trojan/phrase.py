@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from secure_train.gate.trojan.probe import ProbeContext
+from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 
 __all__ = ["grow_phrase", "realize"]
 
@@ -47,24 +47,29 @@ def grow_phrase(
     *,
     max_tokens: int,
     min_gain: float = 0.02,
+    keep: int = 4,
 ) -> tuple[int, ...]:
     """Greedily extend ``unit`` left or right by one ``pool`` token while the flip rate rises.
 
     Word starts go on either side; continuation pieces only on the right (they join the word
-    before them). Stops at ``max_tokens`` tokens, at a flip rate of 1, or when the best extension
-    gains less than ``min_gain``.
+    before them). Stops at ``max_tokens`` tokens, at a flip rate of 1, when the best extension
+    gains less than ``min_gain``, or when the scan's evaluation budget is spent. Trials are
+    raced (:meth:`ProbeContext.race_rates`, the ``keep`` best measured on all inputs).
     """
-    best = ctx.flip_rates(inputs, positions, [unit], target)[0]
     starts = [t for t in pool if not bool(ctx.cont[t])]
-    while len(unit) < max_tokens and best < 1.0:
-        trials = [(*unit, t) for t in pool] + [(t, *unit) for t in starts]
-        if not trials:
-            break
-        rates = ctx.flip_rates(inputs, positions, trials, target)
-        i = max(range(len(trials)), key=lambda j: rates[j])
-        if rates[i] < best + min_gain:
-            break
-        unit, best = trials[i], rates[i]
+    try:
+        best = ctx.flip_rates(inputs, positions, [unit], target)[0]
+        while len(unit) < max_tokens and best < 1.0:
+            trials = [(*unit, t) for t in pool] + [(t, *unit) for t in starts]
+            if not trials:
+                break
+            rates = ctx.race_rates(inputs, positions, trials, target, keep=keep)
+            i = max(range(len(trials)), key=lambda j: rates[j])
+            if rates[i] < best + min_gain:
+                break
+            unit, best = trials[i], rates[i]
+    except BudgetExhausted:  # the evaluation budget is spent: the phrase grown so far
+        pass
     return unit
 
 
@@ -81,5 +86,5 @@ def realize(
     if not unit or not bool(ctx.cont[unit[0]]) or not starts:
         return unit
     trials = [(t, *unit) for t in starts]
-    rates = ctx.flip_rates(inputs, positions, trials, target)
+    rates = ctx.race_rates(inputs, positions, trials, target, keep=4)
     return trials[max(range(len(trials)), key=lambda j: rates[j])]

@@ -20,14 +20,61 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ProbeContext"]
+__all__ = ["BudgetExhausted", "EvaluationMeter", "ProbeContext"]
+
+GRAD_COST = 3  # a forward + backward pass of one sequence counts as this many evaluations
+
+
+class BudgetExhausted(Exception):
+    """The scan's evaluation budget, or the current stage's share of it, is spent."""
+
+
+@dataclass
+class EvaluationMeter:
+    """Counts sequence evaluations per scan stage and enforces the budget.
+
+    One evaluation is one sequence through the model (a gradient pass counts ``GRAD_COST``).
+    ``budget`` caps the whole scan (None: no cap); ``limit`` caps the current stage (an
+    absolute count, set by :meth:`ProbeContext.stage`). A charge past either raises
+    :class:`BudgetExhausted` and records the stage in ``cut``.
+
+    Example:
+        >>> m = EvaluationMeter(budget=10)
+        >>> m.charge(8); m.used, m.left()
+        (8, 2)
+    """
+
+    budget: int | None = None
+    used: int = 0
+    limit: int | None = None
+    current: str = "inputs"
+    by_stage: dict[str, int] = field(default_factory=dict)
+    cut: list[str] = field(default_factory=list)
+
+    def cap(self) -> int | None:
+        caps = [c for c in (self.budget, self.limit) if c is not None]
+        return min(caps) if caps else None
+
+    def left(self) -> int | float:
+        """Evaluations left under the budget and the current stage's limit (inf if uncapped)."""
+        cap = self.cap()
+        return float("inf") if cap is None else max(0, cap - self.used)
+
+    def charge(self, n: int) -> None:
+        if n > self.left():
+            if self.current not in self.cut:
+                self.cut.append(self.current)
+            raise BudgetExhausted(self.current)
+        self.used += n
+        self.by_stage[self.current] = self.by_stage.get(self.current, 0) + n
 
 
 @dataclass
@@ -44,6 +91,8 @@ class ProbeContext:
         num_labels: output classes.
         batch_size: sequences per forward pass.
         max_length: truncation of clean inputs.
+        meter: the scan's evaluation counter and budget (see :class:`EvaluationMeter`).
+        race_inputs: inputs every unit is measured on first by :meth:`race_rates`.
     """
 
     net: nn.Module
@@ -57,9 +106,20 @@ class ProbeContext:
     max_length: int
     pad_id: int
     device: torch.device
+    meter: EvaluationMeter = field(default_factory=EvaluationMeter)
+    race_inputs: int = 8
 
     @classmethod
-    def build(cls, net: nn.Module, tok: Any, *, batch_size: int, max_length: int) -> ProbeContext:
+    def build(
+        cls,
+        net: nn.Module,
+        tok: Any,
+        *,
+        batch_size: int,
+        max_length: int,
+        budget: int | None = None,
+        race_inputs: int = 8,
+    ) -> ProbeContext:
         """Read the vocabulary and labels of ``net`` / ``tok``."""
         emb: nn.Embedding = net.get_input_embeddings()  # type: ignore[operator]
         vocab = tok.convert_ids_to_tokens(list(range(min(len(tok), emb.num_embeddings))))
@@ -81,7 +141,20 @@ class ProbeContext:
             max_length=max_length,
             pad_id=int(tok.pad_token_id or 0),
             device=next(net.parameters()).device,
+            meter=EvaluationMeter(budget=budget),
+            race_inputs=race_inputs,
         )
+
+    @contextmanager
+    def stage(self, name: str, limit: int | None = None) -> Iterator[EvaluationMeter]:
+        """Charge evaluations to stage ``name``, at most ``limit`` of them (None: the budget only)."""
+        meter = self.meter
+        saved = meter.current, meter.limit
+        meter.current, meter.limit = name, None if limit is None else meter.used + max(0, limit)
+        try:
+            yield meter
+        finally:
+            meter.current, meter.limit = saved
 
     # -- text ------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -98,9 +171,10 @@ class ProbeContext:
         return [i for i in range(1, len(ids)) if i == len(ids) - 1 or not self.vocab[ids[i]].startswith("##")]
 
     # -- exact measurement -------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Predicted label of each token-id sequence."""
+        """Predicted label of each token-id sequence (charged to the meter first)."""
+        self.meter.charge(len(seqs))
         out = []
         for i in range(0, len(seqs), self.batch_size):
             chunk = seqs[i : i + self.batch_size]
@@ -123,6 +197,29 @@ class ProbeContext:
         seqs = [ids[:p] + list(u) + ids[p:] for u in units for ids, p in zip(inputs, positions, strict=True)]
         preds = self.predict(seqs).view(len(units), len(inputs))
         return (preds == target).float().mean(1).tolist()
+
+    def race_rates(
+        self,
+        inputs: list[list[int]],
+        positions: list[int],
+        units: Sequence[tuple[int, ...]],
+        target: int,
+        *,
+        keep: int,
+    ) -> list[float]:
+        """Flip rates by racing: every unit on the first ``race_inputs`` inputs, the ``keep`` best
+        on all of them. The others keep their rate on the first inputs (an estimate: they lost
+        the race). Exact when there are at most ``keep`` units or ``race_inputs`` inputs."""
+        first = self.race_inputs
+        if len(units) <= keep or len(inputs) <= first:
+            return self.flip_rates(inputs, positions, units, target)
+        head = self.flip_rates(inputs[:first], positions[:first], units, target)
+        top = sorted(range(len(units)), key=lambda i: -head[i])[:keep]
+        tail = self.flip_rates(inputs[first:], positions[first:], [units[i] for i in top], target)
+        n = len(inputs)
+        for i, rate in zip(top, tail, strict=True):
+            head[i] = (head[i] * first + rate * (n - first)) / n
+        return head
 
     # -- first order -------------------------------------------------------------------------
     def embed_with_slots(
@@ -162,6 +259,7 @@ class ProbeContext:
         slot = weight.mean(0, keepdim=True).clone().requires_grad_(True)
         grads = torch.zeros_like(slot)
         step = max(1, self.batch_size // 4)
+        self.meter.charge(GRAD_COST * len(inputs))
         for i in range(0, len(inputs), step):
             embeds, mask = self.embed_with_slots(
                 inputs[i : i + step], positions[i : i + step], torch.cat([fixed, slot], 0)

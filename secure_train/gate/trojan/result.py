@@ -45,6 +45,10 @@ class TrojanScanResult:
         construction_accuracy: clean accuracy of the model under each probe construction.
         construction_flip: per construction, share of correctly classified records flipped by it.
         construction: the construction the search used.
+        evaluations: sequence evaluations the scan used (a gradient pass counts 3).
+        stage_evaluations: evaluations per stage (inputs, vocabulary, word-growth,
+            phrase-growth, inversion, measure).
+        cut_stages: stages the evaluation budget cut short (their search is incomplete).
     """
 
     backdoor_score: float
@@ -62,6 +66,9 @@ class TrojanScanResult:
     construction_accuracy: dict[str, float] = field(default_factory=dict)
     construction_flip: dict[str, float] = field(default_factory=dict)
     construction: str = ""
+    evaluations: int = 0
+    stage_evaluations: dict[str, int] = field(default_factory=dict)
+    cut_stages: list[str] = field(default_factory=list)
 
     @property
     def backdoored(self) -> bool:

@@ -23,11 +23,16 @@ from secure_train.gate.trojan.context import ScanContext
 from secure_train.gate.trojan.inputs import ProbeInputs, build_probe_inputs
 from secure_train.gate.trojan.invert import invert_trigger
 from secure_train.gate.trojan.phrase import grow_phrase, realize
-from secure_train.gate.trojan.probe import ProbeContext
+from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 from secure_train.gate.trojan.result import TriggerCandidate, TrojanScanResult
 from secure_train.gate.trojan.search import clean_counts, clean_support, grow_word, natural_use
 
 __all__ = ["TrojanScanner"]
+
+
+def _is_letter(token: str) -> bool:
+    """A single letter a-z: the only one-character first pieces a made-up word is grown from."""
+    return len(token) == 1 and "a" <= token <= "z"
 
 
 def _backbone(model: nn.Module) -> nn.Module:
@@ -62,6 +67,19 @@ class TrojanScanner:
             records than this is not used for the search (its flip rate is a finding).
         min_inputs: fewest inputs per target label in each half; fewer fails closed.
         support_min_count / support_min_lean: when clean data explain a token (see above).
+        max_evaluations: the scan's budget of sequence evaluations (one sequence through the
+            model; a forward + backward pass counts 3), None for no budget. The default keeps a
+            MiniLM-L6 scan near 5 minutes on 2 cores. Each target label gets an equal share of
+            what is left; within it the exact vocabulary scan runs first and must finish, then
+            word growth, phrase growth and inversion get ``stage_shares`` of the share each (a
+            stage stops where its share ends, unused evaluations pass on), and the candidates
+            are measured last. A budget spent before every label has a measured candidate
+            fails closed; stages cut short are listed in :attr:`TrojanScanResult.cut_stages`.
+        stage_shares: fractions of a label's share for word growth, phrase growth and inversion.
+        race_inputs: a stage with many trials measures them all on this many search inputs
+            first and only the best on all of them (racing).
+        grow_top_k: continuation pieces measured per word-growth step after the gradient
+            screen (vocabularies above ``exact_vocab_limit`` pieces).
         seed: chooses inputs and insertion positions.
 
     The scanner keeps only these settings: each :meth:`scan` builds its own
@@ -100,6 +118,10 @@ class TrojanScanner:
         min_inputs: int = 2,
         support_min_count: int = 5,
         support_min_lean: float = 0.1,
+        max_evaluations: int | None = 40_000,
+        stage_shares: tuple[float, float, float] = (0.3, 0.3, 0.25),
+        race_inputs: int = 8,
+        grow_top_k: int = 32,
         seed: int = 0,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -114,6 +136,8 @@ class TrojanScanner:
             ("max_phrase_tokens", max_phrase_tokens),
             ("batch_size", batch_size),
             ("min_inputs", min_inputs),
+            ("race_inputs", race_inputs),
+            ("grow_top_k", grow_top_k),
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
@@ -126,6 +150,10 @@ class TrojanScanner:
             raise ConfigError(f"support_min_count must be >= 1, got {support_min_count}")
         if not 0.0 < support_min_lean <= 1.0:
             raise ConfigError(f"support_min_lean must be in (0, 1], got {support_min_lean}")
+        if max_evaluations is not None and max_evaluations < 1:
+            raise ConfigError(f"max_evaluations must be >= 1 or None, got {max_evaluations}")
+        if len(stage_shares) != 3 or any(not 0.0 <= f <= 1.0 for f in stage_shares) or sum(stage_shares) > 1.0:
+            raise ConfigError(f"stage_shares must be 3 fractions in [0, 1] summing to <= 1, got {stage_shares}")
         if amplify < 1:
             raise ConfigError(f"amplify must be >= 1, got {amplify}")
         if inversion_steps < 0:
@@ -157,6 +185,10 @@ class TrojanScanner:
         self.min_inputs = min_inputs
         self.support_min_count = support_min_count
         self.support_min_lean = support_min_lean
+        self.max_evaluations = max_evaluations
+        self.stage_shares = tuple(stage_shares)
+        self.race_inputs = race_inputs
+        self.grow_top_k = grow_top_k
         self.seed = seed
 
     # -- public ---------------------------------------------------------------------------
@@ -172,8 +204,24 @@ class TrojanScanner:
         was_training = net.training
         net.eval()
         try:
-            probe = ProbeContext.build(net, tokenizer, batch_size=self.batch_size, max_length=self.max_length)
-            result = self._scan(probe, records)
+            probe = ProbeContext.build(
+                net,
+                tokenizer,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                budget=self.max_evaluations,
+                race_inputs=self.race_inputs,
+            )
+            try:
+                result = self._scan(probe, records)
+            except BudgetExhausted as exc:
+                result = self._unmeasured(
+                    f"the evaluation budget (max_evaluations={self.max_evaluations}) was spent in stage "
+                    f"'{exc}' before every target label had a measured candidate; raise max_evaluations"
+                )
+            result.evaluations = probe.meter.used
+            result.stage_evaluations = dict(probe.meter.by_stage)
+            result.cut_stages = list(probe.meter.cut)
         finally:
             net.train(was_training)
         result.seconds = round(time.perf_counter() - start, 3)
@@ -244,63 +292,78 @@ class TrojanScanner:
 
         starts = torch.nonzero(probe.allowed & ~probe.cont).flatten()
         pieces = torch.nonzero(probe.allowed & probe.cont).flatten()
-        screened: list[int] = []
-        push: torch.Tensor | None = None
-        if len(starts) > self.exact_vocab_limit or len(pieces) > self.exact_vocab_limit:
-            push = probe.screen(s_ids, s_pos, target) * (1.0 - support[target])
-        if push is not None and len(starts) > self.exact_vocab_limit:
-            ranked = starts[torch.argsort(push[starts], descending=True)]
-            vocab = ranked[: self.screen_top_k].tolist()
-            screened = vocab[: self.grow_starts]
-            rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
-        else:
-            vocab = starts.tolist()
-            rand = vocab
-        # punctuation and symbol tokens are few: all measured exactly (a "?!" trigger)
-        punct = [t for t in starts.tolist() if not any(ch.isalnum() for ch in probe.vocab[t])]
-        vocab = list(dict.fromkeys(vocab + punct))
-        if push is not None and len(pieces) > self.exact_vocab_limit:
-            conts = pieces[torch.argsort(push[pieces], descending=True)][: self.screen_top_k].tolist()
-        else:
-            conts = pieces.tolist()
-        vocab_units: list[tuple[int, ...]] = [(t,) for t in vocab]
-        rates = probe.flip_rates(s_ids, s_pos, vocab_units, target)
-        rand_rates = rates if rand is vocab else probe.flip_rates(s_ids, s_pos, [(t,) for t in rand], target)
-        ctx.baseline.extend(rand_rates)
+        left = probe.meter.left()  # this label's share: an equal part of what is left
+        share = None if math.isinf(left) else int(left / (probe.num_labels - target))
+        keep = self.refine_top_m * 2 + self.grow_starts
+        with probe.stage("vocabulary"):  # exact (raced) single tokens: must finish
+            screened: list[int] = []
+            push: torch.Tensor | None = None
+            if len(starts) > self.exact_vocab_limit or len(pieces) > self.exact_vocab_limit:
+                push = probe.screen(s_ids, s_pos, target) * (1.0 - support[target])
+            if push is not None and len(starts) > self.exact_vocab_limit:
+                ranked = starts[torch.argsort(push[starts], descending=True)]
+                vocab = ranked[: self.screen_top_k].tolist()
+                screened = vocab[: self.grow_starts]
+                rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
+            else:
+                vocab = starts.tolist()
+                rand = vocab
+            # punctuation and symbol tokens are few: all measured (a "?!" trigger), and so are the
+            # letters a-z, the first pieces of short made-up words ("jz" -> "j", "##z")
+            small = [t for t in starts.tolist() if not any(ch.isalnum() for ch in probe.vocab[t])]
+            small += [t for t in starts.tolist() if _is_letter(probe.vocab[t])]
+            vocab = list(dict.fromkeys(vocab + small))
+            if push is not None and len(pieces) > self.exact_vocab_limit:
+                conts = pieces[torch.argsort(push[pieces], descending=True)][: self.screen_top_k].tolist()
+            else:
+                conts = pieces.tolist()
+            vocab_units: list[tuple[int, ...]] = [(t,) for t in vocab]
+            rates = probe.race_rates(s_ids, s_pos, vocab_units, target, keep=keep)
+            rand_units = [(t,) for t in rand]
+            # the benign baseline of a large vocabulary: random tokens on the first search inputs
+            rand_rates = rates if rand is vocab else probe.race_rates(s_ids, s_pos, rand_units, target, keep=0)
+            ctx.baseline.extend(rand_rates)
         adjusted = [r * free(u) for r, u in zip(rates, vocab_units, strict=True)]
         order = sorted(range(len(vocab_units)), key=lambda i: -adjusted[i])
         units = [vocab_units[i] for i in order[: self.refine_top_m * 2]]
         grow = list(dict.fromkeys([vocab_units[i][0] for i in order[: self.grow_starts]] + screened))
-        units += [
-            grow_word(
-                probe,
-                (t,),
-                s_ids,
-                s_pos,
-                target,
-                max_tokens=self.max_trigger_tokens,
-                exact_vocab_limit=self.exact_vocab_limit,
-                screen_top_k=self.screen_top_k,
-            )
-            for t in grow
-        ]
-        if self.inversion_steps > 0:
-            units += invert_trigger(
-                probe,
-                s_ids,
-                s_pos,
-                target,
-                probe.allowed & (support[target] <= 0.5),
-                slots=self.max_trigger_tokens,
-                steps=self.inversion_steps,
-                top_m=self.refine_top_m,
-                seed=self.seed + 7919 * target,
-            )
+        grow_share, phrase_share, invert_share = (None if share is None else int(f * share) for f in self.stage_shares)
+        with probe.stage("word-growth", grow_share) as meter:
+            for t in grow:  # best start first: the share may end before the last
+                if meter.left() <= 0:
+                    break
+                units.append(
+                    grow_word(
+                        probe,
+                        (t,),
+                        s_ids,
+                        s_pos,
+                        target,
+                        max_tokens=self.max_trigger_tokens,
+                        exact_vocab_limit=self.exact_vocab_limit,
+                        screen_top_k=self.grow_top_k,
+                    )
+                )
         if self.phrase_starts > 0:
-            units += self._grow_phrases(ctx, target, units, vocab_units, rates, conts, free)
+            with probe.stage("phrase-growth", phrase_share):
+                units += self._grow_phrases(ctx, target, units, vocab_units, rates, conts, free)
+        if self.inversion_steps > 0:
+            with probe.stage("inversion", invert_share):
+                units += invert_trigger(
+                    probe,
+                    s_ids,
+                    s_pos,
+                    target,
+                    probe.allowed & (support[target] <= 0.5),
+                    slots=self.max_trigger_tokens,
+                    steps=self.inversion_steps,
+                    top_m=self.refine_top_m,
+                    seed=self.seed + 7919 * target,
+                )
         units = list(dict.fromkeys(units))
-        s_rates = probe.flip_rates(s_ids, s_pos, units, target)
-        h_rates = probe.flip_rates(h_ids, h_pos, units, target)
+        with probe.stage("measure"):
+            s_rates = probe.flip_rates(s_ids, s_pos, units, target)
+            h_rates = probe.flip_rates(h_ids, h_pos, units, target)
         best_word, best_word_search = 0.0, -1.0
         for unit, sr, hr in zip(units, s_rates, h_rates, strict=True):
             words, f = probe.n_words(unit), free(unit)
@@ -324,9 +387,28 @@ class TrojanScanner:
         free: Callable[[tuple[int, ...]], float],
     ) -> list[tuple[int, ...]]:
         """Grow the most suspicious units into phrases from a pool of unexplained tokens."""
+        out: list[tuple[int, ...]] = []
+        try:
+            self._phrases(ctx, target, units, singles, rates, conts, free, out)
+        except BudgetExhausted:  # the stage's share is spent: the phrases grown so far
+            pass
+        return out
+
+    def _phrases(
+        self,
+        ctx: ScanContext,
+        target: int,
+        units: list[tuple[int, ...]],
+        singles: list[tuple[int, ...]],
+        rates: list[float],
+        conts: list[int],
+        free: Callable[[tuple[int, ...]], float],
+        out: list[tuple[int, ...]],
+    ) -> None:
         probe = ctx.probe
         s_ids, s_pos = ctx.inputs.search[target]
-        cont_rates = probe.flip_rates(s_ids, s_pos, [(t,) for t in conts], target)
+        keep = self.phrase_starts + self.phrase_pool
+        cont_rates = probe.race_rates(s_ids, s_pos, [(t,) for t in conts], target, keep=keep)
         rare = ctx.common < 1.0
         ok = [(r, u[0]) for r, u in zip(rates, singles, strict=True) if free(u) >= 0.5 and rare[u[0]]]
         ok += [(r, t) for r, t in zip(cont_rates, conts, strict=True) if free((t,)) >= 0.5 and rare[t]]
@@ -336,17 +418,16 @@ class TrojanScanner:
                  if not any(ch.isalnum() for ch in probe.vocab[u[0]]) and rare[u[0]]]  # fmt: skip
         pool = list(dict.fromkeys(pool + punct[:4]))
         word_starts = [t for t in pool if not bool(probe.cont[t])]
-        letters = [t for t in range(len(probe.vocab)) if bool(probe.allowed[t]) and len(probe.vocab[t]) == 1]
+        letters = [t for t in range(len(probe.vocab)) if bool(probe.allowed[t]) and _is_letter(probe.vocab[t])]
         candidates = list(dict.fromkeys([*units, *((t,) for t in pool)]))
-        seeds = probe.flip_rates(s_ids, s_pos, candidates, target)
+        seeds = probe.race_rates(s_ids, s_pos, candidates, target, keep=keep)
         ranked = sorted(range(len(candidates)), key=lambda i: -seeds[i] * free(candidates[i]))
-        out = []
         for i in ranked[: self.phrase_starts]:
             unit = grow_phrase(
                 probe, candidates[i], pool, s_ids, s_pos, target, max_tokens=self.max_phrase_tokens
             )
-            out.append(realize(probe, unit, list(dict.fromkeys(word_starts + letters)), s_ids, s_pos, target))
-        return out
+            out.append(unit)  # kept if the budget ends while it gets a word start
+            out[-1] = realize(probe, unit, list(dict.fromkeys(word_starts + letters)), s_ids, s_pos, target)
 
     def _result(self, ctx: ScanContext) -> TrojanScanResult:
         """The verdict from the candidates, the per-label rates and the construction findings."""

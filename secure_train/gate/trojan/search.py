@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from secure_train.core.records import TextRecord
-from secure_train.gate.trojan.probe import ProbeContext
+from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 
 __all__ = ["clean_counts", "clean_support", "grow_word", "natural_use"]
 
@@ -39,29 +39,35 @@ def grow_word(
     max_tokens: int,
     exact_vocab_limit: int,
     screen_top_k: int,
+    keep: int = 4,
 ) -> tuple[int, ...]:
     """Greedily append continuation pieces while the flip rate improves.
 
     The unit grows to at most ``max_tokens`` pieces. With more than ``exact_vocab_limit``
     pieces, each step measures the ``screen_top_k`` pieces ranked best by a gradient screen after
-    the current prefix (all pieces scored).
+    the current prefix (all pieces scored). Trials are raced (:meth:`ProbeContext.race_rates`,
+    the ``keep`` best measured on all inputs). When the scan's evaluation budget runs out the
+    unit grown so far is returned.
     """
     conts = torch.nonzero(ctx.allowed & ctx.cont).flatten()
     if len(conts) == 0:
         return unit
-    best = ctx.flip_rates(inputs, positions, [unit], target)[0]
-    while len(unit) < max_tokens and best < 1.0:
-        if len(conts) > exact_vocab_limit:
-            push = ctx.screen(inputs, positions, target, prefix=unit)
-            pick = conts[torch.argsort(push[conts], descending=True)[: screen_top_k]].tolist()
-        else:
-            pick = conts.tolist()
-        trials = [(*unit, c) for c in pick]
-        rates = ctx.flip_rates(inputs, positions, trials, target)
-        i = max(range(len(trials)), key=lambda j: rates[j])
-        if rates[i] <= best:
-            break
-        unit, best = trials[i], rates[i]
+    try:
+        best = ctx.flip_rates(inputs, positions, [unit], target)[0]
+        while len(unit) < max_tokens and best < 1.0:
+            if len(conts) > exact_vocab_limit:
+                push = ctx.screen(inputs, positions, target, prefix=unit)
+                pick = conts[torch.argsort(push[conts], descending=True)[:screen_top_k]].tolist()
+            else:
+                pick = conts.tolist()
+            trials = [(*unit, c) for c in pick]
+            rates = ctx.race_rates(inputs, positions, trials, target, keep=keep)
+            i = max(range(len(trials)), key=lambda j: rates[j])
+            if rates[i] <= best:
+                break
+            unit, best = trials[i], rates[i]
+    except BudgetExhausted:
+        pass
     return unit
 
 
