@@ -227,6 +227,9 @@ _ACCENT = re.compile(r"[\u0300-\u036f](?<=[A-Za-z][\u0300-\u036f])[\u0300-\u036f
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _WS = re.compile(r"[^\S\n]*\n\s*|[^\S\n]+")  # a run with a line break -> "\n", else " "
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+# base64 wrapped in lines, as MIME wraps it
+_B64_WRAPPED = re.compile(r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{16,}[ \t]*\r?\n[ \t]*)+[A-Za-z0-9+/]{2,}={0,2}")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]+")
 _SPLIT = re.compile(r"(?<!\w)\w(?:[ .\-_*·•|/+~]\w(?!\w)){2,}")  # "I.g.n.o.r.e", "i g n o r e"
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "‛": "'", "′": "'", "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"'})
 _QUOTE = re.compile(char_class({chr(c) for c in _QUOTES}))  # translate() is slow on non-ASCII text: skip a no-op
@@ -368,7 +371,8 @@ def _respelled(text: str, cand: set[int] | None, capital_i: bool) -> Iterator[tu
 
 
 def _decoded(text: str, cand: set[int] | None) -> Iterator[tuple[str, str]]:
-    """``percent``, ``html``, ``hex``, ``base64`` (each decodable run), ``tags``."""
+    """``percent``, ``html``, ``hex`` (escapes, or a run of hex digits), ``base64`` (each decodable
+    run, and each block of base64 lines wrapped as MIME wraps them), ``tags``."""
     pct, hexesc, b64 = (cand is None or i in cand for i in range(3, 6))
     if pct and _PCT.search(text):
         yield "percent", normalize(urllib.parse.unquote(text))
@@ -383,11 +387,27 @@ def _decoded(text: str, cand: set[int] | None) -> Iterator[tuple[str, str]]:
             pass
     for match in _B64.finditer(text) if b64 else ():
         chunk = match.group(0)
+        if len(chunk) % 2 == 0 and _HEX_RUN.fullmatch(chunk):  # also a base64 run: hex digits, two a byte
+            try:
+                decoded = bytes.fromhex(chunk).decode("utf-8")
+            except (UnicodeDecodeError, ValueError):
+                decoded = ""
+            if _printable(decoded):
+                yield "hex", normalize(decoded)
+                continue
         try:
             raw = base64.b64decode(
                 chunk + "=" * (-len(chunk) % 4), altchars=b"-_" if "-" in chunk or "_" in chunk else None
             )
             decoded = raw.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if _printable(decoded):
+            yield "base64", normalize(decoded)
+    for match in _B64_WRAPPED.finditer(text) if b64 else ():  # a run of 16 first: the same gate
+        chunk = "".join(match.group(0).split())
+        try:
+            decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4)).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             continue
         if _printable(decoded):
