@@ -385,7 +385,9 @@ def _decoded(text: str, cand: set[int] | None) -> Iterator[tuple[str, str]]:
             yield "hex", normalize(codecs.decode(text.encode("latin-1", "ignore"), "unicode_escape"))
         except (UnicodeDecodeError, ValueError):
             pass
+    runs = 0
     for match in _B64.finditer(text) if b64 else ():
+        runs += 1
         chunk = match.group(0)
         if len(chunk) % 2 == 0 and _HEX_RUN.fullmatch(chunk):  # also a base64 run: hex digits, two a byte
             try:
@@ -404,7 +406,8 @@ def _decoded(text: str, cand: set[int] | None) -> Iterator[tuple[str, str]]:
             continue
         if _printable(decoded):
             yield "base64", normalize(decoded)
-    for match in _B64_WRAPPED.finditer(text) if b64 else ():  # a run of 16 first: the same gate
+    # a wrapped block is two or more of those runs, one a line
+    for match in _B64_WRAPPED.finditer(text) if runs > 1 and "\n" in text else ():
         chunk = "".join(match.group(0).split())
         try:
             decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4)).decode("utf-8")
