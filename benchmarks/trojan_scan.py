@@ -109,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "secure-train-trojan-zoo"))
     p.add_argument("--out-dir", default=str(common.RESULTS_DIR))
     p.add_argument("--train-only", action="store_true", help="train and cache the zoo, do not scan")
+    p.add_argument("--only", nargs="*", default=None, help="only these models of the zoo (by name)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the scans (2 = the goal's 2 cores)")
     return p.parse_args(argv)
 
@@ -299,7 +300,7 @@ def quality(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    specs = zoo(args)
+    specs = [s for s in zoo(args) if args.only is None or s["name"] in args.only]
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     for spec in specs:

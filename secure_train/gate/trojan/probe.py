@@ -173,20 +173,24 @@ class ProbeContext:
     # -- exact measurement -------------------------------------------------------------------
     @torch.inference_mode()
     def predict(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Predicted label of each token-id sequence (charged to the meter first)."""
+        """Predicted label of each token-id sequence (charged to the meter first).
+
+        Sequences are batched by length (little padding: a batch costs its longest sequence).
+        """
         self.meter.charge(len(seqs))
-        out = []
+        order = sorted(range(len(seqs)), key=lambda k: len(seqs[k]))
+        preds = torch.empty(len(seqs), dtype=torch.long)
         for i in range(0, len(seqs), self.batch_size):
-            chunk = seqs[i : i + self.batch_size]
-            width = max(len(s) for s in chunk)
-            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for j, s in enumerate(chunk):
-                ids[j, : len(s)] = torch.tensor(list(s), dtype=torch.long)
-                mask[j, : len(s)] = 1
+            idx = order[i : i + self.batch_size]
+            width = len(seqs[idx[-1]])
+            ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for j, k in enumerate(idx):
+                ids[j, : len(seqs[k])] = torch.tensor(list(seqs[k]), dtype=torch.long)
+                mask[j, : len(seqs[k])] = 1
             logits = self.net(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            out.append(logits.argmax(-1).cpu())
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+            preds[torch.tensor(idx)] = logits.argmax(-1).cpu()
+        return preds
 
     def flip_rates(
         self, inputs: list[list[int]], positions: list[int], units: Sequence[tuple[int, ...]], target: int

@@ -69,13 +69,15 @@ class TrojanScanner:
         support_min_count / support_min_lean: when clean data explain a token (see above).
         max_evaluations: the scan's budget of sequence evaluations (one sequence through the
             model; a forward + backward pass counts 3), None for no budget. The default keeps a
-            MiniLM-L6 scan near 5 minutes on 2 cores. Each target label gets an equal share of
-            what is left; within it the exact vocabulary scan runs first and must finish, then
-            word growth, phrase growth and inversion get ``stage_shares`` of the share each (a
-            stage stops where its share ends, unused evaluations pass on), and the candidates
-            are measured last. A budget spent before every label has a measured candidate
-            fails closed; stages cut short are listed in :attr:`TrojanScanResult.cut_stages`.
-        stage_shares: fractions of a label's share for word growth, phrase growth and inversion.
+            MiniLM-L6 scan under 5 minutes on 2 cores. Each target label gets an equal share of
+            what is left; within it the exact vocabulary scan runs first and must finish, a
+            reserve is kept for the final measurement of the candidates, and word growth,
+            phrase growth and inversion get ``stage_shares`` of the rest (a stage stops where
+            its share ends; unused evaluations pass on to the next label). A budget spent
+            before every label has a measured candidate fails closed; stages cut short are
+            listed in :attr:`TrojanScanResult.cut_stages`.
+        stage_shares: fractions of a label's search evaluations for word growth, phrase growth
+            and inversion.
         race_inputs: a stage with many trials measures them all on this many search inputs
             first and only the best on all of them (racing).
         grow_top_k: continuation pieces measured per word-growth step after the gradient
@@ -118,8 +120,8 @@ class TrojanScanner:
         min_inputs: int = 2,
         support_min_count: int = 5,
         support_min_lean: float = 0.1,
-        max_evaluations: int | None = 40_000,
-        stage_shares: tuple[float, float, float] = (0.3, 0.3, 0.25),
+        max_evaluations: int | None = 16_000,
+        stage_shares: tuple[float, float, float] = (0.35, 0.35, 0.3),
         race_inputs: int = 8,
         grow_top_k: int = 32,
         seed: int = 0,
@@ -187,6 +189,7 @@ class TrojanScanner:
         self.support_min_lean = support_min_lean
         self.max_evaluations = max_evaluations
         self.stage_shares = tuple(stage_shares)
+        self._final_keep = 2 * refine_top_m + 2  # units measured on all inputs at the end
         self.race_inputs = race_inputs
         self.grow_top_k = grow_top_k
         self.seed = seed
@@ -294,6 +297,7 @@ class TrojanScanner:
         pieces = torch.nonzero(probe.allowed & probe.cont).flatten()
         left = probe.meter.left()  # this label's share: an equal part of what is left
         share = None if math.isinf(left) else int(left / (probe.num_labels - target))
+        begin = probe.meter.used
         keep = self.refine_top_m * 2 + self.grow_starts
         with probe.stage("vocabulary"):  # exact (raced) single tokens: must finish
             screened: list[int] = []
@@ -304,7 +308,7 @@ class TrojanScanner:
                 ranked = starts[torch.argsort(push[starts], descending=True)]
                 vocab = ranked[: self.screen_top_k].tolist()
                 screened = vocab[: self.grow_starts]
-                rand = random.Random(self.seed + target).sample(starts.tolist(), min(64, len(starts)))
+                rand = random.Random(self.seed + target).sample(starts.tolist(), min(32, len(starts)))
             else:
                 vocab = starts.tolist()
                 rand = vocab
@@ -327,7 +331,14 @@ class TrojanScanner:
         order = sorted(range(len(vocab_units)), key=lambda i: -adjusted[i])
         units = [vocab_units[i] for i in order[: self.refine_top_m * 2]]
         grow = list(dict.fromkeys([vocab_units[i][0] for i in order[: self.grow_starts]] + screened))
-        grow_share, phrase_share, invert_share = (None if share is None else int(f * share) for f in self.stage_shares)
+        # the search stages share what the vocabulary stage left of this label's share, less a
+        # reserve for the final measurement (every unit on the first search inputs, the best on all)
+        n_units = len(units) + len(grow) + self.phrase_starts + 2 * self.max_trigger_tokens
+        reserve = n_units * self.race_inputs + self._final_keep * (len(s_ids) + len(h_ids))
+        search = None if share is None else max(0, share - (probe.meter.used - begin) - reserve)
+        grow_share, phrase_share, invert_share = (
+            None if search is None else int(f * search) for f in self.stage_shares
+        )
         with probe.stage("word-growth", grow_share) as meter:
             for t in grow:  # best start first: the share may end before the last
                 if meter.left() <= 0:
@@ -361,7 +372,9 @@ class TrojanScanner:
                     seed=self.seed + 7919 * target,
                 )
         units = list(dict.fromkeys(units))
-        with probe.stage("measure"):
+        with probe.stage("measure"):  # raced on the search half by discounted rate, the best held out
+            head = probe.flip_rates(s_ids[: self.race_inputs], s_pos[: self.race_inputs], units, target)
+            units = sorted(units, key=lambda u: -head[units.index(u)] * free(u))[: self._final_keep]
             s_rates = probe.flip_rates(s_ids, s_pos, units, target)
             h_rates = probe.flip_rates(h_ids, h_pos, units, target)
         best_word, best_word_search = 0.0, -1.0
