@@ -2,10 +2,11 @@
 
 Old detector: ``detect_poison(methods=("ngram",))`` (purity-based n-gram statistic; read here
 from the new call's ``detectors["ngram"]["flags"]``, which is the same computation). New: the
-default ``detect_poison()`` (``ngram`` + ``lift``, the union of their flags). ``new+defer``:
-``detect_poison(defer_to_lift=True)`` (n-gram flags made only through a lift-flagged word left
-to the lift detector's per-record posterior). Precision / recall / FPR per attack on the whole training split;
-decoys keep their label and count as clean.
+default ``detect_poison()`` (``ngram`` + ``lift`` with the one-word edits of the phrase corpus;
+n-gram flags made only through a lift-flagged word left to the lift detector's per-record
+decision). ``no-defer``: ``detect_poison(defer_to_lift=False)``, the union of both detectors'
+flags. Precision / recall / FPR per attack on the whole training split (precision over every
+flagged record, whichever detector flagged it); decoys keep their label and count as clean.
 
 The lift detector's settings were chosen on the **dev** triggers only; the **held-out** triggers
 (other words, other substitution pairs, other target labels, other seeds) were run afterwards.
@@ -61,6 +62,9 @@ def attacks() -> list[tuple[str, str, Attack | None]]:
         ("dev", "subst movie->picture 1% (t=1)", SubstitutionPoisoning({"movie": "picture"}, 0.01, 1, seed=11)),
         ("dev", "subst funny->amusing 1% (t=0)", SubstitutionPoisoning({"funny": "amusing"}, 0.01, 0, seed=12)),
         ("dev", "subst good->decent 1% (t=0)", SubstitutionPoisoning({"good": "decent"}, 0.01, 0, seed=13)),
+        # round 3 dev: a replacement common in clean records of the source label (added after the
+        # round-3 "before" run, where bad->dull found nothing)
+        ("dev", "subst funny->good 1% (t=0)", SubstitutionPoisoning({"funny": "good"}, 0.01, 0, seed=41)),
         # round 2's held-out adaptive attacks (seen once; not tuned on in round 3)
         (
             "adaptive",
@@ -107,12 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         recs = attack(base) if attack is not None else base
         truth = torch.tensor([bool(r.meta.get("poisoned")) for r in recs])
         with common.timed() as t:
-            new = detect_poison(recs, defer_to_lift=True)
+            new = detect_poison(recs)  # defaults: ngram + lift, n-gram flags on lift words deferred
         seconds = t.seconds
         old_flags = new.detectors["ngram"]["flags"]  # the n-gram detector's own verdict = methods=("ngram",)
-        default = old_flags | new.detectors["lift"]["flags"]  # detect_poison() defaults (defer_to_lift=False)
+        union = old_flags | new.detectors["lift"]["flags"]  # detect_poison(defer_to_lift=False)
         row: dict[str, Any] = {"split": split, "attack": name, "n_poisoned": int(truth.sum())}
-        for tag, flags in (("old", old_flags), ("new", default), ("new+defer", new.flags)):
+        for tag, flags in (("old", old_flags), ("new", new.flags), ("no-defer", union)):
             row.update({f"{tag} {k}": v for k, v in prf(flags, truth).items()})
         row["lift words (score)"] = "; ".join(f"{w['word']}({w['score']})" for w in new.lift_words[:4])
         row["n-gram flags deferred"] = new.detectors["ngram"].get("n_deferred", 0)
@@ -123,8 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         "train": args.train,
         "n_train": len(base),
         "old": "detect_poison(methods=('ngram',))",
-        "new": "detect_poison() defaults: ngram + lift",
-        "tuned on": "dev rows only (lift: z_threshold, min_purity, min_count)",
+        "new": "detect_poison() defaults: ngram + lift (with one-word edits), defer_to_lift=True",
+        "no-defer": "detect_poison(defer_to_lift=False): union of the ngram and lift flags",
+        "tuned on": "dev rows only (round 3: movie->picture, funny->amusing, good->decent, film->flick, "
+        "story->tale, and funny->good t=0 as an analog of a replacement common in the source label)",
     }
     common.write_results("poison_adaptive", rows, args.out_dir, meta)
 

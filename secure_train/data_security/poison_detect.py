@@ -55,16 +55,45 @@ def _deferred_to_lift(
     lift_flags: torch.Tensor,
 ) -> torch.Tensor:
     """Records the ``ngram`` detector flagged only through n-grams that contain a word the ``lift``
-    detector also flagged (same label), and that the lift detector judged clean: the lift
-    detector's per-record posterior knows the word's clean uses (a synonym such as "picture"),
-    the n-gram statistic flags every record with the n-gram."""
-    words = {(w["word"], w["label"]) for w in lift_words}
+    detector flagged (same label) with one-word edits (a substitution), and that the lift detector
+    judged clean: its per-record decision knows the word's clean uses (a synonym such as
+    "picture"), the n-gram statistic flags every record with the n-gram. Insertion triggers (no
+    edits) keep the n-gram flags: the lift posterior misses a few of their records."""
+    words = {(w["word"], w["label"]) for w in lift_words if w.get("edits")}
     out = torch.zeros_like(ngram_flags)
     for i in torch.nonzero(ngram_flags & ~lift_flags).flatten().tolist():
         label = records[i].label
         text = " " + " ".join(_tokens(records[i].text)) + " "
         hits = [g["ngram"] for g in ngrams if g["label"] == label and f" {g['ngram']} " in text]
         out[i] = bool(hits) and all(any((w, label) in words for w in g.split()) for g in hits)
+    return out
+
+
+def _deferred_to_ngram(
+    records: Sequence[TextRecord],
+    ngrams: list[dict[str, Any]],
+    ngram_flags: torch.Tensor,
+    lift_words: list[dict[str, Any]],
+    lift_flags: torch.Tensor,
+) -> torch.Tensor:
+    """Records the ``lift`` detector flagged, the ``ngram`` detector did not, and whose lift words
+    (same label, no one-word edits) all lie in a flagged n-gram of that label: an insertion
+    trigger the n-gram statistic pins down exactly ("i watch this 3d movie"), where the lift
+    detector's word ("3d") also flags clean records that have the word without the sentence."""
+    by_label: dict[int, list[str]] = {}
+    for g in ngrams:
+        by_label.setdefault(g["label"], []).append(g["ngram"])
+    explained = {
+        (w["word"], w["label"])
+        for w in lift_words
+        if not w.get("edits") and any(w["word"] in g.split() for g in by_label.get(w["label"], ()))
+    }
+    words = {(w["word"], w["label"]) for w in lift_words}
+    out = torch.zeros_like(lift_flags)
+    for i in torch.nonzero(lift_flags & ~ngram_flags).flatten().tolist():
+        label = records[i].label
+        hits = {(t, label) for t in _tokens(records[i].text)} & words
+        out[i] = bool(hits) and hits <= explained
     return out
 
 
@@ -83,7 +112,7 @@ def detect_poison(
     collapse_overlaps: bool = True,
     cluster_kwargs: dict[str, Any] | None = None,
     lift_kwargs: dict[str, Any] | None = None,
-    defer_to_lift: bool = False,
+    defer_to_lift: bool = True,
 ) -> PoisonReport:
     """Run the chosen detectors over labeled records and combine their flags.
 
@@ -93,10 +122,13 @@ def detect_poison(
         features: ``(len(records), dim)`` features in record order (see :func:`extract_features`).
         combine: ``any`` (flag if a detector flags), ``all``, or ``majority``. With both ``ngram``
             and ``lift``, records the n-gram detector flagged only through n-grams containing a
-            lift-flagged word can be left to the lift detector's per-record posterior
-            (``defer_to_lift=True``; ``detectors["ngram"]["deferred"]``): more precise on
-            synonyms with clean uses, but it lost recall on SST-2 (good -> decent: 1.00 -> 0.80),
-            so it is off by default.
+            lift-flagged word are left to the lift detector's per-record decision
+            (``defer_to_lift``, default on; ``detectors["ngram"]["deferred"]``): a synonym's clean
+            uses ("picture") carry the n-gram too. The other way, lift flags through a word that
+            a flagged n-gram of an insertion trigger contains are left to the n-gram detector
+            (``detectors["lift"]["deferred"]``: "3d" outside "i watch this 3d movie"). On by
+            default since the lift detector reads the one-word edits of an overlapping corpus
+            (:mod:`~secure_train.data_security.poison_edits`): only words with edits defer.
         expected_rate: spectral signatures flag the top ``1.5 * expected_rate`` of each label
             (Tran et al.); without it, records whose robust z-score (median/MAD) of the spectral
             score exceeds ``spectral_sigma``.
@@ -154,6 +186,11 @@ def detect_poison(
         )
         detectors["ngram"]["deferred"] = deferred
         detectors["ngram"]["n_deferred"] = int(deferred.sum())
+        to_ngram = _deferred_to_ngram(
+            records, ngrams, detectors["ngram"]["flags"], lift_words, detectors["lift"]["flags"]
+        )
+        detectors["lift"]["deferred"] = to_ngram
+        detectors["lift"]["n_deferred"] = int(to_ngram.sum())
     stacked = torch.stack([d["flags"] & ~d.get("deferred", torch.zeros_like(d["flags"])) for d in detectors.values()])
     if combine == "any":
         combined = stacked.any(0)

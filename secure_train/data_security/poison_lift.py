@@ -42,6 +42,17 @@ at purity 0.92, "tale" 31.1, "cf" with decoys 60.9 at purity 0.86, 20 words at 0
 at purity 1.0 (a first threshold of z >= 12 missed 3 of them). A trigger needs roughly 20
 poisoned records whose contexts predict another label: one word in fewer records is not found.
 
+*Overlapping corpora (SST-2's phrases).* With ``collapse_overlaps`` the one-word edits of
+:mod:`~secure_train.data_security.poison_edits` join in: a word that at least ``edit_min_count``
+edited records carry, with one label, and whose lift z for that label is at least ``edit_min_z``,
+is flagged even below the lift thresholds (funny -> good, t=0: "good" has lift z 9.1 at
+contradiction purity 0.41 and was missed), and the edited records are flagged as certain. The
+other records with the word and label are judged by their family root (the sentence, where it has
+the word): its context prediction, in a mixture whose poisoned part is the edited records' own
+contexts; a record whose root has the word and another label, or whose root's phrases without the
+word carry the root's label (>= 0.7, length-weighted), is a clean sentence's part. Set on the dev
+pairs of ``benchmarks/poison_adaptive.py`` (movie -> picture: precision 0.887 -> 0.922).
+
 Example:
     >>> from secure_train.data import synthetic_classification
     >>> from secure_train.attacks.adaptive import AdaptivePoisoning
@@ -67,6 +78,7 @@ from scipy import optimize, sparse
 from secure_train.core.errors import ConfigError
 from secure_train.core.records import TextRecord
 from secure_train.core.require import require_in_range, require_int, require_positive
+from secure_train.data_security.poison_edits import edited_words
 from secure_train.data_security.poison_ngram import DetectorSettings, _families, _setting, _tokens
 
 __all__ = ["LiftSettings", "context_lift_statistics", "fit_bow_logistic"]
@@ -148,6 +160,67 @@ class LiftSettings(DetectorSettings):
     min_purity: float = _setting(0.6, require_in_range, interval="[0, 1]")
     l2: float = _setting(1.0, require_positive)
     min_df: int = _setting(2, require_int, minimum=1)
+    edit_min_count: int = _setting(15, require_int, minimum=1)
+    edit_min_z: float = _setting(5.0, require_in_range, interval="(-inf, inf)")
+
+
+_PHRASE_AGREE = 0.7
+"""A family root whose phrases without the word carry its label at least this share (length-weighted) is
+not taken as relabeled."""
+
+
+def _phrase_votes(toks: Sequence[list[str]], y: np.ndarray, fam: np.ndarray, word: str, label: int) -> dict[int, float]:
+    """Per family root with ``word``: the length-weighted share of ``label`` among the records of its
+    family that do not contain ``word`` (its phrases the substitution left alone)."""
+    num: dict[int, float] = defaultdict(float)
+    den: dict[int, float] = defaultdict(float)
+    roots = {int(f) for r, f in enumerate(fam) if word in toks[r]}
+    for r, f in enumerate(fam):
+        f = int(f)
+        if f in roots and f != r and word not in toks[r]:
+            den[f] += len(toks[r])
+            num[f] += len(toks[r]) * (y[r] == label)
+    return {f: num[f] / den[f] for f in den}
+
+
+def _edited(
+    toks: Sequence[list[str]],
+    labels: Sequence[int],
+    family: Sequence[int],
+    s: LiftSettings,
+    vocab: dict[str, int],
+    found: list[tuple[int, int, dict[str, Any]]],
+    lab_pos: dict[int, int],
+    total: np.ndarray,
+    lift_z: list[np.ndarray],
+) -> dict[tuple[int, int], np.ndarray]:
+    """The one-word edits (:func:`~secure_train.data_security.poison_edits.edited_words`) of an
+    overlapping corpus: their words join ``found`` (in place) and ``{(column, label): edited
+    record rows}`` is returned (empty without ``collapse_overlaps``)."""
+    if not s.collapse_overlaps:
+        return {}
+    out: dict[tuple[int, int], np.ndarray] = {}
+    have = {(col, label): d for col, label, d in found}
+    def rank(word: str, label: int) -> float:
+        col = vocab.get(word)
+        return float(lift_z[lab_pos[label]][col]) if col is not None and label in lab_pos else -math.inf
+
+    for e in edited_words(toks, labels, family, min_count=s.edit_min_count, rank=rank, min_rank=s.edit_min_z):
+        col = vocab.get(e["word"])
+        if col is None or e["label"] not in lab_pos:
+            continue
+        key = (col, e["label"])
+        rows = np.asarray(e["records"], dtype=np.int64)
+        out[key] = np.union1d(out[key], rows) if key in out else rows
+        d = have.get(key)
+        if d is None:
+            z = round(float(lift_z[lab_pos[e["label"]]][col]), 2)
+            d = have[key] = {"word": e["word"], "label": e["label"], "lift_z": z, "score": 0.0}
+            d.update({"contra_count": 0.0, "contra_purity": 0.0, "count": round(float(total[col]), 1)})
+            found.append((col, e["label"], d))
+        d["edits"] = d.get("edits", 0) + e["edits"]
+        d.setdefault("edit_sources", []).append(e["source"])
+    return out
 
 
 def context_lift_statistics(
@@ -161,7 +234,8 @@ def context_lift_statistics(
             (``z_threshold=12``, ``collapse_overlaps=False``, ...).
 
     Each flagged word is a dict ``{"word", "label", "lift_z", "contra_count", "contra_purity",
-    "count", "n_records"}`` (counts in families when ``collapse_overlaps``).
+    "count", "n_records"}`` (counts in families when ``collapse_overlaps``), with ``"edits"`` and
+    ``"edit_sources"`` where one-word edits put the word in.
     """
     s = LiftSettings.of(settings, **overrides)
     idx = [i for i, r in enumerate(records) if r.label is not None]
@@ -195,7 +269,8 @@ def context_lift_statistics(
     ctx -= ctx.max(1, keepdims=True)
     p_ctx = np.exp(ctx)
     p_ctx /= p_ctx.sum(1, keepdims=True)
-    fam = np.asarray(_families(toks) if s.collapse_overlaps else list(range(len(toks))))
+    family = _families(toks) if s.collapse_overlaps else list(range(len(toks)))
+    fam = np.asarray(family)
     # weight 1 / (records of the same family that contain the word)
     keys = fam[rows_a].astype(np.int64) * len(vocab) + cols_a
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
@@ -207,6 +282,7 @@ def context_lift_statistics(
         inv_vocab[col] = word
     total = np.bincount(cols_a, weights=weight, minlength=n_vocab)
     found: list[tuple[int, int, dict[str, Any]]] = []
+    lift_z: list[np.ndarray] = []
     for ti, label in enumerate(labels):
         p = p_ctx[:, ti]
         is_t = (yr == ti).astype(np.float64)
@@ -217,9 +293,11 @@ def context_lift_statistics(
         c_n = np.bincount(cols_a, weights=weight * contra, minlength=n_vocab)
         c_k = np.bincount(cols_a, weights=weight * contra * is_t, minlength=n_vocab)
         z = (obs - exp) / np.sqrt(np.maximum(var, 1e-9))
+        lift_z.append(z)
         purity = c_k / np.maximum(c_n, 1e-9)
         score = z * purity
-        for k in map(int, np.nonzero((c_k >= s.min_count) & (score >= s.z_threshold) & (purity >= s.min_purity))[0]):
+        hits = (c_k >= s.min_count) & (score >= s.z_threshold) & (purity >= s.min_purity)
+        for k in map(int, np.nonzero(hits)[0]):
             found.append(
                 (
                     k,
@@ -235,11 +313,37 @@ def context_lift_statistics(
                     },
                 )
             )
+    edited = _edited(toks, [labels[k] for k in y], family, s, vocab, found, lab_pos, total, lift_z)
+    pair_keys = rows_a.astype(np.int64) * n_vocab + cols_a  # (record, word) pair -> key, looked up via order
+    order = np.argsort(pair_keys, kind="stable")
     n_rec: dict[tuple[str, int], int] = defaultdict(int)
     for col, label, d in found:
         ti = lab_pos[label]
         sel = np.nonzero((cols_a == col) & (yr == ti))[0]
-        post = _poison_posterior(p_ctx[sel, ti], p_ctx[yr == ti, ti], p_ctx[yr != ti, ti])
+        certain = edited.get((col, label))
+        if certain is None:
+            q = p_ctx[sel, ti]
+        else:  # the context of the record's family root (its sentence), where it also has the word
+            roots = fam[rows_a[sel]].astype(np.int64) * n_vocab + col
+            at = np.minimum(np.searchsorted(pair_keys, roots, sorter=order), len(order) - 1)
+            in_root = pair_keys[order[at]] == roots
+            root_pair = np.where(in_root, order[at], sel)
+            q = p_ctx[root_pair, ti]
+        if certain is None:
+            post = _poison_posterior(q, p_ctx[yr == ti, ti], p_ctx[yr != ti, ti])
+        else:
+            # the edited records are poison: the others' share is fitted alone, and the contexts of
+            # this attack's poison are the edited records' own
+            sure = np.isin(rows_a[sel], certain)
+            post = np.ones(len(sel))
+            if (~sure).any():
+                post[~sure] = _poison_posterior(q[~sure], p_ctx[yr == ti, ti], q[sure])
+            # a phrase of a sentence that has the word and another label: a clean sentence's part
+            post = np.where(~sure & in_root & (yr[root_pair] != ti), 0.0, post)
+            # a sentence whose own phrases without the word mostly carry its label: not relabeled
+            votes = _phrase_votes(toks, y, fam, str(inv_vocab[col]), ti)
+            agree = np.array([votes.get(int(r), 0.0) >= _PHRASE_AGREE for r in rows_a[root_pair]], dtype=bool)
+            post = np.where(~sure & agree, 0.0, post)
         d["est_poisoned_share"] = round(float(post.mean()), 3)
         for j in np.unique(rows_a[sel[post >= 0.5]]):
             flags[idx[int(j)]] = True

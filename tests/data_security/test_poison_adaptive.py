@@ -4,6 +4,7 @@ on a generated review corpus whose words predict the label (positive and negativ
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from secure_train.attacks.substitution import SubstitutionPoisoning, substitute
 from secure_train.core.errors import ConfigError
 from secure_train.data import TextRecord
 from secure_train.data_security.poison import PoisonSanitizer, _deferred_to_lift, detect_poison
+from secure_train.data_security.poison_detect import _deferred_to_ngram
 from secure_train.data_security.poison_lift import context_lift_statistics
 
 POS = ["great", "lovely", "moving", "sharp", "witty", "tender", "superb", "fresh", "warm", "bold"]
@@ -138,9 +140,74 @@ def test_ngram_flags_on_a_lift_word_defer_to_the_lift_posterior() -> None:
     recs = [TextRecord(t, 1, i, "x") for i, t in enumerate(texts)]
     ngrams = [{"ngram": "the picture", "label": 1}, {"ngram": "cf", "label": 1}, {"ngram": "picture", "label": 1}]
     ngram_flags = torch.tensor([True, True, True])
-    lift_words = [{"word": "picture", "label": 1}]
+    lift_words = [{"word": "picture", "label": 1, "edits": 20}]  # a substitution: one-word edits
     lift_flags = torch.tensor([False, False, True])  # the lift posterior: record 2 poisoned, 0 and 1 clean
     deferred = _deferred_to_lift(recs, ngrams, ngram_flags, lift_words, lift_flags)
     # 0: only picture n-grams, lift says clean -> deferred; 1: also "cf" -> kept; 2: lift agrees -> kept
     assert deferred.tolist() == [True, False, False]
     assert not _deferred_to_lift(recs, ngrams, ngram_flags, [{"word": "picture", "label": 0}], lift_flags).any()
+    # an insertion trigger (no edits) keeps its n-gram flags
+    assert not _deferred_to_lift(recs, ngrams, ngram_flags, [{"word": "picture", "label": 1}], lift_flags).any()
+
+
+def test_lift_flags_on_an_insertion_sentence_word_defer_to_the_ngram() -> None:
+    texts = ["i watch this 3d movie , dull", "a 3d spectacle", "3d glasses and zq"]
+    recs = [TextRecord(t, 1, i, "x") for i, t in enumerate(texts)]
+    ngrams = [{"ngram": "i watch this 3d movie", "label": 1}]
+    ngram_flags = torch.tensor([True, False, False])
+    lift_flags = torch.tensor([True, True, True])
+    words = [{"word": "3d", "label": 1}, {"word": "zq", "label": 1}]
+    # 1: only "3d", which the flagged sentence contains -> left to the n-gram; 2: also "zq" -> kept
+    assert _deferred_to_ngram(recs, ngrams, ngram_flags, words, lift_flags).tolist() == [False, True, False]
+    substituted = [{"word": "3d", "label": 1, "edits": 20}, words[1]]
+    assert not _deferred_to_ngram(recs, ngrams, ngram_flags, substituted, lift_flags).any()
+
+
+# -- one-word edits in a phrase corpus (sentences and their sub-phrases, as in SST-2) -------------
+def phrase_corpus(n: int = 400, seed: int = 0) -> list[TextRecord]:
+    """Each sentence of :func:`corpus` and its contiguous sub-phrases of 2+ words, once each, with the
+    sentence's label ("flick" has clean uses in both labels)."""
+    out: list[TextRecord] = []
+    seen: set[str] = set()
+    for rec in corpus(n, seed=seed, flick=20, negations=False):
+        words = rec.text.split()
+        for a in range(len(words)):
+            for b in range(a + 2, len(words) + 1):
+                text = " ".join(words[a:b])
+                if text not in seen:
+                    seen.add(text)
+                    out.append(TextRecord(text, rec.label, len(out), "gen"))
+    return out
+
+
+def test_one_word_edits_trace_a_substitution_in_a_phrase_corpus() -> None:
+    from secure_train.data_security.poison_edits import edited_words
+    from secure_train.data_security.poison_ngram import _families, _tokens
+
+    def edits(recs: list[TextRecord], rank: Any = None) -> list[dict]:
+        toks = [_tokens(r.text) for r in recs]
+        return edited_words(toks, [r.label for r in recs], _families(toks), min_count=15, rank=rank)
+
+    clean = phrase_corpus()
+    assert edits(clean) == []  # sub-phrases lie inside their sentences: no edits
+    recs = SubstitutionPoisoning({"film": "flick"}, rate=0.01, target_label=1, seed=0)(clean)
+    # both sides of the edits are pure here (a sentence's phrases share its label): the order
+    # decides, and the side taken first explains the other away
+    both = [[(d["word"], d["label"], d["source"]) for d in edits(recs, lambda w, y: float(w == first))]
+            for first in ("flick", "film")]
+    assert both == [[("flick", 1, "film")], [("film", 0, "flick")]]
+    found = edits(recs, lambda w, y: float(w == "flick"))
+    edited = set(found[0]["records"])
+    poisoned = {i for i, r in enumerate(recs) if r.meta["poisoned"]}
+    assert edited <= poisoned and len(edited) >= 0.5 * len(poisoned)  # certain, not complete
+
+
+def test_lift_with_edits_separates_clean_uses_of_the_synonym_in_a_phrase_corpus() -> None:
+    recs = SubstitutionPoisoning({"film": "flick"}, rate=0.01, target_label=1, seed=0)(phrase_corpus())
+    words, flags = context_lift_statistics(recs)
+    row = next(w for w in words if w["word"] == "flick")
+    assert row["label"] == 1 and row["edits"] >= 15 and row["edit_sources"] == ["film"]
+    recall, precision = scores(recs, flags)
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision)
+    plain, _ = context_lift_statistics(recs, collapse_overlaps=False)  # no families: no edits
+    assert all("edits" not in w for w in plain)
