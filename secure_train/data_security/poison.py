@@ -16,7 +16,10 @@ count step shard by shard on an engine and the same score step.
 ``lift`` (:mod:`secure_train.data_security.poison_lift`): a word whose records carry a label that the
 *rest* of each record (a bag-of-words logistic regression, the word's weights removed) does not
 predict. It finds what purity cannot: substitution triggers ("film" -> "flick"), decoyed
-triggers and triggers spread over many words (down to ~25 records each on SST-2).
+triggers and triggers spread over many words (down to ~25 records each on SST-2). In a corpus of
+overlapping records (SST-2's phrases) it also reads the one-word edits a substitution leaves
+between a phrase and its sentence (:mod:`secure_train.data_security.poison_edits`): edited records
+are certain poison, the others are judged by their sentence.
 
 ``spectral`` (Tran et al., 2018) and ``clustering`` (activation clustering, Chen et al., 2018)
 (:mod:`secure_train.data_security.poison_representation`) work on a model's features
