@@ -165,7 +165,11 @@ class DetectorTrainer:
             "target_fpr": self.target_fpr,
             "n_benign": len(scores),
             "held_out_of_training": bool(cal) or bool(calibration),
-            "source": "given calibration texts" if calibration else "benign training texts held back",
+            "source": (
+                "given calibration texts" if calibration
+                else "benign training texts held back" if cal
+                else "the benign training texts (optimistic)"
+            ),  # fmt: skip
             "benign_families": _count(cal_fams),
             "rule": "threshold just above the (1 - target_fpr) quantile of the calibration benign scores",
             "fpr_at_threshold": sum(s >= det.threshold for s in scores) / len(scores),
