@@ -27,6 +27,9 @@ from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 from secure_train.gate.trojan.result import TriggerCandidate, TrojanScanResult
 from secure_train.gate.trojan.search import clean_counts, clean_support, grow_word, natural_use
 
+_AUTO_EVALUATIONS = 16_000
+_AUTO_REFERENCE_PARAMS = 22_700_000  # MiniLM-L6: the auto budget is its 16,000 evaluations' compute
+
 __all__ = ["TrojanScanner"]
 
 
@@ -68,8 +71,11 @@ class TrojanScanner:
         min_inputs: fewest inputs per target label in each half; fewer fails closed.
         support_min_count / support_min_lean: when clean data explain a token (see above).
         max_evaluations: the scan's budget of sequence evaluations (one sequence through the
-            model; a forward + backward pass counts 3), None for no budget. The default keeps a
-            MiniLM-L6 scan under 5 minutes on 2 cores. Each target label gets an equal share of
+            model; a forward + backward pass counts 3), None for no budget. ``"auto"`` (the
+            default) gives every model the compute of 16,000 evaluations of a MiniLM-L6
+            (22.7M parameters): ``16_000 * 22.7M / parameters``, never fewer than 16,000, so
+            a MiniLM-L6 scan stays under 5 minutes on 2 cores and a small model gets the full
+            search. Each target label gets an equal share of
             what is left; within it the exact vocabulary scan runs first and must finish, a
             reserve is kept for the final measurement of the candidates, and word growth,
             phrase growth and inversion get ``stage_shares`` of the rest (a stage stops where
@@ -120,7 +126,7 @@ class TrojanScanner:
         min_inputs: int = 2,
         support_min_count: int = 5,
         support_min_lean: float = 0.1,
-        max_evaluations: int | None = 16_000,
+        max_evaluations: int | str | None = "auto",
         stage_shares: tuple[float, float, float] = (0.35, 0.35, 0.3),
         race_inputs: int = 8,
         grow_top_k: int = 32,
@@ -152,8 +158,10 @@ class TrojanScanner:
             raise ConfigError(f"support_min_count must be >= 1, got {support_min_count}")
         if not 0.0 < support_min_lean <= 1.0:
             raise ConfigError(f"support_min_lean must be in (0, 1], got {support_min_lean}")
-        if max_evaluations is not None and max_evaluations < 1:
-            raise ConfigError(f"max_evaluations must be >= 1 or None, got {max_evaluations}")
+        if max_evaluations != "auto" and max_evaluations is not None and (
+            not isinstance(max_evaluations, int) or max_evaluations < 1
+        ):
+            raise ConfigError(f"max_evaluations must be >= 1, 'auto' or None, got {max_evaluations!r}")
         if len(stage_shares) != 3 or any(not 0.0 <= f <= 1.0 for f in stage_shares) or sum(stage_shares) > 1.0:
             raise ConfigError(f"stage_shares must be 3 fractions in [0, 1] summing to <= 1, got {stage_shares}")
         if amplify < 1:
@@ -204,6 +212,7 @@ class TrojanScanner:
         """
         start = time.perf_counter()
         net = _backbone(model)
+        budget = self.budget_for(net)
         was_training = net.training
         net.eval()
         try:
@@ -212,14 +221,15 @@ class TrojanScanner:
                 tokenizer,
                 batch_size=self.batch_size,
                 max_length=self.max_length,
-                budget=self.max_evaluations,
+                budget=budget,
                 race_inputs=self.race_inputs,
             )
             try:
                 result = self._scan(probe, records)
             except BudgetExhausted as exc:
                 result = self._unmeasured(
-                    f"the evaluation budget (max_evaluations={self.max_evaluations}) was spent in stage "
+                    f"the evaluation budget ({budget} evaluations, max_evaluations={self.max_evaluations!r}) "
+                    f"was spent in stage "
                     f"'{exc}' before every target label had a measured candidate; raise max_evaluations"
                 )
             result.evaluations = probe.meter.used
@@ -231,6 +241,20 @@ class TrojanScanner:
         if not result.measured:
             warnings.warn(f"trojan scan failed closed: {result.problem}", RuntimeWarning, stacklevel=2)
         return result
+
+    def budget_for(self, model: nn.Module) -> int | None:
+        """The evaluation budget a scan of ``model`` gets (``max_evaluations`` resolved).
+
+        Example:
+            >>> TrojanScanner(max_evaluations=500).budget_for(nn.Linear(4, 2))
+            500
+            >>> TrojanScanner().budget_for(nn.Linear(22_700, 1_000))  # ~MiniLM-L6's size
+            16000
+        """
+        if self.max_evaluations != "auto":
+            return self.max_evaluations  # type: ignore[return-value]
+        params = sum(p.numel() for p in model.parameters())
+        return max(_AUTO_EVALUATIONS, round(_AUTO_EVALUATIONS * _AUTO_REFERENCE_PARAMS / max(params, 1)))
 
     # -- stages -----------------------------------------------------------------------------
     def _scan(self, probe: ProbeContext, records: Sequence[TextRecord]) -> TrojanScanResult:
