@@ -13,8 +13,10 @@ The lift detector's settings were chosen on the **dev** triggers only; the **hel
 Each round's held-out pairs become dev material once measured: round 2's substitution pairs
 (movie->picture, funny->amusing, good->decent) are dev in round 3, whose held-out split is four
 new pairs fixed before tuning (a frequent noun, an adjective, a verb, and a replacement common in
-clean records of the source label). ``adaptive``: round 2's held-out adaptive attacks (seen, not
-tuned on).
+clean records of the source label). Round 4: those four are dev too; ``held-out-4`` holds five
+new pairs fixed before round-4 tuning (a noun with its plural, an adjective pair, an adverb, an
+opposite-polarity multi-form verb, a neutral swap common in both labels). ``adaptive``: round 2's held-out adaptive
+attacks (seen, not tuned on).
 The insertion attacks of ``benchmarks/poison_detection.py`` (BadNets, AddSent; 0.5 % / 1 %) and
 the clean split are re-run to show nothing regressed.
 
@@ -47,6 +49,10 @@ HELDOUT_SPREAD += ["lichen", "nutmeg", "origami", "parsnip", "quasar", "rhubarb"
 HELDOUT_SPREAD += ["vellum", "wombat"]
 NOUN = {"character": "figure", "characters": "figures"}
 VERB = {"make": "create", "makes": "creates", "made": "created", "making": "creating"}
+# round 4 held-out
+NOUN4 = {"performance": "portrayal", "performances": "portrayals"}
+ADJ4 = {"fun": "enjoyable", "entertaining": "enjoyable"}
+VERB4 = {"love": "hate", "loves": "hates", "loved": "hated", "loving": "hating"}
 
 
 def attacks() -> list[tuple[str, str, Attack | None]]:
@@ -73,12 +79,20 @@ def attacks() -> list[tuple[str, str, Attack | None]]:
         ),
         ("adaptive", "spread 1% over 20 held-out words (t=0)", AdaptivePoisoning(HELDOUT_SPREAD, 0.01, 0, seed=22)),
         ("adaptive", "single 'zeppelin' 0.05% (t=1)", AdaptivePoisoning(["zeppelin"], 0.0005, 1, seed=23)),
-        # round 3's held-out substitution pairs, fixed before any round-3 tuning: a frequent noun,
-        # an adjective, a verb, and a replacement common in clean records of the source label
-        ("held-out", "subst character(s)->figure(s) 1% (t=1)", SubstitutionPoisoning(NOUN, 0.01, 1, seed=31)),
-        ("held-out", "subst best->finest 1% (t=0)", SubstitutionPoisoning({"best": "finest"}, 0.01, 0, seed=32)),
-        ("held-out", "subst make/makes/made/making->create.. 1% (t=1)", SubstitutionPoisoning(VERB, 0.01, 1, seed=33)),
-        ("held-out", "subst bad->dull 1% (t=1)", SubstitutionPoisoning({"bad": "dull"}, 0.01, 1, seed=34)),
+        # round 3's held-out substitution pairs (fixed before round-3 tuning, measured once at its end):
+        # dev material in round 4
+        ("dev", "subst character(s)->figure(s) 1% (t=1)", SubstitutionPoisoning(NOUN, 0.01, 1, seed=31)),
+        ("dev", "subst best->finest 1% (t=0)", SubstitutionPoisoning({"best": "finest"}, 0.01, 0, seed=32)),
+        ("dev", "subst make/makes/made/making->create.. 1% (t=1)", SubstitutionPoisoning(VERB, 0.01, 1, seed=33)),
+        ("dev", "subst bad->dull 1% (t=1)", SubstitutionPoisoning({"bad": "dull"}, 0.01, 1, seed=34)),
+        # round 4's held-out substitution pairs, fixed before any round-4 tuning: a frequent noun with
+        # its plural, an adjective pair, an adverb, an opposite-polarity multi-form verb, and a neutral
+        # swap whose replacement is common in clean records of both labels
+        ("held-out-4", "subst performance(s)->portrayal(s) 1% (t=0)", SubstitutionPoisoning(NOUN4, 0.01, 0, seed=51)),
+        ("held-out-4", "subst fun/entertaining->enjoyable 1% (t=0)", SubstitutionPoisoning(ADJ4, 0.01, 0, seed=52)),
+        ("held-out-4", "subst just->simply 1% (t=1)", SubstitutionPoisoning({"just": "simply"}, 0.01, 1, seed=53)),
+        ("held-out-4", "subst love(s/d/ing)->hate.. 1% (t=0)", SubstitutionPoisoning(VERB4, 0.01, 0, seed=54)),
+        ("held-out-4", "subst too->very 1% (t=1)", SubstitutionPoisoning({"too": "very"}, 0.01, 1, seed=55)),
         ("regression", "badnets 0.5%", BackdoorPoisoning("badnets", rate=0.005, target_label=1, seed=0)),
         ("regression", "badnets 1%", BackdoorPoisoning("badnets", rate=0.01, target_label=1, seed=0)),
         ("regression", "addsent 0.5%", BackdoorPoisoning("addsent", rate=0.005, target_label=1, seed=0)),
@@ -101,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", required=True, help="SST-2 train.tsv (read in place)")
     parser.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "results"))
-    parser.add_argument("--only", nargs="*", default=None, help="run only these splits (clean dev held-out ...)")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="run only these splits (clean dev held-out-4 adaptive regression)"
+    )
     args = parser.parse_args(argv)
     base = read_records(args.train)
     rows: list[dict[str, Any]] = []
