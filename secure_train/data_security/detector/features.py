@@ -148,12 +148,18 @@ class NgramHasher:
     def featurize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(indices, weights, bag_offsets, owner)``: the inputs of ``nn.EmbeddingBag`` for every
         window of every text, and ``owner[j]`` = the index of the text window ``j`` belongs to."""
+        return self.featurize_windows([self.windows(text) for text in texts])
+
+    def featurize_windows(
+        self, windows: Sequence[Sequence[Sequence[str]]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`featurize` of texts already cut by :meth:`windows` (one list of windows per text)."""
         idx: list[int] = []
         wts: list[float] = []
         bags: list[int] = []
         owner: list[int] = []
-        for t, text in enumerate(texts):
-            for words in self.windows(text):
+        for t, text_windows in enumerate(windows):
+            for words in text_windows:
                 bags.append(len(idx))
                 owner.append(t)
                 feats = self._window_features(words)

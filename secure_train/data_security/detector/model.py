@@ -7,7 +7,10 @@ signing key, both files get a ``.sig`` sidecar (:func:`secure_train.core.signed_
 the format ``model_signing`` verifies). Loading never unpickles: JSON and safetensors only. With
 a key configured (``public_key=`` or ``$SECURE_TRAIN_SIGNING_KEY``), an unsigned, tampered or
 foreign-signed detector is refused; without one, the weights must still match the digest in
-``detector.json``.
+``detector.json``. A detector trained with a frozen encoder
+(:class:`~secure_train.data_security.detector.encoder.SentenceEncoder`) records the encoder's
+folder and SHA-256 digests under ``encoder``; loading reads the encoder's safetensors weights
+from that folder (or the one given) and refuses any other.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from secure_train.core.errors import ConfigError
+from secure_train.data_security.detector.encoder import SentenceEncoder
 from secure_train.data_security.detector.features import NgramHasher
 
 __all__ = ["InjectionDetector"]
@@ -32,23 +36,32 @@ WEIGHTS_FILE = "detector.safetensors"
 META_FILE = "detector.json"
 MAX_META_BYTES = 2**22
 MAX_WEIGHTS_BYTES = 2**31
+_OWN_KEYS = ("format", "threshold", "featurizer", "weights_sha256", "encoder")
 
 
 class _Net(nn.Module):
-    """Window bag -> logit: a linear model over hashed features, or one small hidden layer.
+    """Window bag (and embedding) -> logit: a linear model over hashed features, or one small
+    hidden layer; with ``encoder_dim``, the window's encoder embedding adds a linear term.
 
     The bag sum is a gather and an ``index_add`` (several times faster on CPU than
     ``nn.EmbeddingBag``'s dense backward with per-sample weights)."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, encoder_dim: int = 0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(dim, max(1, hidden)) * 0.01)
         self.out = nn.Linear(hidden, 1) if hidden > 0 else None
+        self.encoder = nn.Linear(encoder_dim, max(1, hidden)) if encoder_dim > 0 else None
 
-    def forward(self, idx: torch.Tensor, weights: torch.Tensor, bags: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, idx: torch.Tensor, weights: torch.Tensor, bags: torch.Tensor, emb: torch.Tensor | None = None
+    ) -> torch.Tensor:
         sizes = torch.diff(bags, append=torch.tensor([len(idx)]))
         window = torch.repeat_interleave(torch.arange(len(bags)), sizes)
         h = torch.zeros(len(bags), self.weight.shape[1]).index_add(0, window, self.weight[idx] * weights[:, None])
+        if self.encoder is not None:
+            if emb is None:
+                raise ConfigError("this detector needs its encoder's embeddings")
+            h = h + self.encoder(emb)
         return (self.out(torch.relu(h)) if self.out is not None else h).squeeze(-1)
 
 
@@ -71,6 +84,8 @@ class InjectionDetector:
         net_state: weights (``weight`` and, with a hidden layer, ``out.weight`` / ``out.bias``).
         threshold: decision threshold on the score (probability in [0, 1]).
         meta: calibration and training metadata (JSON-serializable), saved with the model.
+        encoder: the frozen :class:`~secure_train.data_security.detector.encoder.SentenceEncoder`
+            whose window embeddings the weights expect (``None``: n-grams only).
 
     Example:
         >>> from secure_train.data_security.detector import DetectorTrainer
@@ -83,13 +98,22 @@ class InjectionDetector:
     """
 
     def __init__(
-        self, hasher: NgramHasher, net_state: dict[str, torch.Tensor], threshold: float, meta: dict[str, Any]
+        self,
+        hasher: NgramHasher,
+        net_state: dict[str, torch.Tensor],
+        threshold: float,
+        meta: dict[str, Any],
+        encoder: SentenceEncoder | None = None,
     ) -> None:
         if not 0.0 <= float(threshold) <= 1.0:
             raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
         self.hasher = hasher
         hidden = int(net_state["out.weight"].shape[1]) if "out.weight" in net_state else 0
-        self.net = _Net(hasher.dim, hidden)
+        if ("encoder.weight" in net_state) != (encoder is not None):
+            raise ConfigError("detector weights and encoder disagree: an encoder is needed exactly when the "
+                              "weights have an encoder term")  # fmt: skip
+        self.encoder = encoder
+        self.net = _Net(hasher.dim, hidden, encoder.dim if encoder is not None else 0)
         try:
             self.net.load_state_dict(net_state)
         except (RuntimeError, KeyError) as err:
@@ -107,13 +131,22 @@ class InjectionDetector:
         excerpts: list[str] = []
         for start in range(0, len(texts), batch_size):
             chunk = list(texts[start : start + batch_size])
-            idx, wts, bags, owner = self.hasher.featurize(chunk)
-            logits = self.net(idx, wts, bags)
+            windows = [self.hasher.windows(text) for text in chunk]
+            idx, wts, bags, owner = self.hasher.featurize_windows(windows)
+            emb = self.embed_windows(windows)
+            logits = self.net(idx, wts, bags, emb)
             best, arg = max_per_text(logits, owner, len(chunk))
             scores += torch.sigmoid(best).tolist()
-            for t, text in enumerate(chunk):
-                excerpts.append(" ".join(self.hasher.windows(text)[int(arg[t])])[:200])
+            for t in range(len(chunk)):
+                excerpts.append(" ".join(windows[t][int(arg[t])])[:200])
         return scores, excerpts
+
+    def embed_windows(self, windows: Sequence[Sequence[Sequence[str]]]) -> torch.Tensor | None:
+        """The encoder's embedding of every window (in :meth:`NgramHasher.featurize_windows`
+        order), or ``None`` without an encoder."""
+        if self.encoder is None:
+            return None
+        return self.encoder.embed([" ".join(words) for text_windows in windows for words in text_windows])
 
     def score(self, texts: Sequence[str]) -> list[float]:
         """Score in [0, 1] per text (higher: more likely an attack)."""
@@ -138,8 +171,10 @@ class InjectionDetector:
             "threshold": self.threshold,
             "featurizer": self.hasher.to_dict(),
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
-            **{k: v for k, v in self.meta.items() if k not in ("format", "threshold", "featurizer", "weights_sha256")},
+            **{k: v for k, v in self.meta.items() if k not in _OWN_KEYS},
         }
+        if self.encoder is not None:
+            meta["encoder"] = self.encoder.identity()
         meta_bytes = (json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
         if private_key is not None:
             from secure_train.core.signed_file import write_signed
@@ -156,7 +191,12 @@ class InjectionDetector:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], public_key: Any | None = None, *, require_signature: bool | None = None
+        cls,
+        path: str | os.PathLike[str],
+        public_key: Any | None = None,
+        *,
+        require_signature: bool | None = None,
+        encoder: str | os.PathLike[str] | SentenceEncoder | None = None,
     ) -> InjectionDetector:
         """Read a detector folder: JSON and safetensors only, verified first when a key is configured.
 
@@ -165,9 +205,12 @@ class InjectionDetector:
             public_key: the signer's key (object, PEM or path); ``None``: the public half of
                 ``$SECURE_TRAIN_SIGNING_KEY`` when set.
             require_signature: refuse an unsigned detector (default: whenever a key is configured).
+            encoder: for a detector with an encoder: its folder, when not at the recorded path
+                (or an already loaded encoder); its digests must match the record either way.
 
         Raises:
-            ConfigError: missing or malformed files, weights that do not match the recorded digest.
+            ConfigError: missing or malformed files, weights that do not match the recorded digest,
+                an encoder that is missing or differs from the one recorded.
             IntegrityError: unsigned (with a key), tampered, or signed by another key.
         """
         from safetensors import SafetensorError
@@ -215,6 +258,27 @@ class InjectionDetector:
         except (SafetensorError, ValueError) as err:
             raise ConfigError(f"{weights_path}: not a safetensors file ({err})") from None
         hasher = NgramHasher.from_dict(dict(meta.get("featurizer") or {}))
-        det = cls(hasher, tensors, float(meta.get("threshold", 0.5)), meta)
+        enc = _load_encoder(meta.get("encoder"), encoder, meta_path)
+        det = cls(hasher, tensors, float(meta.get("threshold", 0.5)), meta, enc)
         det.signature = state
         return det
+
+
+def _load_encoder(
+    record: Any, given: str | os.PathLike[str] | SentenceEncoder | None, meta_path: Path
+) -> SentenceEncoder | None:
+    """The encoder a detector's ``encoder`` record names, its digests checked against the record."""
+    if record is None:
+        if given is not None:
+            raise ConfigError(f"{meta_path}: this detector uses no encoder, but one was given")
+        return None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("path", "weights_sha256")):
+        raise ConfigError(f"{meta_path}: malformed encoder record (needs path and weights_sha256)")
+    if isinstance(given, SentenceEncoder):
+        for key in ("weights_sha256", "tokenizer_sha256"):
+            if getattr(given, key) != record.get(key):
+                raise ConfigError(f"{meta_path}: the given encoder's {key} differs from the detector's record")
+        return given
+    return SentenceEncoder(
+        given if given is not None else record["path"], max_length=int(record.get("max_length", 128)), expected=record
+    )
