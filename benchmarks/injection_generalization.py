@@ -48,7 +48,7 @@ from secure_train.attacks.corpora import supported_wheels
 from secure_train.data_security.scanners import InjectionScanner
 
 ROOT = common.ROOT
-OLD_REV = "8d15b66"  # the scanner at the start of round 3 (round 2's final rules)
+OLD_REV = "541a9c6"  # the scanner at the start of round 4 (round 3's final rules)
 _SCANNER_DIRS = ("secure_train/data_security/scanners", "secure_train/scanners")  # after / before the reorganisation
 
 
