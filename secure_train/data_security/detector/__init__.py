@@ -6,7 +6,8 @@ the dev / held-out data from public attack corpora (:mod:`secure_train.attacks.c
 benign hard negatives; :class:`SentenceEncoder` optionally adds a frozen pretrained encoder's
 window embeddings (e.g. MiniLM-L6) to the n-gram features. The detector saves as a signed
 folder (safetensors + JSON) and serves as ``secure-train detector train|score``, a scanner
-backend (``secure-train scan --scanners injection-model=PATH``) and a gate check (``injection_detector``). See ``docs/detector.md``.
+backend (``secure-train scan --scanners injection-model=PATH``) and a gate check
+(``injection_detector``). See ``docs/detector.md``.
 """
 
 from secure_train.data_security.detector.corpus import DetectorCorpus
