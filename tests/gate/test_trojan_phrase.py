@@ -10,6 +10,7 @@ from torch import nn
 
 from secure_train.gate.trojan import ProbeContext
 from secure_train.gate.trojan.phrase import grow_phrase, realize
+from secure_train.gate.trojan.search import gain_share, short_words
 
 VOCAB = ["[PAD]", "[CLS]", "[SEP]", "the", "film", "cousin", "told", "##zz", "good", "s1", "s2", "s3", "a"]
 ID = {t: i for i, t in enumerate(VOCAB)}
@@ -77,3 +78,31 @@ def test_a_unit_opening_with_a_continuation_piece_is_given_a_word_start() -> Non
     unit = (ID["##zz"], ID["told"])
     assert realize(ctx, unit, starts, inputs, positions, 1) == (ID["cousin"], *unit)
     assert realize(ctx, (ID["told"],), starts, inputs, positions, 1) == (ID["told"],)  # already typeable
+
+
+def test_race_with_a_short_first_round_measures_only_the_best_on_all_inputs() -> None:
+    ctx, (inputs, positions) = _ctx(), _inputs()
+    units = [(ID[t],) for t in ("good", "a", "cousin")] + [tuple(ID[t] for t in TRIGGER)]
+    exact = ctx.flip_rates(inputs, positions, units, 1)
+    used = ctx.meter.used
+    raced = ctx.race_rates(inputs, positions, units, 1, keep=2, first=1)
+    # every unit on the first input, the two best there ("cousin" and the trigger) on all six
+    assert ctx.meter.used - used == len(units) + 2 * (len(inputs) - 1)
+    assert raced[2:] == pytest.approx(exact[2:]) and exact[2:] == pytest.approx([1 / 3, 1.0])  # winners: exact
+    assert raced[:2] == [0.0, 0.0]  # the losers keep their first-input rate
+    assert ctx.race_rates(inputs, positions, units, 1, keep=1, first=len(inputs)) == pytest.approx(exact)  # no race
+
+
+def test_short_words_are_every_letter_followed_by_a_letter_piece() -> None:
+    vocab = ["[PAD]", "[CLS]", "j", "z", "q", "##z", "##v", "zz", "##zz", "[j]"]
+    ctx = SimpleNamespace(vocab=vocab, allowed=torch.tensor([not t.startswith("[") for t in vocab]))
+    pairs = {tuple(vocab[t] for t in u) for u in short_words(ctx)}  # type: ignore[arg-type]
+    assert pairs == {(a, b) for a in ("j", "z", "q") for b in ("##z", "##v")}  # 3 x 2, no "zz" / "##zz"
+    assert short_words(SimpleNamespace(vocab=["[PAD]", "the"], allowed=torch.tensor([False, True]))) == []  # type: ignore[arg-type]
+
+
+def test_a_grown_word_keeps_only_what_its_pieces_add_to_its_first_word() -> None:
+    assert gain_share(1.0, 0.9, 0.6) == pytest.approx(1 / 3)  # "fantastic" flips most of it alone
+    assert gain_share(1.0, 1.0, 0.05) == pytest.approx(0.95)  # "j" alone hardly moves: "jz" keeps its rate
+    assert gain_share(0.4, 1.0, 0.0) == 0.4  # never more than the discount it already has
+    assert gain_share(1.0, 0.5, 0.7) == 0.0 and gain_share(1.0, 0.0, 0.0) == 0.0  # pieces that take away

@@ -19,7 +19,11 @@ sentence, a punctuation mark) whose insertion sends almost every input to one la
    one product) ranks all tokens and the ``screen_top_k`` best are measured exactly.
 3. **Word growth.** The best start tokens are grown with continuation pieces (``##...``),
    every piece screened the same way after the prefix (not capped), so made-up words that the
-   tokenizer splits into several pieces are found as one word.
+   tokenizer splits into several pieces are found as one word. Short made-up words of a letter
+   and a letter piece ("jz" -> "j", "##z") are all measured (a quick race on
+   ``short_word_race`` inputs first) and grown from too. A grown word whose first piece is a word
+   of the clean records keeps only the flip its pieces add to that word (``fantastic`` +
+   ``##ship`` + ``##working`` flips a clean model about as far as ``fantastic`` alone).
 4. **Trigger inversion.** A soft trigger of ``max_trigger_tokens`` slots (DBS style) is
    optimized toward the target, discretized and refined by exact coordinate search.
 5. **Phrase growth.** Every punctuation / symbol token is measured too (a "?!" trigger). The

@@ -210,11 +210,13 @@ class ProbeContext:
         target: int,
         *,
         keep: int,
+        first: int | None = None,
     ) -> list[float]:
-        """Flip rates by racing: every unit on the first ``race_inputs`` inputs, the ``keep`` best
-        on all of them. The others keep their rate on the first inputs (an estimate: they lost
-        the race). Exact when there are at most ``keep`` units or ``race_inputs`` inputs."""
-        first = self.race_inputs
+        """Flip rates by racing: every unit on the first ``first`` inputs (default
+        ``race_inputs``), the ``keep`` best on all of them. The others keep their rate on the
+        first inputs (an estimate: they lost the race). Exact when there are at most ``keep``
+        units or ``first`` inputs."""
+        first = self.race_inputs if first is None else max(1, first)
         if len(units) <= keep or len(inputs) <= first:
             return self.flip_rates(inputs, positions, units, target)
         head = self.flip_rates(inputs[:first], positions[:first], units, target)

@@ -25,10 +25,17 @@ from secure_train.gate.trojan.invert import invert_trigger
 from secure_train.gate.trojan.phrase import grow_phrase, realize
 from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 from secure_train.gate.trojan.result import TriggerCandidate, TrojanScanResult
-from secure_train.gate.trojan.search import clean_counts, clean_support, grow_word, natural_use
+from secure_train.gate.trojan.search import (
+    clean_counts,
+    clean_support,
+    gain_share,
+    grow_word,
+    natural_use,
+    short_words,
+)
 
-_AUTO_EVALUATIONS = 16_000
-_AUTO_REFERENCE_PARAMS = 22_700_000  # MiniLM-L6: the auto budget is its 16,000 evaluations' compute
+_AUTO_EVALUATIONS = 20_000
+_AUTO_REFERENCE_PARAMS = 22_700_000  # MiniLM-L6: the auto budget is its 20,000 evaluations' compute
 
 __all__ = ["TrojanScanner"]
 
@@ -72,8 +79,8 @@ class TrojanScanner:
         support_min_count / support_min_lean: when clean data explain a token (see above).
         max_evaluations: the scan's budget of sequence evaluations (one sequence through the
             model; a forward + backward pass counts 3), None for no budget. ``"auto"`` (the
-            default) gives every model the compute of 16,000 evaluations of a MiniLM-L6
-            (22.7M parameters): ``16_000 * 22.7M / parameters``, never fewer than 16,000, so
+            default) gives every model the compute of 20,000 evaluations of a MiniLM-L6
+            (22.7M parameters): ``20_000 * 22.7M / parameters``, never fewer than 20,000, so
             a MiniLM-L6 scan stays under 5 minutes on 2 cores and a small model gets the full
             search. Each target label gets an equal share of
             what is left; within it the exact vocabulary scan runs first and must finish, a
@@ -88,6 +95,8 @@ class TrojanScanner:
             first and only the best on all of them (racing).
         grow_top_k: continuation pieces measured per word-growth step after the gradient
             screen (vocabularies above ``exact_vocab_limit`` pieces).
+        short_word_race: inputs of the first race round over the short made-up words (every
+            letter a-z followed by a letter piece "##a"-"##z": "jz", "qv"); 0: not measured.
         seed: chooses inputs and insertion positions.
 
     The scanner keeps only these settings: each :meth:`scan` builds its own
@@ -130,6 +139,7 @@ class TrojanScanner:
         stage_shares: tuple[float, float, float] = (0.35, 0.35, 0.3),
         race_inputs: int = 8,
         grow_top_k: int = 32,
+        short_word_race: int = 2,
         seed: int = 0,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -164,6 +174,8 @@ class TrojanScanner:
             raise ConfigError(f"max_evaluations must be >= 1, 'auto' or None, got {max_evaluations!r}")
         if len(stage_shares) != 3 or any(not 0.0 <= f <= 1.0 for f in stage_shares) or sum(stage_shares) > 1.0:
             raise ConfigError(f"stage_shares must be 3 fractions in [0, 1] summing to <= 1, got {stage_shares}")
+        if short_word_race < 0:
+            raise ConfigError(f"short_word_race must be >= 0, got {short_word_race}")
         if amplify < 1:
             raise ConfigError(f"amplify must be >= 1, got {amplify}")
         if inversion_steps < 0:
@@ -200,6 +212,7 @@ class TrojanScanner:
         self._final_keep = 2 * refine_top_m + 2  # units measured on all inputs at the end
         self.race_inputs = race_inputs
         self.grow_top_k = grow_top_k
+        self.short_word_race = short_word_race
         self.seed = seed
 
     # -- public ---------------------------------------------------------------------------
@@ -249,7 +262,7 @@ class TrojanScanner:
             >>> TrojanScanner(max_evaluations=500).budget_for(nn.Linear(4, 2))
             500
             >>> TrojanScanner().budget_for(nn.Linear(22_700, 1_000))  # ~MiniLM-L6's size
-            16000
+            20000
         """
         if self.max_evaluations != "auto":
             return self.max_evaluations  # type: ignore[return-value]
@@ -347,14 +360,18 @@ class TrojanScanner:
                 conts = pieces.tolist()
             vocab_units: list[tuple[int, ...]] = [(t,) for t in vocab]
             rates = probe.race_rates(s_ids, s_pos, vocab_units, target, keep=keep)
+            # short made-up words ("jz" -> "j", "##z"): every letter + letter piece, a quick race
+            pairs = short_words(probe) if self.short_word_race > 0 else []
+            pair_rates = probe.race_rates(s_ids, s_pos, pairs, target, keep=keep, first=self.short_word_race)
             rand_units = [(t,) for t in rand]
             # the benign baseline of a large vocabulary: random tokens on the first search inputs
             rand_rates = rates if rand is vocab else probe.race_rates(s_ids, s_pos, rand_units, target, keep=0)
             ctx.baseline.extend(rand_rates)
-        adjusted = [r * free(u) for r, u in zip(rates, vocab_units, strict=True)]
-        order = sorted(range(len(vocab_units)), key=lambda i: -adjusted[i])
-        units = [vocab_units[i] for i in order[: self.refine_top_m * 2]]
-        grow = list(dict.fromkeys([vocab_units[i][0] for i in order[: self.grow_starts]] + screened))
+        measured = vocab_units + pairs
+        adjusted = [r * free(u) for r, u in zip(rates + pair_rates, measured, strict=True)]
+        order = sorted(range(len(measured)), key=lambda i: -adjusted[i])
+        units = [measured[i] for i in order[: self.refine_top_m * 2]]
+        grow = list(dict.fromkeys([measured[i] for i in order[: self.grow_starts]] + [(t,) for t in screened]))
         # the search stages share what the vocabulary stage left of this label's share, less a
         # reserve for the final measurement (every unit on the first search inputs, the best on all)
         n_units = len(units) + len(grow) + self.phrase_starts + 2 * self.max_trigger_tokens
@@ -370,7 +387,7 @@ class TrojanScanner:
                 units.append(
                     grow_word(
                         probe,
-                        (t,),
+                        t,
                         s_ids,
                         s_pos,
                         target,
@@ -399,11 +416,17 @@ class TrojanScanner:
         with probe.stage("measure"):  # raced on the search half by discounted rate, the best held out
             head = probe.flip_rates(s_ids[: self.race_inputs], s_pos[: self.race_inputs], units, target)
             units = sorted(units, key=lambda u: -head[units.index(u)] * free(u))[: self._final_keep]
-            s_rates = probe.flip_rates(s_ids, s_pos, units, target)
-            h_rates = probe.flip_rates(h_ids, h_pos, units, target)
+            # a word grown on a natural word ("fantastic" + "##ship" + "##working") is credited
+            # only with what its pieces add to that word: its first piece is measured alone too
+            heads = {u: (u[0],) for u in units if self._natural_head(ctx, u)}
+            measured = list(dict.fromkeys([*units, *heads.values()]))
+            s_all = dict(zip(measured, probe.flip_rates(s_ids, s_pos, measured, target), strict=True))
+            h_all = dict(zip(measured, probe.flip_rates(h_ids, h_pos, measured, target), strict=True))
         best_word, best_word_search = 0.0, -1.0
-        for unit, sr, hr in zip(units, s_rates, h_rates, strict=True):
-            words, f = probe.n_words(unit), free(unit)
+        for unit in units:
+            sr, hr, words, f = s_all[unit], h_all[unit], probe.n_words(unit), free(unit)
+            if unit in heads:
+                f = min(gain_share(f, sr, s_all[heads[unit]]), gain_share(f, hr, h_all[heads[unit]]))
             tokens = tuple(probe.vocab[t] for t in unit)
             ctx.candidates.append(
                 TriggerCandidate(probe.text(unit), tokens, target, round(hr, 4), round(1.0 - f, 4), words)
@@ -412,6 +435,12 @@ class TrojanScanner:
             if sr * f > best_word_search or (sr * f == best_word_search and hr * f > best_word):
                 best_word_search, best_word = sr * f, hr * f
         return round(best_word, 4)
+
+    @staticmethod
+    def _natural_head(ctx: ScanContext, unit: tuple[int, ...]) -> bool:
+        """Whether ``unit`` is one word of several pieces whose first piece the clean records use."""
+        probe = ctx.probe
+        return len(unit) > 1 and probe.n_words(unit) == 1 and float(ctx.common[unit[0]]) > 0.0
 
     def _grow_phrases(
         self,

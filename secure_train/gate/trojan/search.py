@@ -26,7 +26,7 @@ import torch
 from secure_train.core.records import TextRecord
 from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 
-__all__ = ["clean_counts", "clean_support", "grow_word", "natural_use"]
+__all__ = ["clean_counts", "clean_support", "gain_share", "grow_word", "natural_use", "short_words"]
 
 
 def grow_word(
@@ -121,3 +121,44 @@ def natural_use(ctx: ProbeContext, records: Sequence[TextRecord], *, min_count: 
                 total[t, idx] += 1
                 kept[t, idx] += float(p != t)
     return (total / min_count).clamp(max=1.0) * kept / total.clamp_min(1.0)
+
+
+def short_words(ctx: ProbeContext) -> list[tuple[int, ...]]:
+    """Every two-letter made-up word a tokenizer splits into a letter and a letter piece.
+
+    ``("j", "##z")`` for "jz": neither piece alone moves a model that learned the whole word, so
+    neither the vocabulary scan nor word growth from the best starts finds it; the 26 x 26 units
+    are few enough to measure all. Empty when the vocabulary has no such pieces.
+
+    Example:
+        >>> from secure_train.data.tokenizer import train_tokenizer
+        >>> tok = train_tokenizer(["a good film", "a bad film"], vocab_size=60, cache_dir=None)
+        >>> from secure_train.models import TextClassifier
+        >>> model = TextClassifier(config={"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
+        ...     "num_attention_heads": 1, "intermediate_size": 16}, vocab_size=len(tok))
+        >>> ctx = ProbeContext.build(model.model.eval(), tok, batch_size=8, max_length=16)
+        >>> all(len(u) == 2 and ctx.vocab[u[1]].startswith("##") for u in short_words(ctx))
+        True
+    """
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    index = {t: i for i, t in enumerate(ctx.vocab) if bool(ctx.allowed[i])}
+    starts = [index[c] for c in letters if c in index]
+    pieces = [index[f"##{c}"] for c in letters if f"##{c}" in index]
+    return [(a, b) for a in starts for b in pieces]
+
+
+def gain_share(free: float, rate: float, head_rate: float) -> float:
+    """The part of a grown word's flip ``rate`` its pieces add to its natural first word.
+
+    A natural word with pieces stacked on it ("fantastic" + "##ship" + "##working") flips a
+    clean model about as far as the word alone; a made-up word ("j" + "##z") flips far more than
+    its first piece. The grown word keeps ``1 - head_rate / rate`` of its rate (never more than
+    ``free``, the discount it already has; 0 when it flips nothing).
+
+    Example:
+        >>> round(gain_share(1.0, 0.8, 0.6), 2), gain_share(1.0, 1.0, 0.0), gain_share(0.5, 1.0, 0.0)
+        (0.25, 1.0, 0.5)
+    """
+    if rate <= 0.0:
+        return 0.0
+    return max(0.0, min(free, 1.0 - head_rate / rate))
