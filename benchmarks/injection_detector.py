@@ -256,13 +256,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         f = folds[group]
         keys = ("threshold", "heldout_tpr", "length_heldout_tpr")
         print(group, json.dumps({k: f["saved_threshold"][k] for k in keys}), flush=True)
+        result = {"settings": settings, "folds": folds}  # written after every fold: a long run keeps what it did
+        common.write_json(out, result, indent=1)
+        out.with_suffix(".md").write_text(render_cv(result))
     FAMILY_SPLIT.clear()
     FAMILY_SPLIT.update(original)
-    result = {"settings": settings, "folds": folds}
-    common.write_json(out, result, indent=1)
-    md = render_cv(result)
-    out.with_suffix(".md").write_text(md)
-    print(md)
+    print(out.with_suffix(".md").read_text())
 
 
 _ENCODERS: dict[str, Any] = {}
@@ -316,7 +315,7 @@ def pooled(per_family: list[dict[str, Any]]) -> dict[str, float]:
 def render_cv(r: dict) -> str:
     pct = lambda x: f"{x:.3f}"  # noqa: E731
     lines = [
-        "# Leave-one-group-out over the round-1/2 attack families",
+        "# Leave-one-group-out over the dev attack families",
         "",
         "| held-out group | family | n | detector @ saved thr | length @ saved thr | detector @ 1 % goal FPR "
         "| length @ 1 % goal FPR |",
