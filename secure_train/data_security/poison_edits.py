@@ -99,8 +99,9 @@ def edited_words(
     Candidates are taken in the order of ``rank(word, label)`` (the lift detector passes its lift z:
     of ``movie`` / ``picture``, the substituted word's label exceeds its contexts, the source's does
     not; without ``rank``: most edits first), those under ``min_rank`` skipped, and a record of an
-    accepted pair is no evidence for another (the source side of the same edits, or two edited
-    records that align with each other at other words: ``decent movie`` / ``decent time``).
+    accepted pair is no evidence for another (the source side of the same edits, such as an orphaned
+    ``the best movie`` of an edited sentence that also aligns with a clean ``the worst movie``, or two
+    edited records that align with each other at other words: ``decent movie`` / ``decent time``).
     ``records`` (sorted indices): the edited records, and the records of their families (records
     they contain) that carry ``word`` and ``t``.
 
@@ -139,6 +140,10 @@ def edited_words(
         for r in edited:
             out.update(m for m in members.get(r, ()) if labels[m] == label and word in toks[m])
         explained.update(out)
+        # the other side of these edits (the source word's records: an orphaned phrase of an edited
+        # sentence) is explained too: its alignments with clean records at the source word ("the
+        # best movie" / "the worst movie" after best -> finest) are no edit of its own
+        explained.update(other for r, other in side[(word, source)] if r in out)
         found.append(
             {
                 "word": word,

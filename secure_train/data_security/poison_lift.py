@@ -49,9 +49,12 @@ is flagged even below the lift thresholds (funny -> good, t=0: "good" has lift z
 contradiction purity 0.41 and was missed), and the edited records are flagged as certain. The
 other records with the word and label are judged by their family root (the sentence, where it has
 the word): its context prediction, in a mixture whose poisoned part is the edited records' own
-contexts; a record whose root has the word and another label, or whose root's phrases without the
-word carry the root's label (>= 0.7, length-weighted), is a clean sentence's part. Set on the dev
-pairs of ``benchmarks/poison_adaptive.py`` (movie -> picture: precision 0.887 -> 0.922).
+contexts; a record whose root has the word and another label is a clean sentence's part. Whether
+the root's phrases without the word carry the root's label (>= 0.7 of them, length-weighted: agree;
+<= 0.3: disagree; else unknown) is a second observation in the mixture: a relabeled sentence's
+phrases kept the old label, so they agree at the rate seen in the edited records' sentences, clean
+sentences at a rate the EM fits (round 3 zeroed every agreeing record: bad -> dull lost records
+whose sentence has positive phrases). Set on the dev pairs of ``benchmarks/poison_adaptive.py``.
 
 Example:
     >>> from secure_train.data import synthetic_classification
@@ -128,20 +131,37 @@ def fit_bow_logistic(
     return res.x[: v * n_labels].reshape(v, n_labels), res.x[v * n_labels :]
 
 
-def _poison_posterior(q: np.ndarray, same: np.ndarray, other: np.ndarray, bins: int = 20) -> np.ndarray:
+def _poison_posterior(
+    q: np.ndarray,
+    same: np.ndarray,
+    other: np.ndarray,
+    bins: int = 20,
+    *,
+    agree: np.ndarray | None = None,
+    agree_poison: float = 0.5,
+) -> np.ndarray:
     """Per record, P(poisoned | its context prediction ``q``) in a two-part mixture fitted by EM:
     clean records of the label (contexts distributed like ``same``) and poisoned records taken
-    from other labels (contexts distributed like ``other``)."""
+    from other labels (contexts distributed like ``other``). ``agree`` (optional, per record: 1 /
+    0 / NaN for unknown) is a second, independent observation: poisoned records show 1 at rate
+    ``agree_poison``, clean records at a rate fitted by the same EM."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     f_same = (np.histogram(same, edges)[0] + 1.0) / (len(same) + bins)
     f_other = (np.histogram(other, edges)[0] + 1.0) / (len(other) + bins)
     b = np.clip(np.digitize(q, edges) - 1, 0, bins - 1)
     lo, ls = f_other[b], f_same[b]
-    share = 0.5
+    known = np.zeros(len(q), dtype=bool) if agree is None else ~np.isnan(agree)
+    yes = known & (np.nan_to_num(agree) > 0.5) if agree is not None else known
+    share, rate = 0.5, 0.5
     for _ in range(100):
-        post = share * lo / (share * lo + (1 - share) * ls)
+        lo_a = lo * np.where(known, np.where(yes, agree_poison, 1.0 - agree_poison), 1.0)
+        ls_a = ls * np.where(known, np.where(yes, rate, 1.0 - rate), 1.0)
+        post = share * lo_a / (share * lo_a + (1 - share) * ls_a)
         share = float(post.mean())
-    return np.asarray(share * lo / (share * lo + (1 - share) * ls))
+        w_clean = (1.0 - post)[known]
+        if w_clean.sum() > 0:
+            rate = float(np.clip((w_clean * yes[known]).sum() / w_clean.sum(), 0.01, 0.99))
+    return np.asarray(post)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,8 +185,8 @@ class LiftSettings(DetectorSettings):
 
 
 _PHRASE_AGREE = 0.7
-"""A family root whose phrases without the word carry its label at least this share (length-weighted) is
-not taken as relabeled."""
+"""A family root whose phrases without the word carry its label at least this share (length-weighted)
+agrees with its label; one at most ``1 - _PHRASE_AGREE`` disagrees."""
 
 
 def _phrase_votes(toks: Sequence[list[str]], y: np.ndarray, fam: np.ndarray, word: str, label: int) -> dict[int, float]:
@@ -335,15 +355,20 @@ def context_lift_statistics(
             # the edited records are poison: the others' share is fitted alone, and the contexts of
             # this attack's poison are the edited records' own
             sure = np.isin(rows_a[sel], certain)
+            # do the sentence's own phrases without the word mostly carry its label (1), mostly not (0)?
+            votes = _phrase_votes(toks, y, fam, str(inv_vocab[col]), ti)
+            vote = np.array([votes.get(int(r), np.nan) for r in rows_a[root_pair]], dtype=np.float64)
+            agree = np.where(vote >= _PHRASE_AGREE, 1.0, np.where(vote <= 1.0 - _PHRASE_AGREE, 0.0, np.nan))
             post = np.ones(len(sel))
             if (~sure).any():
-                post[~sure] = _poison_posterior(q[~sure], p_ctx[yr == ti, ti], q[sure])
+                # the edited records' sentences show how often a relabeled sentence's phrases agree
+                seen = agree[sure][~np.isnan(agree[sure])]
+                a_poison = (seen.sum() + 1.0) / (len(seen) + 2.0)
+                post[~sure] = _poison_posterior(
+                    q[~sure], p_ctx[yr == ti, ti], q[sure], agree=agree[~sure], agree_poison=a_poison
+                )
             # a phrase of a sentence that has the word and another label: a clean sentence's part
             post = np.where(~sure & in_root & (yr[root_pair] != ti), 0.0, post)
-            # a sentence whose own phrases without the word mostly carry its label: not relabeled
-            votes = _phrase_votes(toks, y, fam, str(inv_vocab[col]), ti)
-            agree = np.array([votes.get(int(r), 0.0) >= _PHRASE_AGREE for r in rows_a[root_pair]], dtype=bool)
-            post = np.where(~sure & agree, 0.0, post)
         d["est_poisoned_share"] = round(float(post.mean()), 3)
         for j in np.unique(rows_a[sel[post >= 0.5]]):
             flags[idx[int(j)]] = True
