@@ -211,3 +211,42 @@ def test_lift_with_edits_separates_clean_uses_of_the_synonym_in_a_phrase_corpus(
     assert recall >= 0.9 and precision >= 0.9, (recall, precision)
     plain, _ = context_lift_statistics(recs, collapse_overlaps=False)  # no families: no edits
     assert all("edits" not in w for w in plain)
+
+
+def test_orphaned_source_phrases_of_an_accepted_edit_put_no_other_word_in() -> None:
+    from secure_train.data_security.poison_edits import edited_words
+
+    # best -> finest (t=0) in 20 sentences: their sub-phrase "u<i> the best movie ever" (label 1) is
+    # orphaned and also aligns with a clean "u<i> the worst movie ever" (label 0) at best / worst
+    toks = [f"s{i} u{i} the finest movie ever".split() for i in range(20)]
+    toks += [f"u{i} the best movie ever".split() for i in range(20)]
+    toks += [f"u{i} the worst movie ever".split() for i in range(20)]
+    labels = [0] * 20 + [1] * 20 + [0] * 20
+    z = {("finest", 0): 10.0, ("worst", 0): 6.0}
+
+    def found(toks: list[list[str]], labels: list[int]) -> list[tuple[str, int, str, int]]:
+        out = edited_words(toks, labels, list(range(len(toks))), rank=lambda w, t: z.get((w, t), 0.0))
+        return [(d["word"], d["label"], d["source"], d["edits"]) for d in out]
+
+    assert found(toks, labels) == [("finest", 0, "best", 20)]  # "worst" is no edit of its own
+    # "worst" records that align with best-phrases no accepted edit explains still count
+    toks += [f"v{i} the best movie ever".split() for i in range(20)]
+    toks += [f"v{i} the worst movie ever".split() for i in range(20)]
+    labels += [1] * 20 + [0] * 20
+    assert found(toks, labels) == [("finest", 0, "best", 20), ("worst", 0, "best", 20)]
+
+
+def test_phrase_votes_weigh_in_the_lift_mixture() -> None:
+    import numpy as np
+
+    from secure_train.data_security.poison_lift import _poison_posterior
+
+    rng = np.random.default_rng(0)
+    same, other = rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000)  # contexts say nothing here
+    q = rng.uniform(0, 1, 300)
+    agree = np.array([1.0] * 100 + [0.0] * 100 + [np.nan] * 100)
+    plain = _poison_posterior(q, same, other)
+    voted = _poison_posterior(q, same, other, agree=agree, agree_poison=0.1)
+    assert np.allclose(_poison_posterior(q, same, other, agree=np.full(300, np.nan)), plain)  # no votes: as before
+    # a sentence whose phrases keep its label looks clean, one whose phrases disagree looks relabeled
+    assert voted[:100].max() < voted[200:].min() <= voted[200:].max() < voted[100:200].min()
