@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         "old": "detect_poison(methods=('ngram',))",
         "new": "detect_poison() defaults: ngram + lift (with one-word edits), defer_to_lift=True",
         "no-defer": "detect_poison(defer_to_lift=False): union of the ngram and lift flags",
-        "tuned on": "dev rows only (round 3: movie->picture, funny->amusing, good->decent, film->flick, "
-        "story->tale, and funny->good t=0 as an analog of a replacement common in the source label)",
+        "tuned on": "dev rows only (round 4: film->flick, story->tale, movie->picture, funny->amusing, "
+        "good->decent, funny->good, and round 3's held-out character(s)->figure(s), best->finest, "
+        "make..->create.., bad->dull); held-out-4 measured once before and once after",
     }
     common.write_results("poison_adaptive", rows, args.out_dir, meta)
 
