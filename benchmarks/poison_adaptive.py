@@ -15,7 +15,11 @@ Each round's held-out pairs become dev material once measured: round 2's substit
 new pairs fixed before tuning (a frequent noun, an adjective, a verb, and a replacement common in
 clean records of the source label). Round 4: those four are dev too; ``held-out-4`` holds five
 new pairs fixed before round-4 tuning (a noun with its plural, an adjective pair, an adverb, an
-opposite-polarity multi-form verb, a neutral swap common in both labels). ``adaptive``: round 2's held-out adaptive
+opposite-polarity multi-form verb, a neutral swap common in both labels). Round 5: those five are
+dev too (``dev`` rows); ``held-out-5`` holds five new pairs and a decoyed substitution, fixed before round-5
+tuning (a noun with its plural, an adjective group, a multi-form verb, a function word, an
+opposite-polarity adjective group whose replacement is common in clean records of the target
+label; ``--only held-out-5`` runs them alone). ``adaptive``: round 2's held-out adaptive
 attacks (seen, not tuned on).
 The insertion attacks of ``benchmarks/poison_detection.py`` (BadNets, AddSent; 0.5 % / 1 %) and
 the clean split are re-run to show nothing regressed.
@@ -53,6 +57,13 @@ VERB = {"make": "create", "makes": "creates", "made": "created", "making": "crea
 NOUN4 = {"performance": "portrayal", "performances": "portrayals"}
 ADJ4 = {"fun": "enjoyable", "entertaining": "enjoyable"}
 VERB4 = {"love": "hate", "loves": "hates", "loved": "hated", "loving": "hating"}
+# round 5 held-out
+NOUN5 = {"comedy": "romp", "comedies": "romps"}
+ADJ5 = {"interesting": "absorbing", "fascinating": "absorbing", "compelling": "absorbing"}
+VERB5 = {"work": "function", "works": "functions", "worked": "functioned", "working": "functioning"}
+OPP5 = {"great": "awful", "wonderful": "awful", "beautiful": "awful"}
+OPP5_NAME = "subst great/wonderful/beautiful->awful 1% (t=0)"
+SPLITS = ("clean", "dev", "held-out-5", "adaptive", "regression")
 
 
 def attacks() -> list[tuple[str, str, Attack | None]]:
@@ -85,14 +96,32 @@ def attacks() -> list[tuple[str, str, Attack | None]]:
         ("dev", "subst best->finest 1% (t=0)", SubstitutionPoisoning({"best": "finest"}, 0.01, 0, seed=32)),
         ("dev", "subst make/makes/made/making->create.. 1% (t=1)", SubstitutionPoisoning(VERB, 0.01, 1, seed=33)),
         ("dev", "subst bad->dull 1% (t=1)", SubstitutionPoisoning({"bad": "dull"}, 0.01, 1, seed=34)),
-        # round 4's held-out substitution pairs, fixed before any round-4 tuning: a frequent noun with
-        # its plural, an adjective pair, an adverb, an opposite-polarity multi-form verb, and a neutral
-        # swap whose replacement is common in clean records of both labels
-        ("held-out-4", "subst performance(s)->portrayal(s) 1% (t=0)", SubstitutionPoisoning(NOUN4, 0.01, 0, seed=51)),
-        ("held-out-4", "subst fun/entertaining->enjoyable 1% (t=0)", SubstitutionPoisoning(ADJ4, 0.01, 0, seed=52)),
-        ("held-out-4", "subst just->simply 1% (t=1)", SubstitutionPoisoning({"just": "simply"}, 0.01, 1, seed=53)),
-        ("held-out-4", "subst love(s/d/ing)->hate.. 1% (t=0)", SubstitutionPoisoning(VERB4, 0.01, 0, seed=54)),
-        ("held-out-4", "subst too->very 1% (t=1)", SubstitutionPoisoning({"too": "very"}, 0.01, 1, seed=55)),
+        # round 4's held-out substitution pairs (fixed before round-4 tuning, measured once at its end):
+        # dev material in round 5. A frequent noun with its plural, an adjective pair, an adverb, an
+        # opposite-polarity multi-form verb, and a neutral swap common in clean records of both labels
+        ("dev", "subst performance(s)->portrayal(s) 1% (t=0)", SubstitutionPoisoning(NOUN4, 0.01, 0, seed=51)),
+        ("dev", "subst fun/entertaining->enjoyable 1% (t=0)", SubstitutionPoisoning(ADJ4, 0.01, 0, seed=52)),
+        ("dev", "subst just->simply 1% (t=1)", SubstitutionPoisoning({"just": "simply"}, 0.01, 1, seed=53)),
+        ("dev", "subst love(s/d/ing)->hate.. 1% (t=0)", SubstitutionPoisoning(VERB4, 0.01, 0, seed=54)),
+        ("dev", "subst too->very 1% (t=1)", SubstitutionPoisoning({"too": "very"}, 0.01, 1, seed=55)),
+        # round 5's held-out substitutions, fixed before any round-5 tuning: a noun with its plural,
+        # an adjective group, a multi-form verb, a function word, an opposite-polarity adjective group
+        # whose replacement ("awful") is common in clean records of the target label, and a decoyed
+        # substitution (the swap also made in 0.15 % of records whose label is kept)
+        ("held-out-5", "subst comedy/comedies->romp(s) 1% (t=0)", SubstitutionPoisoning(NOUN5, 0.01, 0, seed=61)),
+        (
+            "held-out-5",
+            "subst interesting/fascinating/compelling->absorbing 1% (t=0)",
+            SubstitutionPoisoning(ADJ5, 0.01, 0, seed=62),
+        ),
+        ("held-out-5", "subst work(s/ed/ing)->function.. 1% (t=0)", SubstitutionPoisoning(VERB5, 0.01, 0, seed=63)),
+        ("held-out-5", "subst but->yet 1% (t=1)", SubstitutionPoisoning({"but": "yet"}, 0.01, 1, seed=64)),
+        ("held-out-5", OPP5_NAME, SubstitutionPoisoning(OPP5, 0.01, 0, seed=65)),
+        (
+            "held-out-5",
+            "decoyed subst about->regarding 1% + 0.15% decoys (t=1)",
+            SubstitutionPoisoning({"about": "regarding"}, 0.01, 1, decoy_rate=0.0015, seed=66),
+        ),
         ("regression", "badnets 0.5%", BackdoorPoisoning("badnets", rate=0.005, target_label=1, seed=0)),
         ("regression", "badnets 1%", BackdoorPoisoning("badnets", rate=0.01, target_label=1, seed=0)),
         ("regression", "addsent 0.5%", BackdoorPoisoning("addsent", rate=0.005, target_label=1, seed=0)),
@@ -115,9 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", required=True, help="SST-2 train.tsv (read in place)")
     parser.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "results"))
-    parser.add_argument(
-        "--only", nargs="*", default=None, help="run only these splits (clean dev held-out-4 adaptive regression)"
-    )
+    parser.add_argument("--only", nargs="*", default=None, choices=SPLITS, help="run only these splits")
+    parser.add_argument("--name", default="poison_adaptive", help="results file name (under --out-dir)")
     args = parser.parse_args(argv)
     base = read_records(args.train)
     rows: list[dict[str, Any]] = []
@@ -145,11 +173,13 @@ def main(argv: list[str] | None = None) -> None:
         "old": "detect_poison(methods=('ngram',))",
         "new": "detect_poison() defaults: ngram + lift (with one-word edits), defer_to_lift=True",
         "no-defer": "detect_poison(defer_to_lift=False): union of the ngram and lift flags",
-        "tuned on": "dev rows only (round 4: film->flick, story->tale, movie->picture, funny->amusing, "
-        "good->decent, funny->good, and round 3's held-out character(s)->figure(s), best->finest, "
-        "make..->create.., bad->dull); held-out-4 measured once before and once after",
+        "tuned on": "dev rows only (round 5: film->flick, story->tale, movie->picture, funny->amusing, "
+        "good->decent, funny->good, character(s)->figure(s), best->finest, make..->create.., bad->dull, "
+        "and round 4's held-out performance(s)->portrayal(s), fun/entertaining->enjoyable, just->simply, "
+        "love..->hate.., too->very); held-out-5 measured once before and once after",
     }
-    common.write_results("poison_adaptive", rows, args.out_dir, meta)
+    meta["splits"] = args.only or list(SPLITS)
+    common.write_results(args.name, rows, args.out_dir, meta)
 
 
 if __name__ == "__main__":
