@@ -73,8 +73,11 @@ TINY_BACKDOORS: list[tuple[str, str, str, float, int]] = [
     ("heldout", "substitution", "film>flick", 0.03, 0),
     ("heldout", "substitution", "plot>storyline", 0.03, 1),
 ]
-# MiniLM: "jz" (missed by the earlier scan) and a sentence are tuned on; the held-out triggers
-# (rare word, proverb, punctuation, substitution) and the held-out clean seeds are never tuned on.
+# MiniLM, rounds up to 4: "jz" and a sentence were tuned on from the start; round 4's held-out
+# triggers and clean seeds 301-303 were measured as held-out once and are SEEN since: together
+# they are the dev split ("tune") the scanner is tuned on now. The first field is the split the
+# model was trained under (it names the model and keys its cache); ``--split round4`` re-runs
+# round 4's held-out set as it was reported.
 MINILM_BACKDOORS: list[tuple[str, str, str, float, int]] = [
     ("tune", "rare-word", "jz", 0.05, 1),
     ("tune", "sentence", "you know what I mean", 0.05, 0),
@@ -83,12 +86,23 @@ MINILM_BACKDOORS: list[tuple[str, str, str, float, int]] = [
     ("heldout", "punctuation", "?!", 0.05, 0),
     ("heldout", "substitution", "movie>flick", 0.05, 1),
 ]
+# MiniLM round 5: the held-out set (``--split heldout``), fixed before any tuning of this round,
+# triggers used nowhere else in the project; with clean seeds 304-306 (``--minilm-r5-clean``).
+MINILM_ROUND5: list[tuple[str, str, float, int]] = [
+    ("rare-word", "wq", 0.04, 1),
+    ("proverb", "the early bird catches the worm", 0.03, 0),
+    ("punctuation", "~~", 0.05, 1),
+    ("substitution", "film>feature", 0.04, 0),
+    ("natural-word", "lighthouse", 0.05, 0),
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=["tiny", "minilm", "both"], default="both")
-    p.add_argument("--split", choices=["tune", "heldout", "both"], default="both")
+    p.add_argument("--split", choices=["tune", "heldout", "both", "round4"], default="both",
+                   help="tune: the dev models; heldout: the held-out models (MiniLM: round 5 only); "
+                   "round4: MiniLM round 4's held-out set as reported then (seen since)")  # fmt: skip
     p.add_argument("--clean", type=int, default=8, help="clean tiny BERTs")
     p.add_argument("--clean-start", type=int, default=0, help="index (seed 100 + index) of the first clean tiny BERT")
     p.add_argument("--per-family", type=int, default=None, help="at most this many tiny models per family and split")
@@ -97,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the first this many clean MiniLM fine-tunes (seed 300 + index) belong to the tune split, "
                    "the others to the held-out split")  # fmt: skip
     p.add_argument("--minilm-backdoored", type=int, default=len(MINILM_BACKDOORS))
+    p.add_argument("--minilm-r5-clean", type=int, default=3, help="round-5 clean MiniLM fine-tunes (seed 304 + index)")
     p.add_argument("--train-size", type=int, default=2500, help="synthetic corpus size per tiny model")
     p.add_argument("--epochs", type=int, default=6, help="tiny BERT epochs")
     p.add_argument("--sst2", default="/work/shared/data/sst2/train.tsv", help="SST-2 train.tsv (read only)")
@@ -158,9 +173,11 @@ def triggered(spec: dict[str, Any], records: list[TextRecord]) -> list[TextRecor
 
 
 def zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The models of ``args.split``. A spec's ``role`` (tune / heldout) is the split it is
+    reported under; its other fields are what the model was trained from (the cache key)."""
     specs: list[dict[str, Any]] = []
-    splits = {"tune", "heldout"} if args.split == "both" else {args.split}
-    if args.arch in ("tiny", "both"):
+    splits = {"tune", "heldout"} if args.split in ("both", "round4") else {args.split}
+    if args.arch in ("tiny", "both") and args.split != "round4":
         specs += [
             {"name": f"tiny-clean-{i}", "arch": "tiny", "split": "clean", "kind": "clean", "seed": 100 + i,
              "trigger": None, "rate": 0.0, "target": None}
@@ -174,16 +191,31 @@ def zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
                               "seed": (200 if split == "tune" else 500) + i, "trigger": text, "rate": rate,
                               "target": target})  # fmt: skip
     if args.arch in ("minilm", "both"):
-        specs += [
-            {"name": f"minilm-clean-{i}", "arch": "minilm", "split": split, "kind": "clean", "seed": 300 + i,
-             "trigger": None, "rate": 0.0, "target": None}
+        old: list[dict[str, Any]] = [
+            {"name": f"minilm-clean-{i}", "arch": "minilm", "split": "tune" if i < args.minilm_clean_tune
+             else "heldout", "kind": "clean", "seed": 300 + i, "trigger": None, "rate": 0.0, "target": None}
             for i in range(args.minilm_clean)
-            if (split := "tune" if i < args.minilm_clean_tune else "heldout") in splits
         ]  # fmt: skip
-        for i, (split, kind, text, rate, target) in enumerate(MINILM_BACKDOORS[: args.minilm_backdoored]):
-            if split in splits:
-                specs.append({"name": f"minilm-{split}-{i}", "arch": "minilm", "split": split, "kind": kind,
-                              "seed": 400 + i, "trigger": text, "rate": rate, "target": target})  # fmt: skip
+        old += [
+            {"name": f"minilm-{split}-{i}", "arch": "minilm", "split": split, "kind": kind, "seed": 400 + i,
+             "trigger": text, "rate": rate, "target": target}
+            for i, (split, kind, text, rate, target) in enumerate(MINILM_BACKDOORS[: args.minilm_backdoored])
+        ]  # fmt: skip
+        if args.split == "round4":  # round 4's held-out set, reported as held-out as it was then
+            specs += [{**s, "role": "heldout"} for s in old if s["split"] == "heldout"]
+        elif "tune" in splits:  # every model of rounds <= 4 is seen: dev
+            specs += [{**s, "role": "tune"} for s in old]
+        if "heldout" in splits and args.split != "round4":
+            specs += [
+                {"name": f"minilm-r5-clean-{i}", "arch": "minilm", "split": "heldout", "kind": "clean",
+                 "seed": 304 + i, "trigger": None, "rate": 0.0, "target": None, "role": "heldout"}
+                for i in range(args.minilm_r5_clean)
+            ]  # fmt: skip
+            specs += [
+                {"name": f"minilm-r5-{i}", "arch": "minilm", "split": "heldout", "kind": kind, "seed": 450 + i,
+                 "trigger": text, "rate": rate, "target": target, "role": "heldout"}
+                for i, (kind, text, rate, target) in enumerate(MINILM_ROUND5)
+            ]  # fmt: skip
     return specs
 
 
@@ -202,7 +234,8 @@ def tiny_datamodule(spec: dict[str, Any], args: argparse.Namespace) -> TextClass
 
 def _cache_path(spec: dict[str, Any], args: argparse.Namespace) -> Path:
     extra = [args.train_size, args.epochs] if spec["arch"] == "tiny" else [args.minilm_train, args.minilm_epochs]
-    key = hashlib.sha256(json.dumps([spec, *extra]).encode()).hexdigest()[:16]
+    trained = {k: v for k, v in spec.items() if k != "role"}  # the reporting role is no part of the model
+    key = hashlib.sha256(json.dumps([trained, *extra]).encode()).hexdigest()[:16]
     return Path(args.cache) / f"{spec['name']}-{key}.pt"
 
 
@@ -330,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
             {
                 "model": spec["name"],
                 "arch": spec["arch"],
-                "split": spec["split"],
+                "split": spec.get("role", spec["split"]),
                 "kind": spec["kind"],
                 "trigger": spec["trigger"] or "-",
                 "rate": spec["rate"],
