@@ -104,6 +104,12 @@ def attacks() -> list[tuple[str, str, Attack | None]]:
         ("dev", "subst just->simply 1% (t=1)", SubstitutionPoisoning({"just": "simply"}, 0.01, 1, seed=53)),
         ("dev", "subst love(s/d/ing)->hate.. 1% (t=0)", SubstitutionPoisoning(VERB4, 0.01, 0, seed=54)),
         ("dev", "subst too->very 1% (t=1)", SubstitutionPoisoning({"too": "very"}, 0.01, 1, seed=55)),
+        # round 5 dev: a decoyed substitution (added after the round-5 "before" run)
+        (
+            "dev",
+            "decoyed subst film->flick 1% + 0.15% decoys (t=1)",
+            SubstitutionPoisoning({"film": "flick"}, 0.01, 1, decoy_rate=0.0015, seed=71),
+        ),
         # round 5's held-out substitutions, fixed before any round-5 tuning: a noun with its plural,
         # an adjective group, a multi-form verb, a function word, an opposite-polarity adjective group
         # whose replacement ("awful") is common in clean records of the target label, and a decoyed

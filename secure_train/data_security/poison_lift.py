@@ -55,6 +55,12 @@ the root's phrases without the word carry the root's label (>= 0.7 of them, leng
 phrases kept the old label, so they agree at the rate seen in the edited records' sentences, clean
 sentences at a rate the EM fits (round 3 zeroed every agreeing record: bad -> dull lost records
 whose sentence has positive phrases). Set on the dev pairs of ``benchmarks/poison_adaptive.py``.
+The other inflections of an edited word (``hates`` / ``hated`` / ``hating`` of ``hate``: plural and
+verb endings, :func:`_forms`) whose lift z for the label is at least ``form_min_z`` (3) are judged in
+the same mixture, with the edited word's poison contexts: a multi-form swap (love.. -> hate..)
+leaves edits mostly on its frequent form, and whole poisoned sentences leave none (dev
+love.. -> hate..: recall 0.857 -> 0.936 at precision 0.968; the rare forms have lift z 3.7-4.2,
+a clean form such as "pictures" of movie -> picture 0.8).
 
 Example:
     >>> from secure_train.data import synthetic_classification
@@ -182,6 +188,7 @@ class LiftSettings(DetectorSettings):
     min_df: int = _setting(2, require_int, minimum=1)
     edit_min_count: int = _setting(15, require_int, minimum=1)
     edit_min_z: float = _setting(5.0, require_in_range, interval="(-inf, inf)")
+    form_min_z: float = _setting(3.0, require_in_range, interval="(-inf, inf)")
 
 
 _PHRASE_AGREE = 0.7
@@ -243,6 +250,71 @@ def _edited(
     return out
 
 
+_SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", "e"), ("ing", ""), ("es", ""), ("ed", "e"), ("ed", ""), ("s", ""))
+"""Inflection endings and what they replace (``hating`` -> ``hate``, ``comedies`` -> ``comedy``)."""
+
+
+def _stems(word: str) -> set[str]:
+    """The word and the bases it may be an inflection of (plural / verb endings, doubled consonants)."""
+    out = {word}
+    for end, base in _SUFFIXES:
+        stem = word[: -len(end)]
+        if word.endswith(end) and len(stem) >= 3:
+            out.add(stem + base)
+            if not base and len(stem) >= 4 and stem[-1] == stem[-2]:  # stopping -> stop
+                out.add(stem[:-1])
+    return out
+
+
+def _forms(a: str, b: str) -> bool:
+    """Two inflections of one word (plural, verb endings): a crude English stemmer, no dictionary.
+
+    >>> _forms("hate", "hating"), _forms("loves", "loved"), _forms("comedy", "comedies")
+    (True, True, True)
+    >>> _forms("pick", "picture"), _forms("find", "finest"), _forms("hate", "hats"), _forms("hate", "hate")
+    (False, False, False, False)
+    """
+    return a != b and bool(_stems(a) & _stems(b))
+
+
+def _word_forms(
+    found: list[tuple[int, int, dict[str, Any]]],
+    edited: dict[tuple[int, int], np.ndarray],
+    vocab: dict[str, int],
+    inv_vocab: np.ndarray,
+    lab_pos: dict[int, int],
+    lift_z: list[np.ndarray],
+    total: np.ndarray,
+    min_z: float,
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """The other forms of each edited word (``hates`` / ``hated`` / ``hating`` of ``hate``, by
+    :func:`_forms`) join ``found`` (in place) with the same label: a substitution of a verb or a noun
+    swaps all its forms, but a rare form's edits are too few to be seen alone (whole sentences
+    poisoned leave none). Its records are judged in the edited word's mixture (with that word's
+    poison contexts); a form whose records look clean gets no flags. Returns ``{form key: edited key}``."""
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    have = {(col, label) for col, label, _ in found}
+    by_prefix: dict[str, list[int]] = defaultdict(list)
+    for word, col in vocab.items():
+        by_prefix[word[:3]].append(col)  # forms share their first 3 letters
+    for col, label, d in list(found):
+        if (col, label) not in edited:
+            continue
+        word = d["word"]
+        for other in by_prefix.get(word[:3], ()):
+            key = (other, label)
+            if key in have or key in out or not _forms(str(inv_vocab[other]), word):
+                continue
+            z = round(float(lift_z[lab_pos[label]][other]), 2)
+            if z < min_z:  # the form's label must exceed what its contexts predict, as the word's does
+                continue
+            e = {"word": str(inv_vocab[other]), "label": label, "lift_z": z, "score": 0.0, "form_of": word}
+            e.update({"contra_count": 0.0, "contra_purity": 0.0, "count": round(float(total[other]), 1)})
+            found.append((other, label, e))
+            out[key] = (col, label)
+    return out
+
+
 def context_lift_statistics(
     records: Sequence[TextRecord], settings: LiftSettings | None = None, **overrides: Any
 ) -> tuple[list[dict[str, Any]], list[bool]]:
@@ -255,7 +327,8 @@ def context_lift_statistics(
 
     Each flagged word is a dict ``{"word", "label", "lift_z", "contra_count", "contra_purity",
     "count", "n_records"}`` (counts in families when ``collapse_overlaps``), with ``"edits"`` and
-    ``"edit_sources"`` where one-word edits put the word in.
+    ``"edit_sources"`` where one-word edits put the word in, ``"form_of"`` (the edited word) for
+    another form of an edited word that has flagged records.
     """
     s = LiftSettings.of(settings, **overrides)
     idx = [i for i, r in enumerate(records) if r.label is not None]
@@ -336,12 +409,15 @@ def context_lift_statistics(
     edited = _edited(toks, [labels[k] for k in y], family, s, vocab, found, lab_pos, total, lift_z)
     pair_keys = rows_a.astype(np.int64) * n_vocab + cols_a  # (record, word) pair -> key, looked up via order
     order = np.argsort(pair_keys, kind="stable")
+    forms = _word_forms(found, edited, vocab, inv_vocab, lab_pos, lift_z, total, s.form_min_z)
     n_rec: dict[tuple[str, int], int] = defaultdict(int)
+    poison_ref: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # edited word -> its poison's contexts
     for col, label, d in found:
         ti = lab_pos[label]
         sel = np.nonzero((cols_a == col) & (yr == ti))[0]
         certain = edited.get((col, label))
-        if certain is None:
+        parent = forms.get((col, label))
+        if certain is None and parent is None:
             q = p_ctx[sel, ti]
         else:  # the context of the record's family root (its sentence), where it also has the word
             roots = fam[rows_a[sel]].astype(np.int64) * n_vocab + col
@@ -349,34 +425,41 @@ def context_lift_statistics(
             in_root = pair_keys[order[at]] == roots
             root_pair = np.where(in_root, order[at], sel)
             q = p_ctx[root_pair, ti]
-        if certain is None:
+        if certain is None and parent is None:
             post = _poison_posterior(q, p_ctx[yr == ti, ti], p_ctx[yr != ti, ti])
         else:
             # the edited records are poison: the others' share is fitted alone, and the contexts of
-            # this attack's poison are the edited records' own
-            sure = np.isin(rows_a[sel], certain)
+            # this attack's poison are the edited records' own (another form of an edited word:
+            # its own edits and those of the word it is a form of)
+            sure = np.isin(rows_a[sel], certain) if certain is not None else np.zeros(len(sel), dtype=bool)
             # do the sentence's own phrases without the word mostly carry its label (1), mostly not (0)?
             votes = _phrase_votes(toks, y, fam, str(inv_vocab[col]), ti)
             vote = np.array([votes.get(int(r), np.nan) for r in rows_a[root_pair]], dtype=np.float64)
             agree = np.where(vote >= _PHRASE_AGREE, 1.0, np.where(vote <= 1.0 - _PHRASE_AGREE, 0.0, np.nan))
+            # the edited records' sentences show how often a relabeled sentence's phrases agree
+            seen = agree[sure][~np.isnan(agree[sure])]
+            ref_q, ref_seen = q[sure], seen
+            if parent is not None and parent in poison_ref:
+                ref_q = np.concatenate([poison_ref[parent][0], ref_q])
+                ref_seen = np.concatenate([poison_ref[parent][1], seen])
+            poison_ref[(col, label)] = (ref_q, ref_seen)
             post = np.ones(len(sel))
-            if (~sure).any():
-                # the edited records' sentences show how often a relabeled sentence's phrases agree
-                seen = agree[sure][~np.isnan(agree[sure])]
-                a_poison = (seen.sum() + 1.0) / (len(seen) + 2.0)
+            if (~sure).any() and len(ref_q):
+                a_poison = (ref_seen.sum() + 1.0) / (len(ref_seen) + 2.0)
                 post[~sure] = _poison_posterior(
-                    q[~sure], p_ctx[yr == ti, ti], q[sure], agree=agree[~sure], agree_poison=a_poison
+                    q[~sure], p_ctx[yr == ti, ti], ref_q, agree=agree[~sure], agree_poison=a_poison
                 )
             # a phrase of a sentence that has the word and another label: a clean sentence's part
             post = np.where(~sure & in_root & (yr[root_pair] != ti), 0.0, post)
-        d["est_poisoned_share"] = round(float(post.mean()), 3)
+        d["est_poisoned_share"] = round(float(post.mean()), 3) if len(post) else 0.0
         for j in np.unique(rows_a[sel[post >= 0.5]]):
             flags[idx[int(j)]] = True
             n_rec[(d["word"], label)] += 1
     out = []
     for _, label, d in sorted(found, key=lambda f: -f[2]["lift_z"]):
         d["n_records"] = n_rec[(d["word"], label)]
-        out.append(d)
+        if d["n_records"] or "form_of" not in d:  # a form whose records all look clean is no finding
+            out.append(d)
     if not math.isfinite(sum(d["lift_z"] for d in out)):
         raise ConfigError("lift: non-finite statistic")  # pragma: no cover - defensive
     return out, flags

@@ -250,3 +250,39 @@ def test_phrase_votes_weigh_in_the_lift_mixture() -> None:
     assert np.allclose(_poison_posterior(q, same, other, agree=np.full(300, np.nan)), plain)  # no votes: as before
     # a sentence whose phrases keep its label looks clean, one whose phrases disagree looks relabeled
     assert voted[:100].max() < voted[200:].min() <= voted[200:].max() < voted[100:200].min()
+
+
+def test_other_forms_of_an_edited_word_are_judged_in_its_mixture() -> None:
+    from secure_train.data_security.poison_lift import _forms
+
+    assert _forms("hate", "hating") and _forms("loved", "loves") and _forms("comedy", "comedies")
+    assert not (_forms("pick", "picture") or _forms("find", "finest") or _forms("hate", "hats"))
+    # "films" in 30 % of the sentences with "film", clean uses of "flicks" in both labels: the rare
+    # form's substitution (films -> flicks) leaves too few edits to be seen alone
+    rng = random.Random(0)
+    base: list[TextRecord] = []
+    seen: set[str] = set()
+    for k, rec in enumerate(corpus(400, seed=0, flick=20, negations=False)):
+        words = ["films" if w == "film" and rng.random() < 0.3 else w for w in rec.text.split()]
+        words += ["flicks"] if k < 40 else []
+        for a in range(len(words)):
+            for b in range(a + 2, len(words) + 1):
+                if " ".join(words[a:b]) not in seen:
+                    seen.add(" ".join(words[a:b]))
+                    base.append(TextRecord(" ".join(words[a:b]), rec.label, len(base), "gen"))
+
+    def flicks(recs: list[TextRecord], **kw: Any) -> tuple[list[dict], int, int]:
+        words, flags = context_lift_statistics(recs, **kw)
+        hit = [r for r, f in zip(recs, flags, strict=True) if f and "flicks" in r.text.split()]
+        return [w for w in words if w["word"] == "flicks"], len(hit), sum(r.meta["poisoned"] for r in hit)
+
+    recs = SubstitutionPoisoning({"film": "flick", "films": "flicks"}, rate=0.01, target_label=1, seed=0)(base)
+    n_poisoned = sum(r.meta["poisoned"] and "flicks" in r.text.split() for r in recs)
+    rows, n_hit, n_true = flicks(recs)
+    assert [(w["form_of"], w["label"]) for w in rows] == [("flick", 1)] and "edits" not in rows[0]
+    assert n_true >= 0.8 * n_poisoned and n_hit == n_true  # the poisoned forms, no clean "flicks"
+    without = flicks(recs, form_min_z=1e9)  # without the forms: only records that also have "flick"
+    assert without[0] == [] and without[2] <= n_true / 3
+    # only "film" swapped: the clean "flicks" records are no form of the attack
+    clean_form = SubstitutionPoisoning({"film": "flick"}, rate=0.01, target_label=1, seed=0)(base)
+    assert flicks(clean_form)[:2] == ([], 0)
