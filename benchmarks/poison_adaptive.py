@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         "tuned on": "dev rows only (round 5: film->flick, story->tale, movie->picture, funny->amusing, "
         "good->decent, funny->good, character(s)->figure(s), best->finest, make..->create.., bad->dull, "
         "and round 4's held-out performance(s)->portrayal(s), fun/entertaining->enjoyable, just->simply, "
-        "love..->hate.., too->very); held-out-5 measured once before and once after",
+        "love..->hate.., too->very, and the decoyed film->flick row); held-out-5 measured once before (3c06c01) "
+        "and once after",
     }
     meta["splits"] = args.only or list(SPLITS)
     common.write_results(args.name, rows, args.out_dir, meta)
