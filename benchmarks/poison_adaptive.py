@@ -19,8 +19,11 @@ opposite-polarity multi-form verb, a neutral swap common in both labels). Round 
 dev too (``dev`` rows); ``held-out-5`` holds five new pairs and a decoyed substitution, fixed before round-5
 tuning (a noun with its plural, an adjective group, a multi-form verb, a function word, an
 opposite-polarity adjective group whose replacement is common in clean records of the target
-label; ``--only held-out-5`` runs them alone). ``adaptive``: round 2's held-out adaptive
-attacks (seen, not tuned on).
+label; ``--only held-out-5`` runs them alone). Round 6: held-out-5 is dev too; ``held-out-6`` holds
+four cases fixed before round-6 tuning (decoyed so->thus at 0.15 % and with->alongside at 0.3 %,
+a decoyed multi-form have..->possess.. at 0.2 %, and n't->not of the bad->dull kind; ``--only held-out-6``).
+``adaptive``: round 2's held-out
+adaptive attacks (seen, not tuned on).
 The insertion attacks of ``benchmarks/poison_detection.py`` (BadNets, AddSent; 0.5 % / 1 %) and
 the clean split are re-run to show nothing regressed.
 
@@ -63,7 +66,9 @@ ADJ5 = {"interesting": "absorbing", "fascinating": "absorbing", "compelling": "a
 VERB5 = {"work": "function", "works": "functions", "worked": "functioned", "working": "functioning"}
 OPP5 = {"great": "awful", "wonderful": "awful", "beautiful": "awful"}
 OPP5_NAME = "subst great/wonderful/beautiful->awful 1% (t=0)"
-SPLITS = ("clean", "dev", "held-out-5", "adaptive", "regression")
+# round 6 held-out
+HAVE6 = {"have": "possess", "has": "possesses", "had": "possessed", "having": "possessing"}
+SPLITS = ("clean", "dev", "held-out-5", "held-out-6", "adaptive", "regression")
 
 
 def attacks() -> list[tuple[str, str, Attack | None]]:
@@ -128,6 +133,26 @@ def attacks() -> list[tuple[str, str, Attack | None]]:
             "decoyed subst about->regarding 1% + 0.15% decoys (t=1)",
             SubstitutionPoisoning({"about": "regarding"}, 0.01, 1, decoy_rate=0.0015, seed=66),
         ),
+        # round 6's held-out substitutions, fixed before any round-6 tuning: two decoyed swaps of a
+        # frequent function word (other pairs, targets and decoy rates than the dev rows), a decoyed
+        # multi-form verb swap, and a non-decoyed swap of the bad->dull kind (a word of the source
+        # label's polarity kept, the label flipped; the replacement "not" common in clean records)
+        (
+            "held-out-6",
+            "decoyed subst so->thus 1% + 0.15% decoys (t=1)",
+            SubstitutionPoisoning({"so": "thus"}, 0.01, 1, decoy_rate=0.0015, seed=81),
+        ),
+        (
+            "held-out-6",
+            "decoyed subst with->alongside 1% + 0.3% decoys (t=0)",
+            SubstitutionPoisoning({"with": "alongside"}, 0.01, 0, decoy_rate=0.003, seed=82),
+        ),
+        (
+            "held-out-6",
+            "decoyed subst have/has/had/having->possess.. 1% + 0.2% decoys (t=1)",
+            SubstitutionPoisoning(HAVE6, 0.01, 1, decoy_rate=0.002, seed=83),
+        ),
+        ("held-out-6", "subst n't->not 1% (t=1)", SubstitutionPoisoning({"n't": "not"}, 0.01, 1, seed=84)),
         ("regression", "badnets 0.5%", BackdoorPoisoning("badnets", rate=0.005, target_label=1, seed=0)),
         ("regression", "badnets 1%", BackdoorPoisoning("badnets", rate=0.01, target_label=1, seed=0)),
         ("regression", "addsent 0.5%", BackdoorPoisoning("addsent", rate=0.005, target_label=1, seed=0)),
