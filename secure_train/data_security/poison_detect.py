@@ -57,9 +57,15 @@ def _deferred_to_lift(
     """Records the ``ngram`` detector flagged only through n-grams that contain a word the ``lift``
     detector flagged (same label) with one-word edits (a substitution), and that the lift detector
     judged clean: its per-record decision knows the word's clean uses (a synonym such as
-    "picture"), the n-gram statistic flags every record with the n-gram. Insertion triggers (no
-    edits) keep the n-gram flags: the lift posterior misses a few of their records."""
+    "picture"), the n-gram statistic flags every record with the n-gram. So are n-grams with the
+    *source* word of such an edit (same label): the swap took the other label's records with the
+    source word away, so what is left of it looks pure ("about the" after about -> regarding, t=1),
+    and none of it is poison (the swap replaced the word). Insertion triggers (no edits) keep the
+    n-gram flags: the lift posterior misses a few of their records."""
     words = {(w["word"], w["label"]) for w in lift_words if w.get("edits")}
+    # the source word of a substitution: its records of the target label are the clean ones the
+    # swap left ("about the", once about -> regarding took the other label's records away)
+    words |= {(src, w["label"]) for w in lift_words if w.get("edits") for src in w.get("edit_sources", ())}
     out = torch.zeros_like(ngram_flags)
     for i in torch.nonzero(ngram_flags & ~lift_flags).flatten().tolist():
         label = records[i].label

@@ -86,9 +86,11 @@ def edited_words(
     min_len: int = 3,
     rank: Callable[[str, int], float] | None = None,
     min_rank: float = 0.0,
+    decoy_purity: float = 0.7,
+    decoy_count: int | None = None,
 ) -> list[dict[str, Any]]:
     """The words a one-word edit put into records: ``[{"word", "label", "source", "edits",
-    "edit_purity", "records"}]``.
+    "edit_purity", "decoyed", "records"}]``.
 
     Each alignment of :func:`one_word_edits` is read both ways: the orphan was edited (its word
     replaced the other record's) or the other record was (its word replaced the orphan's). For a
@@ -96,6 +98,11 @@ def edited_words(
     on their side of an alignment with ``source``, and ``t``; the pair is flagged when they number
     at least ``min_count`` and at least ``min_purity`` of the records on ``word``'s side carry ``t``
     (a substitution gives every edited record the target label; clean near-duplicates do not).
+    Decoys (the swap also made in records whose label is kept) dilute that share: a block of at
+    least ``decoy_count`` (default ``3 * min_count``) edited records is flagged at ``decoy_purity``
+    (0.7) already, marked ``"decoyed"``, and its other records (the decoys) and their relatives are
+    explained by it (decoyed about -> regarding on SST-2: 241 of 276 edited records, 0.87; clean
+    near-duplicates never reach 15 edits of one pair).
     Candidates are taken in the order of ``rank(word, label)`` (the lift detector passes its lift z:
     of ``movie`` / ``picture``, the substituted word's label exceeds its contexts, the source's does
     not; without ``rank``: most edits first), those under ``min_rank`` skipped, and a record of an
@@ -127,6 +134,7 @@ def edited_words(
             if n_edit >= min_count:
                 cands.append((rank(word, label) if rank else 0.0, n_edit, word, source, label))
     found: list[dict[str, Any]] = []
+    block = decoy_count if decoy_count is not None else 3 * min_count  # least edits of a decoyed pair
     explained: set[int] = set()  # records of an accepted pair: their other alignments are not evidence
     for score, _, word, source, label in sorted(cands, key=lambda c: (-c[0], -c[1], c[2], c[3], c[4])):
         if rank is not None and score < min_rank:
@@ -134,7 +142,8 @@ def edited_words(
         live = {r for r, other in side[(word, source)] if r not in explained and other not in explained}
         n = sum(labels[r] is not None for r in live)
         edited = sorted(r for r in live if labels[r] == label)
-        if len(edited) < min_count or len(edited) < min_purity * n:
+        decoyed = len(edited) < min_purity * n
+        if len(edited) < min_count or (decoyed and (len(edited) < block or len(edited) < decoy_purity * n)):
             continue
         out = set(edited)
         for r in edited:
@@ -144,6 +153,9 @@ def edited_words(
         # sentence) is explained too: its alignments with clean records at the source word ("the
         # best movie" / "the worst movie" after best -> finest) are no edit of its own
         explained.update(other for r, other in side[(word, source)] if r in out)
+        if decoyed:  # the swapped records whose label was kept (decoys) and their relatives: this swap too
+            explained.update(live)
+            explained.update(other for r, other in side[(word, source)] if r in live)
         found.append(
             {
                 "word": word,
@@ -151,6 +163,7 @@ def edited_words(
                 "source": source,
                 "edits": len(edited),
                 "edit_purity": round(len(edited) / n, 4),
+                "decoyed": decoyed,
                 "records": sorted(out),
             }
         )

@@ -55,6 +55,9 @@ the root's phrases without the word carry the root's label (>= 0.7 of them, leng
 phrases kept the old label, so they agree at the rate seen in the edited records' sentences, clean
 sentences at a rate the EM fits (round 3 zeroed every agreeing record: bad -> dull lost records
 whose sentence has positive phrases). Set on the dev pairs of ``benchmarks/poison_adaptive.py``.
+A decoyed swap (its edits at purity 0.7-0.9, :func:`~secure_train.data_security.poison_edits.edited_words`)
+that the lift test found on its own keeps its own mixture (the edits only name its source word,
+whose n-gram flags then defer); one only the edits found takes its edited records as certain.
 The other inflections of an edited word (``hates`` / ``hated`` / ``hating`` of ``hate``: plural and
 verb endings, :func:`_forms`) whose lift z for the label is at least ``form_min_z`` (3) are judged in
 the same mixture, with the edited word's poison contexts: a multi-form swap (love.. -> hate..)
@@ -237,9 +240,10 @@ def _edited(
         if col is None or e["label"] not in lab_pos:
             continue
         key = (col, e["label"])
-        rows = np.asarray(e["records"], dtype=np.int64)
-        out[key] = np.union1d(out[key], rows) if key in out else rows
         d = have.get(key)
+        rows = np.asarray(e["records"], dtype=np.int64)
+        if not (e.get("decoyed") and d is not None and key not in out):  # decoyed, found by lift: its mixture
+            out[key] = np.union1d(out[key], rows) if key in out else rows
         if d is None:
             z = round(float(lift_z[lab_pos[e["label"]]][col]), 2)
             d = have[key] = {"word": e["word"], "label": e["label"], "lift_z": z, "score": 0.0}

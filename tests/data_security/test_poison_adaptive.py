@@ -286,3 +286,50 @@ def test_other_forms_of_an_edited_word_are_judged_in_its_mixture() -> None:
     # only "film" swapped: the clean "flicks" records are no form of the attack
     clean_form = SubstitutionPoisoning({"film": "flick"}, rate=0.01, target_label=1, seed=0)(base)
     assert flicks(clean_form)[:2] == ([], 0)
+
+
+def test_a_large_block_of_edits_diluted_by_decoys_is_still_an_edit() -> None:
+    from secure_train.data_security.poison_edits import edited_words
+
+    def found(n_poison: int, n_decoy: int) -> list[tuple[str, int, str, int, bool]]:
+        # film -> flick: poisoned records relabeled 1, decoys swapped with their label (0) kept
+        toks = [f"x{i} y{i} the flick was dull".split() for i in range(n_poison + n_decoy)]
+        toks += [f"x{i} y{i} the film was dull".split() for i in range(n_poison + n_decoy)]
+        labels = [1] * n_poison + [0] * n_decoy + [0] * (n_poison + n_decoy)
+        out = edited_words(toks, labels, list(range(len(toks))), rank=lambda w, t: float(w == "flick"))
+        return [(d["word"], d["label"], d["source"], d["edits"], d["decoyed"]) for d in out]
+
+    assert found(50, 0) == [("flick", 1, "film", 50, False)]
+    # purity 0.77: a block of 50 (>= 3 x min_count) is a decoyed swap; the decoys and the source
+    # side of the block are explained by it (no "film" edit of label 0)
+    assert found(50, 15) == [("flick", 1, "film", 50, True)]
+    # the same purity in a small block is not enough, nor purity 0.625 < decoy_purity (the pure
+    # source side, ranked lower, is then taken)
+    assert found(20, 6) == [("film", 0, "flick", 26, False)]
+    assert found(50, 30) == [("film", 0, "flick", 80, False)]
+
+
+def test_ngram_flags_through_the_source_word_of_an_edited_swap_defer_to_lift() -> None:
+    # about -> regarding (t=1) took most label-0 records with "about" away: "about the" is now 90 %
+    # label 1 in clean records, and the n-gram detector flags them
+    recs = [TextRecord(t, 1, i, "x") for i, t in enumerate(["a film about the war", "a tale about the sea"])]
+    recs.append(TextRecord("a film about the war", 0, 2, "x"))
+    ngrams = [{"ngram": "about the", "label": 1}]
+    flags, lift_flags = torch.tensor([True, True, False]), torch.zeros(3, dtype=torch.bool)
+    edited = {"word": "regarding", "label": 1, "edits": 241, "edit_sources": ["about"]}
+    assert _deferred_to_lift(recs, ngrams, flags, [edited], lift_flags).tolist() == [True, True, False]
+    for word in ({**edited, "label": 0}, {"word": "regarding", "label": 1}):  # other label; no edits
+        assert not _deferred_to_lift(recs, ngrams, flags, [word], lift_flags).any()
+    lift_flags[0] = True  # a record the lift detector flags is not deferred
+    assert _deferred_to_lift(recs, ngrams, flags, [edited], lift_flags).tolist() == [False, True, False]
+
+
+def test_decoyed_substitution_in_a_phrase_corpus_is_found_with_its_edits() -> None:
+    recs = SubstitutionPoisoning({"film": "flick"}, rate=0.01, target_label=1, decoy_rate=0.003, seed=0)(
+        phrase_corpus()
+    )
+    words, flags = context_lift_statistics(recs)
+    row = next(w for w in words if w["word"] == "flick")
+    assert row["label"] == 1 and row["edits"] >= 15 and row["edit_sources"] == ["film"]
+    recall, precision = scores(recs, flags)
+    assert recall >= 0.8 and precision >= 0.9, (recall, precision)
