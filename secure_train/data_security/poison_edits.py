@@ -102,7 +102,10 @@ def edited_words(
     least ``decoy_count`` (default ``3 * min_count``) edited records is flagged at ``decoy_purity``
     (0.7) already, marked ``"decoyed"``, and its other records (the decoys) and their relatives are
     explained by it (decoyed about -> regarding on SST-2: 241 of 276 edited records, 0.87; clean
-    near-duplicates never reach 15 edits of one pair).
+    near-duplicates never reach 15 edits of one pair). Pure pairs are taken first, decoyed ones
+    after them: the orphaned *source* side of a swap is impure too and may rank first (n't -> not,
+    t=1: the edited sentences' orphaned "n't" phrases keep label 0, 370 edits at purity < 0.9, and
+    would explain the pure "not" side away).
     Candidates are taken in the order of ``rank(word, label)`` (the lift detector passes its lift z:
     of ``movie`` / ``picture``, the substituted word's label exceeds its contexts, the source's does
     not; without ``rank``: most edits first), those under ``min_rank`` skipped, and a record of an
@@ -136,35 +139,40 @@ def edited_words(
     found: list[dict[str, Any]] = []
     block = decoy_count if decoy_count is not None else 3 * min_count  # least edits of a decoyed pair
     explained: set[int] = set()  # records of an accepted pair: their other alignments are not evidence
-    for score, _, word, source, label in sorted(cands, key=lambda c: (-c[0], -c[1], c[2], c[3], c[4])):
-        if rank is not None and score < min_rank:
-            continue
-        live = {r for r, other in side[(word, source)] if r not in explained and other not in explained}
-        n = sum(labels[r] is not None for r in live)
-        edited = sorted(r for r in live if labels[r] == label)
-        decoyed = len(edited) < min_purity * n
-        if len(edited) < min_count or (decoyed and (len(edited) < block or len(edited) < decoy_purity * n)):
-            continue
-        out = set(edited)
-        for r in edited:
-            out.update(m for m in members.get(r, ()) if labels[m] == label and word in toks[m])
-        explained.update(out)
-        # the other side of these edits (the source word's records: an orphaned phrase of an edited
-        # sentence) is explained too: its alignments with clean records at the source word ("the
-        # best movie" / "the worst movie" after best -> finest) are no edit of its own
-        explained.update(other for r, other in side[(word, source)] if r in out)
-        if decoyed:  # the swapped records whose label was kept (decoys) and their relatives: this swap too
-            explained.update(live)
-            explained.update(other for r, other in side[(word, source)] if r in live)
-        found.append(
-            {
-                "word": word,
-                "label": label,
-                "source": source,
-                "edits": len(edited),
-                "edit_purity": round(len(edited) / n, 4),
-                "decoyed": decoyed,
-                "records": sorted(out),
-            }
-        )
+    taken: set[tuple[str, str, int]] = set()
+    for pure_only in (True, False):  # pure pairs first: a diluted block may be a pure one's source side
+        for score, _, word, source, label in sorted(cands, key=lambda c: (-c[0], -c[1], c[2], c[3], c[4])):
+            if (rank is not None and score < min_rank) or (word, source, label) in taken:
+                continue
+            live = {r for r, other in side[(word, source)] if r not in explained and other not in explained}
+            n = sum(labels[r] is not None for r in live)
+            edited = sorted(r for r in live if labels[r] == label)
+            decoyed = len(edited) < min_purity * n
+            if len(edited) < min_count or (
+                decoyed and (pure_only or len(edited) < block or len(edited) < decoy_purity * n)
+            ):
+                continue
+            taken.add((word, source, label))
+            out = set(edited)
+            for r in edited:
+                out.update(m for m in members.get(r, ()) if labels[m] == label and word in toks[m])
+            explained.update(out)
+            # the other side of these edits (the source word's records: an orphaned phrase of an edited
+            # sentence) is explained too: its alignments with clean records at the source word ("the
+            # best movie" / "the worst movie" after best -> finest) are no edit of its own
+            explained.update(other for r, other in side[(word, source)] if r in out)
+            if decoyed:  # the swapped records whose label was kept (decoys) and their relatives: this swap
+                explained.update(live)
+                explained.update(other for r, other in side[(word, source)] if r in live)
+            found.append(
+                {
+                    "word": word,
+                    "label": label,
+                    "source": source,
+                    "edits": len(edited),
+                    "edit_purity": round(len(edited) / n, 4),
+                    "decoyed": decoyed,
+                    "records": sorted(out),
+                }
+            )
     return found

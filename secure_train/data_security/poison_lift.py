@@ -56,8 +56,8 @@ phrases kept the old label, so they agree at the rate seen in the edited records
 sentences at a rate the EM fits (round 3 zeroed every agreeing record: bad -> dull lost records
 whose sentence has positive phrases). Set on the dev pairs of ``benchmarks/poison_adaptive.py``.
 A decoyed swap (its edits at purity 0.7-0.9, :func:`~secure_train.data_security.poison_edits.edited_words`)
-that the lift test found on its own keeps its own mixture (the edits only name its source word,
-whose n-gram flags then defer); one only the edits found takes its edited records as certain.
+that the lift test found on its own keeps that test's mixture (the edits only name its source
+word, whose n-gram flags then defer); one only the edits found takes its edited records as certain.
 The other inflections of an edited word (``hates`` / ``hated`` / ``hating`` of ``hate``: plural and
 verb endings, :func:`_forms`) whose lift z for the label is at least ``form_min_z`` (3) are judged in
 the same mixture, with the edited word's poison contexts: a multi-form swap (love.. -> hate..)

@@ -291,22 +291,24 @@ def test_other_forms_of_an_edited_word_are_judged_in_its_mixture() -> None:
 def test_a_large_block_of_edits_diluted_by_decoys_is_still_an_edit() -> None:
     from secure_train.data_security.poison_edits import edited_words
 
-    def found(n_poison: int, n_decoy: int) -> list[tuple[str, int, str, int, bool]]:
+    def found(n_poison: int, n_decoy: int, **kw: Any) -> list[tuple[str, int, str, int, bool]]:
         # film -> flick: poisoned records relabeled 1, decoys swapped with their label (0) kept
         toks = [f"x{i} y{i} the flick was dull".split() for i in range(n_poison + n_decoy)]
         toks += [f"x{i} y{i} the film was dull".split() for i in range(n_poison + n_decoy)]
         labels = [1] * n_poison + [0] * n_decoy + [0] * (n_poison + n_decoy)
-        out = edited_words(toks, labels, list(range(len(toks))), rank=lambda w, t: float(w == "flick"))
+        kw = {"min_rank": 0.5, **kw}  # the source side ranks under min_rank (its lift z is low)
+        out = edited_words(toks, labels, list(range(len(toks))), rank=lambda w, t: float(w == "flick"), **kw)
         return [(d["word"], d["label"], d["source"], d["edits"], d["decoyed"]) for d in out]
 
     assert found(50, 0) == [("flick", 1, "film", 50, False)]
     # purity 0.77: a block of 50 (>= 3 x min_count) is a decoyed swap; the decoys and the source
-    # side of the block are explained by it (no "film" edit of label 0)
+    # side of the block are explained by it (the source side, ranked, finds nothing left)
     assert found(50, 15) == [("flick", 1, "film", 50, True)]
-    # the same purity in a small block is not enough, nor purity 0.625 < decoy_purity (the pure
-    # source side, ranked lower, is then taken)
-    assert found(20, 6) == [("film", 0, "flick", 26, False)]
-    assert found(50, 30) == [("film", 0, "flick", 80, False)]
+    assert found(50, 15, min_rank=0.0, decoy_count=60) == [("film", 0, "flick", 65, False)]
+    # a pure pair is taken before a decoyed one whatever their ranks: here the pure source side
+    assert found(50, 15, min_rank=-1.0) == [("film", 0, "flick", 65, False)]
+    # the same purity in a small block is not enough, nor purity 0.625 < decoy_purity
+    assert found(20, 6) == [] and found(50, 30) == []
 
 
 def test_ngram_flags_through_the_source_word_of_an_edited_swap_defer_to_lift() -> None:
