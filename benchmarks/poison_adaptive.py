@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> None:
         "good->decent, funny->good, character(s)->figure(s), best->finest, make..->create.., bad->dull, "
         "and round 4's held-out performance(s)->portrayal(s), fun/entertaining->enjoyable, just->simply, "
         "love..->hate.., too->very, and the decoyed film->flick row); held-out-5 measured once before (3c06c01) "
-        "and once after",
+        "and once after. Round 6: the dev rows and round 5's held-out-5 (decoyed about->regarding); held-out-6 "
+        "measured before (b726981), once after the first round-6 change (f98908f: n't->not fell to 0 recall), "
+        "then n't->not was looked at and fixed (ae0d0ae), so it is no longer held-out",
     }
     meta["splits"] = args.only or list(SPLITS)
     common.write_results(args.name, rows, args.out_dir, meta)
