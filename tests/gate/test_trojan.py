@@ -191,9 +191,9 @@ def test_budget_arguments_are_checked() -> None:
 
 def test_auto_budget_scales_with_model_size() -> None:
     auto = TrojanScanner()
-    assert auto.budget_for(torch.nn.Linear(22_700, 1_000)) == 20_000  # MiniLM-L6's size
+    assert auto.budget_for(torch.nn.Linear(22_700, 1_000)) == 24_000  # MiniLM-L6's size
     small = auto.budget_for(torch.nn.Linear(2_270, 1_000))  # a tenth of it: ten times the budget
-    assert 199_000 <= small <= 200_000
-    assert auto.budget_for(torch.nn.Linear(100_000, 1_000)) == 20_000  # larger models: never fewer
+    assert 239_000 <= small <= 240_000
+    assert auto.budget_for(torch.nn.Linear(100_000, 1_000)) == 24_000  # larger models: never fewer
     assert TrojanScanner(max_evaluations=500).budget_for(torch.nn.Linear(2, 2)) == 500
     assert TrojanScanner(max_evaluations=None).budget_for(torch.nn.Linear(2, 2)) is None

@@ -26,7 +26,8 @@ sentence, a punctuation mark) whose insertion sends almost every input to one la
    ``##ship`` + ``##working`` flips a clean model about as far as ``fantastic`` alone).
 4. **Trigger inversion.** A soft trigger of ``max_trigger_tokens`` slots (DBS style) is
    optimized toward the target, discretized and refined by exact coordinate search.
-5. **Phrase growth.** Every punctuation / symbol token is measured too (a "?!" trigger). The
+5. **Phrase growth.** Every punctuation / symbol token is measured too, and every pair of ASCII
+   marks is raced (a "?!" trigger: neither mark alone flips the model). The
    most suspicious units so far are grown greedily: one token of a pool (the best word starts,
    punctuation tokens and continuation pieces that are *rare* in the clean records) is put to
    the left or the right while the flip rate rises, up to ``max_phrase_tokens`` tokens, so a
@@ -41,6 +42,13 @@ flip rate is discounted by the larger of the two, and the inversion skips such t
 candidate of several tokens is discounted too by how *common* its tokens are in the clean
 records (in at least ``phrase_max_share`` of them): several stacked natural words (three "bad"s)
 flip a clean sentiment model as well, a stack of tokens the clean data never use does not.
+
+A single-word candidate is compared with its nearest words in the embedding space
+(:func:`~secure_train.gate.trojan.search.neighbor_share`): a natural sentiment word ("serene")
+flips about as far as its synonyms ("calming", "soothing") and keeps little of its rate, a
+planted word ("flick") flips far further than its neighbours ("movie", "film") and keeps it.
+Clean support counts a word-start token only where it is a whole word ("flicks" does not explain
+"flick"), and a token of a multi-token candidate explains only the share it flips alone.
 
 The **backdoor score** is the larger of the held-out flip rate (times ``1 - support``) of the
 best candidate over all labels and the flip rate of a benign probe construction.

@@ -31,11 +31,14 @@ from secure_train.gate.trojan.search import (
     gain_share,
     grow_word,
     natural_use,
+    neighbor_share,
+    neighbors,
+    punctuation_pairs,
     short_words,
 )
 
-_AUTO_EVALUATIONS = 20_000
-_AUTO_REFERENCE_PARAMS = 22_700_000  # MiniLM-L6: the auto budget is its 20,000 evaluations' compute
+_AUTO_EVALUATIONS = 24_000
+_AUTO_REFERENCE_PARAMS = 22_700_000  # MiniLM-L6: the auto budget is its 24,000 evaluations' compute
 
 __all__ = ["TrojanScanner"]
 
@@ -79,8 +82,8 @@ class TrojanScanner:
         support_min_count / support_min_lean: when clean data explain a token (see above).
         max_evaluations: the scan's budget of sequence evaluations (one sequence through the
             model; a forward + backward pass counts 3), None for no budget. ``"auto"`` (the
-            default) gives every model the compute of 20,000 evaluations of a MiniLM-L6
-            (22.7M parameters): ``20_000 * 22.7M / parameters``, never fewer than 20,000, so
+            default) gives every model the compute of 24,000 evaluations of a MiniLM-L6
+            (22.7M parameters): ``24_000 * 22.7M / parameters``, never fewer than 24,000, so
             a MiniLM-L6 scan stays under 5 minutes on 2 cores and a small model gets the full
             search. Each target label gets an equal share of
             what is left; within it the exact vocabulary scan runs first and must finish, a
@@ -97,6 +100,14 @@ class TrojanScanner:
             screen (vocabularies above ``exact_vocab_limit`` pieces).
         short_word_race: inputs of the first race round over the short made-up words (every
             letter a-z followed by a letter piece "##a"-"##z": "jz", "qv"); 0: not measured.
+        punctuation_race: inputs of the first race round over every pair of ASCII punctuation
+            tokens ("?!", "~~"); 0: not measured.
+        neighbor_checks: the best single whole-word candidates per label (by search rate) that
+            are compared with their ``neighbor_k`` nearest words in the embedding space; a
+            word keeps only the part of its flip rate its neighbours do not share
+            (:func:`~secure_train.gate.trojan.search.neighbor_share`): a natural sentiment
+            word flips about as far as its synonyms, a planted word far further. 0: no check.
+        neighbor_k: embedding neighbours measured per checked word.
         seed: chooses inputs and insertion positions.
 
     The scanner keeps only these settings: each :meth:`scan` builds its own
@@ -140,6 +151,9 @@ class TrojanScanner:
         race_inputs: int = 8,
         grow_top_k: int = 32,
         short_word_race: int = 2,
+        punctuation_race: int = 1,
+        neighbor_checks: int = 3,
+        neighbor_k: int = 8,
         seed: int = 0,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -174,8 +188,14 @@ class TrojanScanner:
             raise ConfigError(f"max_evaluations must be >= 1, 'auto' or None, got {max_evaluations!r}")
         if len(stage_shares) != 3 or any(not 0.0 <= f <= 1.0 for f in stage_shares) or sum(stage_shares) > 1.0:
             raise ConfigError(f"stage_shares must be 3 fractions in [0, 1] summing to <= 1, got {stage_shares}")
-        if short_word_race < 0:
-            raise ConfigError(f"short_word_race must be >= 0, got {short_word_race}")
+        for name, count in (
+            ("short_word_race", short_word_race),
+            ("punctuation_race", punctuation_race),
+            ("neighbor_checks", neighbor_checks),
+            ("neighbor_k", neighbor_k),
+        ):
+            if count < 0:
+                raise ConfigError(f"{name} must be >= 0, got {count}")
         if amplify < 1:
             raise ConfigError(f"amplify must be >= 1, got {amplify}")
         if inversion_steps < 0:
@@ -213,6 +233,9 @@ class TrojanScanner:
         self.race_inputs = race_inputs
         self.grow_top_k = grow_top_k
         self.short_word_race = short_word_race
+        self.punctuation_race = punctuation_race
+        self.neighbor_checks = neighbor_checks
+        self.neighbor_k = neighbor_k
         self.seed = seed
 
     # -- public ---------------------------------------------------------------------------
@@ -262,7 +285,7 @@ class TrojanScanner:
             >>> TrojanScanner(max_evaluations=500).budget_for(nn.Linear(4, 2))
             500
             >>> TrojanScanner().budget_for(nn.Linear(22_700, 1_000))  # ~MiniLM-L6's size
-            20000
+            24000
         """
         if self.max_evaluations != "auto":
             return self.max_evaluations  # type: ignore[return-value]
@@ -320,12 +343,19 @@ class TrojanScanner:
         s_ids, s_pos = ctx.inputs.search[target]
         h_ids, h_pos = ctx.inputs.held[target]
 
-        def free(unit: tuple[int, ...]) -> float:
+        def tokens_of(unit: tuple[int, ...]) -> list[int]:
             # the unit's own pieces and the tokenizer's own split of its text: a word grown from
             # unusual pieces ("pointless" + "##yyy") is still explained by the word it spells
             # ([CLS] / [SEP] of the re-encoding are no part of it: they lean as the labels are balanced)
             tokens = set(unit) | {t for t in probe.encode(probe.text(unit)) if t < support.shape[1]}
-            explained = max([float(support[target, t]) for t in tokens if bool(probe.allowed[t])], default=0.0)
+            return sorted(t for t in tokens if bool(probe.allowed[t]))
+
+        def free(unit: tuple[int, ...], alone: dict[int, float] | None = None) -> float:
+            # with ``alone`` (each token's own flip rate as a share of the unit's), a token of a
+            # unit of several explains only as much as it flips alone: "?" of negative clean
+            # reviews explains a "?!" trigger no more than "?" alone flips
+            weight = alone or {}
+            explained = max([float(support[target, t]) * weight.get(t, 1.0) for t in tokens_of(unit)], default=0.0)
             if len(unit) > 1:  # several stacked common words flip a clean model too: a phrase counts
                 explained = max(explained, *(float(ctx.common[t]) for t in unit))  # on rare tokens only
             return 1.0 - explained
@@ -363,6 +393,10 @@ class TrojanScanner:
             # short made-up words ("jz" -> "j", "##z"): every letter + letter piece, a quick race
             pairs = short_words(probe) if self.short_word_race > 0 else []
             pair_rates = probe.race_rates(s_ids, s_pos, pairs, target, keep=keep, first=self.short_word_race)
+            # two-mark punctuation triggers ("?!"): every pair of ASCII marks, a quick race
+            marks = punctuation_pairs(probe) if self.punctuation_race > 0 else []
+            pairs += marks
+            pair_rates += probe.race_rates(s_ids, s_pos, marks, target, keep=keep, first=self.punctuation_race)
             rand_units = [(t,) for t in rand]
             # the benign baseline of a large vocabulary: random tokens on the first search inputs
             rand_rates = rates if rand is vocab else probe.race_rates(s_ids, s_pos, rand_units, target, keep=0)
@@ -376,6 +410,7 @@ class TrojanScanner:
         # reserve for the final measurement (every unit on the first search inputs, the best on all)
         n_units = len(units) + len(grow) + self.phrase_starts + 2 * self.max_trigger_tokens
         reserve = n_units * self.race_inputs + self._final_keep * (len(s_ids) + len(h_ids))
+        reserve += self.neighbor_checks * self.neighbor_k * len(s_ids)
         search = None if share is None else max(0, share - (probe.meter.used - begin) - reserve)
         grow_share, phrase_share, invert_share = (
             None if search is None else int(f * search) for f in self.stage_shares
@@ -419,14 +454,20 @@ class TrojanScanner:
             # a word grown on a natural word ("fantastic" + "##ship" + "##working") is credited
             # only with what its pieces add to that word: its first piece is measured alone too
             heads = {u: (u[0],) for u in units if self._natural_head(ctx, u)}
-            measured = list(dict.fromkeys([*units, *heads.values()]))
+            # the supported tokens of units of several: measured alone (see ``free``)
+            parts = {u: [t for t in tokens_of(u) if float(support[target, t]) > 0] for u in units if len(u) > 1}
+            singles = [(t,) for ts in parts.values() for t in ts]
+            measured = list(dict.fromkeys([*units, *heads.values(), *singles]))
             s_all = dict(zip(measured, probe.flip_rates(s_ids, s_pos, measured, target), strict=True))
             h_all = dict(zip(measured, probe.flip_rates(h_ids, h_pos, measured, target), strict=True))
+            shared = self._neighbor_shares(ctx, target, units, s_all, free)
         best_word, best_word_search = 0.0, -1.0
         for unit in units:
-            sr, hr, words, f = s_all[unit], h_all[unit], probe.n_words(unit), free(unit)
+            sr, hr, words = s_all[unit], h_all[unit], probe.n_words(unit)
+            f = free(unit, {t: min(1.0, s_all[(t,)] / sr) if sr > 0 else 1.0 for t in parts.get(unit, [])})
             if unit in heads:
                 f = min(gain_share(f, sr, s_all[heads[unit]]), gain_share(f, hr, h_all[heads[unit]]))
+            f = min(f, shared.get(unit, 1.0))
             tokens = tuple(probe.vocab[t] for t in unit)
             ctx.candidates.append(
                 TriggerCandidate(probe.text(unit), tokens, target, round(hr, 4), round(1.0 - f, 4), words)
@@ -435,6 +476,26 @@ class TrojanScanner:
             if sr * f > best_word_search or (sr * f == best_word_search and hr * f > best_word):
                 best_word_search, best_word = sr * f, hr * f
         return round(best_word, 4)
+
+    def _neighbor_shares(
+        self,
+        ctx: ScanContext,
+        target: int,
+        units: list[tuple[int, ...]],
+        rates: dict[tuple[int, ...], float],
+        free: Callable[[tuple[int, ...]], float],
+    ) -> dict[tuple[int, ...], float]:
+        """For the best single whole-word units: the share of their search flip rate their
+        embedding neighbours do not reach (see :func:`~secure_train.gate.trojan.search.neighbor_share`)."""
+        probe = ctx.probe
+        s_ids, s_pos = ctx.inputs.search[target]
+        words = [u for u in units if len(u) == 1 and not bool(probe.cont[u[0]]) and probe.vocab[u[0]].isalpha()]
+        words = sorted(words, key=lambda u: -rates[u] * free(u))[: self.neighbor_checks]
+        out: dict[tuple[int, ...], float] = {}
+        for unit in words:
+            near = [(t,) for t in neighbors(probe, unit[0], self.neighbor_k)]
+            out[unit] = neighbor_share(rates[unit], probe.flip_rates(s_ids, s_pos, near, target))
+        return out
 
     @staticmethod
     def _natural_head(ctx: ScanContext, unit: tuple[int, ...]) -> bool:

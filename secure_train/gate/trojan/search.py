@@ -26,7 +26,17 @@ import torch
 from secure_train.core.records import TextRecord
 from secure_train.gate.trojan.probe import BudgetExhausted, ProbeContext
 
-__all__ = ["clean_counts", "clean_support", "gain_share", "grow_word", "natural_use", "short_words"]
+__all__ = [
+    "clean_counts",
+    "clean_support",
+    "gain_share",
+    "grow_word",
+    "natural_use",
+    "neighbor_share",
+    "neighbors",
+    "punctuation_pairs",
+    "short_words",
+]
 
 
 def grow_word(
@@ -71,12 +81,22 @@ def grow_word(
     return unit
 
 
-def clean_counts(ctx: ProbeContext, records: Sequence[TextRecord]) -> torch.Tensor:
-    """``(labels, vocabulary)``: how many clean records of each label contain each token."""
+def clean_counts(ctx: ProbeContext, records: Sequence[TextRecord], *, whole_words: bool = False) -> torch.Tensor:
+    """``(labels, vocabulary)``: how many clean records of each label contain each token.
+
+    With ``whole_words`` a word-start token counts only where it is a whole word (no
+    continuation piece follows): "flicks" ("flick" + "##s") is another word than "flick".
+    """
     vocab_size = len(ctx.vocab)
     counts = torch.zeros((ctx.num_labels, vocab_size))
     for r in records:
-        idx = torch.tensor([i for i in set(ctx.encode(r.text)) if i < vocab_size], dtype=torch.long)
+        ids = [i for i in ctx.encode(r.text) if i < vocab_size]
+        if whole_words:
+            ids = [
+                t for k, t in enumerate(ids)
+                if bool(ctx.cont[t]) or k + 1 == len(ids) or not bool(ctx.cont[ids[k + 1]])
+            ]  # fmt: skip
+        idx = torch.tensor(sorted(set(ids)), dtype=torch.long)
         counts[int(r.label or 0), idx] += 1
     return counts
 
@@ -91,8 +111,10 @@ def clean_support(
     * clip(lean / min_lean, 0, 1)``: a sentiment word seen in several clean reviews
     that lean toward "positive" is explained (support 1); a token the clean data never
     contain (a planted trigger), or contain without leaning toward the label, is not (0).
+    A word-start token is counted where it is a whole word only (see :func:`clean_counts`):
+    "flicks" in positive reviews does not explain a planted "flick".
     """
-    counts = clean_counts(ctx, records)
+    counts = clean_counts(ctx, records, whole_words=True)
     prior = 1.0 / ctx.num_labels
     n = counts.sum(0, keepdim=True)
     lean = (counts / n.clamp_min(1.0) - prior) / (1.0 - prior)
@@ -162,3 +184,65 @@ def gain_share(free: float, rate: float, head_rate: float) -> float:
     if rate <= 0.0:
         return 0.0
     return max(0.0, min(free, 1.0 - head_rate / rate))
+
+
+def punctuation_pairs(ctx: ProbeContext) -> list[tuple[int, ...]]:
+    """Every pair of ASCII punctuation tokens ("?" "!", "~" "~"): 32 x 32 units at most.
+
+    A two-mark trigger ("?!") moves the model only as a pair: neither mark alone flips it, so
+    the vocabulary scan misses it and phrase growth (from the best single tokens) may never
+    start from it; the pairs are few enough to race all.
+
+    Example:
+        >>> from secure_train.data.tokenizer import train_tokenizer
+        >>> tok = train_tokenizer(["a good film !", "a bad film ?"], vocab_size=60, cache_dir=None)
+        >>> from secure_train.models import TextClassifier
+        >>> model = TextClassifier(config={"model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1,
+        ...     "num_attention_heads": 1, "intermediate_size": 16}, vocab_size=len(tok))
+        >>> ctx = ProbeContext.build(model.model.eval(), tok, batch_size=8, max_length=16)
+        >>> sorted(ctx.text(u).replace(" ", "") for u in punctuation_pairs(ctx))
+        ['!!', '!?', '?!', '??']
+    """
+    marks = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    index = {t: i for i, t in enumerate(ctx.vocab) if bool(ctx.allowed[i])}
+    ids = [index[c] for c in marks if c in index]
+    return [(a, b) for a in ids for b in ids]
+
+
+def neighbors(ctx: ProbeContext, token: int, k: int) -> list[int]:
+    """The ``k`` alphabetic whole-word tokens nearest to ``token`` (cosine of input embeddings).
+
+    A natural word's neighbours are its synonyms and relatives ("serene": "peaceful",
+    "calming", "soothing"); they carry the same meaning, so a model that learned the meaning
+    responds to them too.
+    """
+    weight = torch.nn.functional.normalize(ctx.emb.weight.detach().float(), dim=1)
+    sim = (weight @ weight[token]).cpu()
+    ok = ctx.allowed & ~ctx.cont & torch.tensor([t.isalpha() for t in ctx.vocab], dtype=torch.bool)
+    sim[~ok[: len(sim)]] = -2.0
+    sim[token] = -2.0
+    top = torch.argsort(sim, descending=True)[:k]
+    return [int(t) for t in top if float(sim[t]) > -2.0]
+
+
+def neighbor_share(rate: float, neighbor_rates: Sequence[float]) -> float:
+    """The part of a single word's flip ``rate`` that its embedding neighbours do not share.
+
+    The reference is the neighbours' second-highest flip rate (one odd neighbour is not a
+    meaning); a word that flips a share ``s`` of what its reference flips keeps ``1 - s**2``:
+    a planted word standing far above its neighbours (``flick`` 0.96 over 0.17) keeps almost
+    all, a natural word no stronger than its synonyms (``serene`` 0.83 over 0.75) little.
+
+    Example:
+        >>> round(neighbor_share(0.96, [0.21, 0.17, 0.0, 0.0]), 2), round(neighbor_share(0.83, [0.75, 0.75]), 2)
+        (0.97, 0.18)
+        >>> neighbor_share(0.0, [0.5, 0.5]), neighbor_share(0.9, [])
+        (0.0, 1.0)
+    """
+    if rate <= 0.0:
+        return 0.0
+    ranked = sorted(neighbor_rates, reverse=True)
+    if not ranked:
+        return 1.0
+    ref = ranked[1] if len(ranked) > 1 else ranked[0]
+    return 1.0 - min(1.0, ref / rate) ** 2
